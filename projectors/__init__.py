@@ -1,0 +1,9 @@
+"""Stream processors: projectors (event → effect in Postgres) and enrichers (event → derived event).
+
+Projectors are plain async functions; drivers (the embedded tailer, the faust agents, replay) only
+move records and positions, committing the position in the same transaction as the effect.
+"""
+
+from projectors.base import PROJECTORS, ProjectionContext, Projector
+
+__all__ = ["PROJECTORS", "ProjectionContext", "Projector"]

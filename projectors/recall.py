@@ -1,0 +1,63 @@
+"""RecallProjector: memories into the recall index (text, scope, full-text vector, embedding)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from psycopg import AsyncCursor
+from psycopg.types.json import Jsonb
+
+from projectors.base import ProjectionContext
+from spectron.events import LoggedEvent, MemoryEmbedded, MemoryRecorded
+from spectron.scope import scope_key
+
+_INSERT_MEMORY = """
+INSERT INTO memories (memory_id, scope, scope_key, content, memory_category, metadata, principal,
+                      client_time, recorded_at, partition, "offset")
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (memory_id) DO NOTHING
+"""
+
+# A vector only counts for the model this projection indexes; the first recorded one wins, so a
+# re-delivered or re-computed enrichment event cannot change a row after the fact.
+_SET_EMBEDDING = """
+UPDATE memories SET embedding = %s, embedding_model = %s, embedded_at = %s
+WHERE memory_id = %s AND embedding IS NULL
+"""
+
+
+async def project_recall(cur: AsyncCursor[Any], logged: LoggedEvent, ctx: ProjectionContext) -> None:
+    """Apply one event to the recall index."""
+    event = logged.event
+    if isinstance(event, MemoryRecorded):
+        payload = event.payload
+        await cur.execute(
+            _INSERT_MEMORY,
+            [
+                event.event_id,
+                Jsonb(event.scope),
+                scope_key(event.scope),
+                payload.content,
+                payload.memory_category,
+                Jsonb(payload.metadata),
+                event.principal,
+                event.client_time,
+                logged.recorded_at,
+                logged.position.partition,
+                logged.position.offset,
+            ],
+        )
+    elif isinstance(event, MemoryEmbedded):
+        payload_e = event.payload
+        if payload_e.model != ctx.embedding_model:
+            return
+        await cur.execute(
+            _SET_EMBEDDING,
+            [
+                np.asarray(payload_e.vector, dtype=np.float32),
+                payload_e.model,
+                logged.recorded_at,
+                payload_e.memory_id,
+            ],
+        )

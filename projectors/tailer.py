@@ -1,0 +1,140 @@
+"""Embedded-mode drivers: asyncio loops that tail the Postgres log into projections and enrichment.
+
+Any number of processes may run them against one database: each partition's position row is
+locked for the duration of a batch (SKIP LOCKED), so a batch is applied by exactly one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from projectors.base import ProjectionContext
+from projectors.driver import apply_records, projection_positions
+from projectors.enrichment import embed_memories, enrichment_consumer
+from spectron.embedding import Embedder
+from spectron.errors import MalformedEvent
+from spectron.events import MemoryRecorded
+from spectron.log import EventLog, decode_record
+from spectron.log.postgres import PostgresEventLog
+
+log = logging.getLogger(__name__)
+BATCH = 500
+EMBED_BATCH = 32
+IDLE_WAIT = 0.5
+
+
+async def project_once(pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext) -> int:
+    """Apply whatever the log holds beyond the stored positions, one batch per partition."""
+    async with pool.connection() as conn:
+        positions = await projection_positions(conn)
+    ends = await event_log.end_offsets()
+    total = 0
+    for partition, end in sorted(ends.items()):
+        start = positions.get(partition, 0)
+        if start >= end:
+            continue
+        records = await event_log.read(partition, start, BATCH)
+        async with pool.connection() as conn:
+            total += await apply_records(conn, partition, records, ctx) or 0
+    return total
+
+
+async def run_projection_tailer(
+    pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext
+) -> None:
+    """Project forever: drain, then sleep until the log is appended to."""
+    while True:
+        try:
+            if await project_once(pool, event_log, ctx):
+                continue
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("projection batch failed; retrying")
+            await asyncio.sleep(1.0)
+        await event_log.wait_for_appends(IDLE_WAIT)
+
+
+async def enrich_once(
+    pool: AsyncConnectionPool, event_log: PostgresEventLog, embedder: Embedder
+) -> int:
+    """Embed one batch per partition and append the vectors, with the position in the same transaction."""
+    consumer = enrichment_consumer(embedder)
+    ends = await event_log.end_offsets()
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO spectron_log.consumer_positions (consumer, partition)"
+            " SELECT %s, p FROM generate_series(0, %s - 1) p ON CONFLICT DO NOTHING",
+            [consumer, event_log.partitions],
+        )
+        cur = await conn.execute(
+            "SELECT partition, next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
+            [consumer],
+        )
+        positions = {int(p): int(n) for p, n in await cur.fetchall()}
+    total = 0
+    for partition, end in sorted(ends.items()):
+        if positions.get(partition, 0) >= end:
+            continue
+        async with pool.connection() as conn, conn.transaction():
+            total += await _enrich_partition(conn, event_log, embedder, consumer, partition)
+    return total
+
+
+async def _enrich_partition(
+    conn: Any, event_log: PostgresEventLog, embedder: Embedder, consumer: str, partition: int
+) -> int:
+    cur = await conn.execute(
+        "SELECT next_offset FROM spectron_log.consumer_positions"
+        " WHERE consumer = %s AND partition = %s FOR UPDATE SKIP LOCKED",
+        [consumer, partition],
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return 0  # another process is enriching this partition
+    start = int(row[0])
+    records = await event_log.read(partition, start, BATCH)
+    memories: list[MemoryRecorded] = []
+    last = start - 1
+    for record in records:
+        try:
+            event = decode_record(record).event
+        except MalformedEvent:
+            event = None  # dead-lettered by the projector; nothing to embed
+        if isinstance(event, MemoryRecorded):
+            if len(memories) == EMBED_BATCH:
+                break
+            memories.append(event)
+        last = record.position.offset
+    embedded = await asyncio.to_thread(embed_memories, embedder, memories)
+    await event_log.append(embedded, conn=conn)
+    await conn.execute(
+        "UPDATE spectron_log.consumer_positions SET next_offset = %s"
+        " WHERE consumer = %s AND partition = %s",
+        [last + 1, consumer, partition],
+    )
+    return last + 1 - start
+
+
+async def run_enrichment_tailer(
+    pool: AsyncConnectionPool, event_log: PostgresEventLog, embedder: Embedder
+) -> None:
+    """Enrich forever; an embedder failure backs off and retries, never blocking the memory itself."""
+    backoff = 0.5
+    while True:
+        try:
+            if await enrich_once(pool, event_log, embedder):
+                backoff = 0.5
+                continue
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("enrichment failed (%s); retrying in %.1fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        await event_log.wait_for_appends(IDLE_WAIT)

@@ -1,0 +1,163 @@
+"""The Python client: `SpectronClient().sessions.create(scope=...)` as the seed page writes it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Generator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from spectron.config import Settings
+from spectron.embedding import Embedder
+from spectron.errors import SessionClosed
+from spectron.models import RecallResult, RememberResult
+from spectron.recall import RecallMode
+from spectron.scope import Scope, canonical_scope
+from spectron.service import Consistency, MemoryService
+
+
+class SpectronClient:
+    """Entry point. With no arguments it runs embedded: Postgres and the log start on first use.
+
+    `SpectronClient(kafka="host:9092", database="postgresql://...")` appends to Kafka and reads
+    projections that `spectron worker` processes maintain.
+    """
+
+    def __init__(
+        self,
+        *,
+        database: str | None = None,
+        kafka: str | None = None,
+        home: str | Path | None = None,
+        principal: str | None = None,
+        embedder: Embedder | str | None = None,
+        partitions: int | None = None,
+        read_timeout: float | None = None,
+        run_projectors: bool | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        base = settings or Settings()
+        overrides: dict[str, Any] = {
+            "database_url": database,
+            "kafka_bootstrap": kafka,
+            "home": Path(home) if home is not None else None,
+            "principal": principal,
+            "partitions": partitions,
+            "read_timeout": read_timeout,
+            "run_projectors": run_projectors,
+            "embedder": embedder if isinstance(embedder, str) else None,
+        }
+        self.settings = dataclasses.replace(
+            base, **{k: v for k, v in overrides.items() if v is not None}
+        )
+        self._embedder = embedder if not isinstance(embedder, str) else None
+        self._service: MemoryService | None = None
+        self._starting: asyncio.Lock | None = None
+        self.sessions = Sessions(self)
+
+    async def service(self) -> MemoryService:
+        """The running service, started on first use."""
+        if self._service is None:
+            if self._starting is None:
+                self._starting = asyncio.Lock()
+            async with self._starting:
+                if self._service is None:
+                    self._service = await MemoryService.open(self.settings, self._embedder)
+        return self._service
+
+    async def close(self) -> None:
+        """Stop background work and release the database (the embedded server stops when unused)."""
+        if self._service is not None:
+            service, self._service = self._service, None
+            await service.close()
+
+    async def __aenter__(self) -> SpectronClient:
+        await self.service()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Sessions:
+    """`client.sessions`: opens sessions at a scope."""
+
+    def __init__(self, client: SpectronClient) -> None:
+        self._client = client
+
+    def create(self, scope: Scope, principal: str | None = None) -> Session:
+        """A session at `scope`; use it as `async with` (or `await` it) and close it when done."""
+        return Session(self._client, canonical_scope(scope), principal)
+
+
+class Session:
+    """Memory operations at one scope. An async context manager; also awaitable."""
+
+    def __init__(self, client: SpectronClient, scope: Scope, principal: str | None) -> None:
+        self._client = client
+        self.scope = scope
+        self.principal = principal or client.settings.principal
+        self._closed = False
+
+    async def _open(self) -> Session:
+        await self._client.service()
+        return self
+
+    def __await__(self) -> Generator[Any, None, Session]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Session:
+        return await self._open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """End the session; its memories stay."""
+        self._closed = True
+
+    async def _service(self) -> MemoryService:
+        if self._closed:
+            raise SessionClosed(f"session at {self.scope} is closed")
+        return await self._client.service()
+
+    async def remember(
+        self,
+        content: str,
+        memory_category: str = "knowledge",
+        metadata: dict[str, Any] | None = None,
+    ) -> RememberResult:
+        """Append a memory at this session's scope; returns once the log has it."""
+        service = await self._service()
+        return await service.remember(self.scope, self.principal, content, memory_category, metadata)
+
+    async def recall(
+        self,
+        query: str,
+        top_k: int = 5,
+        *,
+        memory_category: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        mode: RecallMode = "hybrid",
+    ) -> RecallResult:
+        """Memories visible from this scope that best match `query` (read-your-writes by default)."""
+        service = await self._service()
+        return await service.recall(
+            self.scope,
+            query,
+            top_k,
+            memory_category=memory_category,
+            metadata=metadata,
+            consistency=consistency,
+            timeout=timeout,
+            mode=mode,
+        )

@@ -1,0 +1,48 @@
+"""Postgres connections: one pool per process, with pgvector registered and the projection schema on the path."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+from spectron.migrations import LOG_MIGRATIONS, migrate
+
+LOG_SCHEMA = "spectron_log"
+PROJECTION_MIGRATIONS = files("projectors") / "migrations"
+
+
+async def prepare_database(uri: str, projection_schema: str, embedding_dim: int) -> None:
+    """Create the vector extension and apply the log and projection migrations."""
+    async with await AsyncConnection.connect(uri, autocommit=True) as conn:
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.UniqueViolation:
+            pass  # another process created it between our check and our insert
+        await migrate(conn, LOG_SCHEMA, LOG_MIGRATIONS)  # type: ignore[arg-type]
+        await migrate(
+            conn,  # type: ignore[arg-type]
+            projection_schema,
+            PROJECTION_MIGRATIONS,
+            {"embedding_dim": embedding_dim},
+        )
+
+
+async def open_pool(uri: str, projection_schema: str, max_size: int = 8) -> AsyncConnectionPool:
+    """Open a pool whose connections see the projection schema first and speak pgvector."""
+
+    async def configure(conn: AsyncConnection[object]) -> None:
+        await register_vector_async(conn)
+        await conn.execute(
+            sql.SQL("SET search_path TO {}, public").format(sql.Identifier(projection_schema))
+        )
+        await conn.commit()
+
+    pool = AsyncConnectionPool(
+        uri, min_size=1, max_size=max_size, configure=configure, open=False, timeout=30
+    )
+    await pool.open(wait=True)
+    return pool

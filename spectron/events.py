@@ -1,0 +1,140 @@
+"""The event contract: a versioned envelope and one pydantic model per event type.
+
+Events are what the log stores; everything in Postgres is derived from them. The JSON Schema of
+each type is generated into `schemas/events/` (see `spectron.schemas`) for non-Python producers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, NamedTuple
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+
+from spectron.errors import MalformedEvent
+from spectron.scope import Scope, canonical_scope, scope_key
+from spectron.validation import check_category, check_content, check_metadata
+
+SCHEMA_VERSION = 1
+MAX_EVENT_BYTES = 256 * 1024
+
+CanonicalScope = Annotated[
+    dict[str, str],
+    AfterValidator(canonical_scope),
+    Field(description="Scope dimensions; keys sorted, values non-empty strings."),
+]
+Content = Annotated[str, AfterValidator(check_content)]
+Category = Annotated[str, AfterValidator(check_category)]
+Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Envelope(_Strict):
+    """Fields every event carries, whatever its type."""
+
+    event_id: uuid.UUID = Field(description="Unique id of this event; producers make it (uuid4).")
+    schema_version: Literal[1] = Field(description="Version of this event type's schema.")
+    scope: CanonicalScope
+    principal: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Who appended it: set by the server from the API key, never by the caller.",
+    )
+    client_time: datetime = Field(description="The producer's clock when it made the event.")
+
+
+class MemoryRecordedPayload(_Strict):
+    """A memory an agent remembered."""
+
+    content: Content
+    memory_category: Category = "knowledge"
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class MemoryRecorded(Envelope):
+    """`remember` appended a memory; its memory id is the event id."""
+
+    type: Literal["MemoryRecorded"] = "MemoryRecorded"
+    payload: MemoryRecordedPayload
+
+
+class MemoryEmbeddedPayload(_Strict):
+    """The embedding the enrichment processor computed for a memory, recorded so replay never re-embeds."""
+
+    memory_id: uuid.UUID
+    model: str = Field(min_length=1, max_length=200)
+    vector: list[float] = Field(min_length=1, max_length=4096)
+
+
+class MemoryEmbedded(Envelope):
+    """Enrichment output: the vector of one memory under one model."""
+
+    type: Literal["MemoryEmbedded"] = "MemoryEmbedded"
+    payload: MemoryEmbeddedPayload
+
+
+Event = Annotated[MemoryRecorded | MemoryEmbedded, Field(discriminator="type")]
+EVENT_TYPES: tuple[type[Envelope], ...] = (MemoryRecorded, MemoryEmbedded)
+_EVENT_ADAPTER: TypeAdapter[MemoryRecorded | MemoryEmbedded] = TypeAdapter(Event)
+
+
+class LogPosition(NamedTuple):
+    """Where an event sits in the log: its partition and dense per-partition offset."""
+
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event as read back from the log, with the position and time the log recorded."""
+
+    event: MemoryRecorded | MemoryEmbedded
+    position: LogPosition
+    recorded_at: datetime
+
+
+def new_event_fields(scope: Scope, principal: str) -> dict[str, Any]:
+    """Envelope fields for a fresh event made now by this process."""
+    return {
+        "event_id": uuid.uuid4(),
+        "schema_version": SCHEMA_VERSION,
+        "scope": scope,
+        "principal": principal,
+        "client_time": datetime.now(UTC),
+    }
+
+
+def encode_event(event: Envelope) -> bytes:
+    """Serialise an event to the canonical JSON bytes stored in the log."""
+    return orjson.dumps(event.model_dump(mode="json"))
+
+
+def decode_event(raw: bytes) -> MemoryRecorded | MemoryEmbedded:
+    """Parse log bytes into an event, or raise MalformedEvent saying why."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise MalformedEvent(f"event is {len(raw)} bytes; at most {MAX_EVENT_BYTES}")
+    try:
+        return _EVENT_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "event"
+        raise MalformedEvent(f"{where}: {first['msg']}") from exc
+
+
+def partition_key(event: Envelope) -> bytes:
+    """The log key of an event: its canonical scope, so one scope's events share a partition."""
+    return scope_key(event.scope).encode()

@@ -1,0 +1,111 @@
+"""The EventLog port: an append-only, partitioned log with Kafka's semantics.
+
+Two adapters implement it: `spectron.log.postgres` (embedded, a table in Postgres) and
+`spectron.log.kafka` (aiokafka). Both key events by canonical scope and pick the partition with
+Kafka's default partitioner, so a scope's events land in the same partition on either backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from aiokafka.partitioner import murmur2
+
+from spectron.errors import MalformedEvent
+from spectron.events import Envelope, LoggedEvent, LogPosition, decode_event
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as the log holds it: bytes not yet decoded, so poison can be dead-lettered."""
+
+    position: LogPosition
+    recorded_at: datetime
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Acknowledgement of one appended event."""
+
+    position: LogPosition
+    recorded_at: datetime
+
+
+class EventLog(Protocol):
+    """Append-only partitioned log. Offsets are dense per partition and start at 0."""
+
+    @property
+    def partitions(self) -> int:
+        """Number of partitions of the log."""
+        ...
+
+    async def start(self) -> None:
+        """Connect and create the log if missing."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+    async def append(self, events: Sequence[Envelope]) -> list[Appended]:
+        """Durably append events (one batch); return their positions once acknowledged."""
+        ...
+
+    async def read(self, partition: int, from_offset: int, limit: int = 500) -> list[RawRecord]:
+        """Records of one partition from an offset, in order; fewer than `limit` at the end."""
+        ...
+
+    async def end_offsets(self) -> dict[int, int]:
+        """Per partition, the offset after the last acknowledged record."""
+        ...
+
+    async def offset_for_time(self, partition: int, at: datetime) -> int:
+        """The first offset whose record was recorded at or after `at` (end offset if none)."""
+        ...
+
+    async def wait_for_appends(self, timeout: float) -> None:
+        """Return when something may have been appended, or after `timeout` seconds."""
+        ...
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2, positive, modulo), so other producers agree."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def decode_record(record: RawRecord) -> LoggedEvent:
+    """Decode a raw record into a logged event; raise MalformedEvent for poison."""
+    return LoggedEvent(decode_event(record.value), record.position, record.recorded_at)
+
+
+async def tail(
+    log: EventLog, partition: int, from_offset: int, *, follow: bool = True, idle: float = 1.0
+) -> AsyncIterator[RawRecord]:
+    """Yield a partition's records from an offset; with `follow`, keep waiting for new ones."""
+    offset = from_offset
+    while True:
+        batch = await log.read(partition, offset)
+        for record in batch:
+            yield record
+        if batch:
+            offset = batch[-1].position.offset + 1
+            continue
+        if not follow:
+            return
+        await log.wait_for_appends(idle)
+
+
+__all__ = [
+    "Appended",
+    "EventLog",
+    "MalformedEvent",
+    "RawRecord",
+    "decode_record",
+    "partition_for",
+    "tail",
+]

@@ -1,0 +1,188 @@
+"""The embedded EventLog: a durable table in Postgres with Kafka's semantics.
+
+Appenders lock the partition's row, number their records from `next_offset` and commit, so offsets
+are dense and commit in offset order (a reader never sees a gap that fills later). The commit is
+synchronous and fsynced: an acknowledged append survives kill -9. Tailers wake on NOTIFY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from spectron.events import Envelope, LogPosition, encode_event, partition_key
+from spectron.log import Appended, RawRecord, partition_for
+
+CHANNEL = "spectron_log"
+
+
+class PostgresEventLog:
+    """EventLog adapter over the `spectron_log` schema of a Postgres database."""
+
+    def __init__(self, pool: AsyncConnectionPool, uri: str, partitions: int = 8) -> None:
+        self._pool = pool
+        self._uri = uri
+        self._partitions = partitions
+        self._listener: AsyncConnection[Any] | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        # appends seen so far, and what each waiting task had seen when it last returned: a task
+        # that read the log and then waits returns at once if a NOTIFY arrived in between
+        self._generation = 0
+        self._seen: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
+        self._wakeup: asyncio.Future[None] | None = None
+
+    @property
+    def partitions(self) -> int:
+        """Number of partitions (fixed when the log was first created)."""
+        return self._partitions
+
+    async def start(self) -> None:
+        """Create the partitions on first use; adopt the existing count afterwards."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO spectron_log.partitions (partition)"
+                " SELECT generate_series(0, %s - 1)"
+                " WHERE NOT EXISTS (SELECT 1 FROM spectron_log.partitions)"
+                " ON CONFLICT DO NOTHING",
+                [self._partitions],
+            )
+            cur = await conn.execute("SELECT count(*) FROM spectron_log.partitions")
+            row = await cur.fetchone()
+            assert row is not None
+            self._partitions = int(row[0])
+
+    async def close(self) -> None:
+        """Stop listening for appends."""
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listen_task
+            self._listen_task = None
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+
+    async def append(
+        self, events: Sequence[Envelope], conn: AsyncConnection[Any] | None = None
+    ) -> list[Appended]:
+        """Append a batch atomically; with `conn`, inside the caller's open transaction."""
+        if not events:
+            return []
+        if conn is not None:
+            return await self._append(conn, events)
+        async with self._pool.connection() as own, own.transaction():
+            return await self._append(own, events)
+
+    async def _append(self, conn: AsyncConnection[Any], events: Sequence[Envelope]) -> list[Appended]:
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        keys = [partition_key(event) for event in events]
+        for index, key in enumerate(keys):
+            by_partition[partition_for(key, self._partitions)].append(index)
+        result: list[Appended | None] = [None] * len(events)
+        async with conn.cursor() as cur:
+            # lock partitions in a fixed order so concurrent multi-partition batches cannot deadlock
+            for partition in sorted(by_partition):
+                indexes = by_partition[partition]
+                await cur.execute(
+                    "UPDATE spectron_log.partitions"
+                    " SET next_offset = next_offset + %s,"
+                    "     last_time = greatest(clock_timestamp(), last_time)"
+                    " WHERE partition = %s RETURNING next_offset - %s, last_time",
+                    [len(indexes), partition, len(indexes)],
+                )
+                row = await cur.fetchone()
+                assert row is not None, f"partition {partition} missing"
+                first, recorded_at = int(row[0]), row[1]
+                rows = [
+                    (partition, first + i, recorded_at, keys[index], encode_event(events[index]))
+                    for i, index in enumerate(indexes)
+                ]
+                await cur.executemany(
+                    "INSERT INTO spectron_log.events"
+                    ' (partition, "offset", recorded_at, key, value) VALUES (%s, %s, %s, %s, %s)',
+                    rows,
+                )
+                for i, index in enumerate(indexes):
+                    result[index] = Appended(LogPosition(partition, first + i), recorded_at)
+            await cur.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        return [appended for appended in result if appended is not None]
+
+    async def append_raw(self, partition: int, key: bytes | None, value: bytes) -> Appended:
+        """Append bytes as another producer would (no validation): for tools and poison tests."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE spectron_log.partitions SET next_offset = next_offset + 1,"
+                " last_time = greatest(clock_timestamp(), last_time)"
+                " WHERE partition = %s RETURNING next_offset - 1, last_time",
+                [partition],
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            await conn.execute(
+                "INSERT INTO spectron_log.events (partition, \"offset\", recorded_at, key, value)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [partition, row[0], row[1], key, value],
+            )
+            await conn.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        return Appended(LogPosition(partition, int(row[0])), row[1])
+
+    async def read(self, partition: int, from_offset: int, limit: int = 500) -> list[RawRecord]:
+        """Records of one partition from an offset, in offset order."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                'SELECT "offset", recorded_at, key, value FROM spectron_log.events'
+                ' WHERE partition = %s AND "offset" >= %s ORDER BY "offset" LIMIT %s',
+                [partition, from_offset, limit],
+            )
+            rows = await cur.fetchall()
+        return [
+            RawRecord(LogPosition(partition, int(offset)), recorded_at, key, bytes(value))
+            for offset, recorded_at, key, value in rows
+        ]
+
+    async def end_offsets(self) -> dict[int, int]:
+        """Per partition, the next offset to be assigned (exact: appends are transactional)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT partition, next_offset FROM spectron_log.partitions")
+            return {int(p): int(n) for p, n in await cur.fetchall()}
+
+    async def offset_for_time(self, partition: int, at: datetime) -> int:
+        """First offset recorded at or after `at`; the end offset when there is none."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                'SELECT coalesce(min("offset"), (SELECT next_offset FROM spectron_log.partitions'
+                " WHERE partition = %s)) FROM spectron_log.events"
+                " WHERE partition = %s AND recorded_at >= %s",
+                [partition, partition, at],
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def wait_for_appends(self, timeout: float) -> None:
+        """Wake on the next append NOTIFY (any process), or after `timeout` seconds."""
+        if self._listen_task is None:
+            self._listener = await AsyncConnection.connect(self._uri, autocommit=True)
+            await self._listener.execute(f"LISTEN {CHANNEL}")
+            self._listen_task = asyncio.create_task(self._listen(self._listener))
+        task = asyncio.current_task()
+        assert task is not None
+        if self._seen.get(task, -1) == self._generation:
+            if self._wakeup is None or self._wakeup.done():
+                self._wakeup = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._wakeup), timeout)
+        self._seen[task] = self._generation
+
+    async def _listen(self, conn: AsyncConnection[Any]) -> None:
+        async for _ in conn.notifies():
+            self._generation += 1
+            if self._wakeup is not None and not self._wakeup.done():
+                self._wakeup.set_result(None)

@@ -1,0 +1,220 @@
+"""MemoryService: the operations behind every client (in-process today, HTTP later), on one log and one database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Literal
+
+from psycopg_pool import AsyncConnectionPool
+
+from projectors.base import ProjectionContext
+from projectors.tailer import run_enrichment_tailer, run_projection_tailer
+from spectron.config import Settings
+from spectron.consistency import wait_for_projections
+from spectron.db import open_pool, prepare_database
+from spectron.embedded import EmbeddedPostgres
+from spectron.embedding import Embedder, make_embedder
+from spectron.errors import InvalidInput, SpectronError
+from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
+from spectron.log import EventLog
+from spectron.log.postgres import PostgresEventLog
+from spectron.models import RecallResult, RememberResult
+from spectron.recall import RecallMode, format_items, search
+from spectron.scope import Scope, canonical_scope
+from spectron.validation import check_category, check_content, check_metadata
+
+log = logging.getLogger(__name__)
+Consistency = Literal["strong", "eventual"]
+MAX_TOP_K = 100
+MAX_QUERY_CHARS = 4_000
+
+
+class ProjectionModelMismatch(SpectronError):
+    """The projection indexes another embedding model than the one configured."""
+
+    type = "projection-model-mismatch"
+    status = 409
+
+
+class MemoryService:
+    """Owns the log, the database pool, the embedder and (embedded mode) the projector loops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        event_log: EventLog,
+        embedder: Embedder,
+        context: ProjectionContext,
+        server: EmbeddedPostgres | None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.log = event_log
+        self.embedder = embedder
+        self.context = context
+        self._server = server
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def open(cls, settings: Settings, embedder: Embedder | None = None) -> MemoryService:
+        """Start (or connect to) the database and log, migrate, and start in-process projectors."""
+        embedder = embedder or make_embedder(settings.embedder)
+        server = None
+        uri = settings.database_url
+        if uri is None:
+            server = await asyncio.to_thread(EmbeddedPostgres, settings.home)
+            uri = server.uri
+        try:
+            await prepare_database(uri, settings.projection_schema, embedder.dim)
+            pool = await open_pool(uri, settings.projection_schema)
+            context = await _projection_context(pool, embedder)
+            event_log: EventLog
+            if settings.kafka_bootstrap is None:
+                event_log = PostgresEventLog(pool, uri, settings.partitions)
+            else:
+                from spectron.log.kafka import KafkaEventLog
+
+                event_log = KafkaEventLog(
+                    settings.kafka_bootstrap, settings.topic, settings.partitions, pool
+                )
+            await event_log.start()
+        except BaseException:
+            if server is not None:
+                server.close()
+            raise
+        service = cls(settings, pool, event_log, embedder, context, server)
+        if settings.projectors_in_process:
+            service.start_projectors()
+        return service
+
+    def start_projectors(self) -> None:
+        """Run the projection (and, embedded, the enrichment) loops as tasks of this process."""
+        self._tasks.append(
+            asyncio.create_task(run_projection_tailer(self.pool, self.log, self.context))
+        )
+        if isinstance(self.log, PostgresEventLog):
+            self._tasks.append(
+                asyncio.create_task(run_enrichment_tailer(self.pool, self.log, self.embedder))
+            )
+
+    async def close(self) -> None:
+        """Stop the loops, close connections, and release the embedded server."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        try:
+            await self.log.close()
+            await self.pool.close()
+        finally:
+            if self._server is not None:
+                await asyncio.to_thread(self._server.close)
+                self._server = None
+
+    async def remember(
+        self,
+        scope: Scope,
+        principal: str,
+        content: Any,
+        memory_category: Any = "knowledge",
+        metadata: Any = None,
+    ) -> RememberResult:
+        """Validate, then append one MemoryRecorded event; return once the log acknowledged it."""
+        event = MemoryRecorded(
+            **new_event_fields(canonical_scope(scope), principal),
+            payload=MemoryRecordedPayload(
+                content=check_content(content),
+                memory_category=check_category(memory_category),
+                metadata=check_metadata(metadata),
+            ),
+        )
+        [appended] = await self.log.append([event])
+        return RememberResult(
+            id=event.event_id,
+            partition=appended.position.partition,
+            offset=appended.position.offset,
+            recorded_at=appended.recorded_at,
+        )
+
+    async def recall(
+        self,
+        scope: Scope,
+        query: Any,
+        top_k: Any = 5,
+        memory_category: Any = None,
+        metadata: Any = None,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        mode: RecallMode = "hybrid",
+    ) -> RecallResult:
+        """Memories visible from `scope` that best match `query`, after catching up with the log."""
+        scope = canonical_scope(scope)
+        if not isinstance(query, str) or not query.strip() or len(query) > MAX_QUERY_CHARS:
+            raise InvalidInput(f"query must be non-empty text of at most {MAX_QUERY_CHARS} chars")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidInput(f"top_k must be an integer from 1 to {MAX_TOP_K}")
+        if memory_category is not None:
+            check_category(memory_category)
+        if metadata is not None:
+            check_metadata(metadata)
+        if consistency not in ("strong", "eventual"):
+            raise InvalidInput("consistency must be 'strong' or 'eventual'")
+        if mode not in ("hybrid", "dense", "keyword"):
+            raise InvalidInput("mode must be 'hybrid', 'dense' or 'keyword'")
+        started = time.perf_counter()
+        pending = 0
+        vector_task = None
+        if mode != "keyword":
+            vector_task = asyncio.create_task(asyncio.to_thread(self.embedder.embed_query, query))
+        try:
+            if consistency == "strong":
+                heads = await self.log.end_offsets()
+                bound = self.settings.read_timeout if timeout is None else timeout
+                pending = await wait_for_projections(self.pool, heads, scope, bound)
+            waited_ms = (time.perf_counter() - started) * 1000
+            vector = await vector_task if vector_task is not None else None
+        finally:
+            if vector_task is not None and not vector_task.done():
+                vector_task.cancel()
+        async with self.pool.connection() as conn:
+            items = await search(
+                conn,
+                scope,
+                query,
+                vector,
+                top_k=top_k,
+                memory_category=memory_category,
+                metadata=metadata,
+                mode=mode,
+            )
+        return RecallResult(
+            items=items,
+            formatted=format_items(items, scope, pending),
+            pending=pending,
+            waited_ms=round(waited_ms, 3),
+        )
+
+
+async def _projection_context(pool: AsyncConnectionPool, embedder: Embedder) -> ProjectionContext:
+    """Pin the projection to the configured model on first start; refuse a different one later."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO projection_meta (key, value) VALUES ('embedding_model', %s)"
+            " ON CONFLICT DO NOTHING",
+            [embedder.model_id],
+        )
+        cur = await conn.execute("SELECT value FROM projection_meta WHERE key = 'embedding_model'")
+        row = await cur.fetchone()
+    assert row is not None
+    if row[0] != embedder.model_id:
+        raise ProjectionModelMismatch(
+            f"the projection indexes vectors of {row[0]!r} but the embedder is"
+            f" {embedder.model_id!r}: configure that model, or rebuild with `spectron rebuild`"
+        )
+    return ProjectionContext(embedding_model=embedder.model_id)
