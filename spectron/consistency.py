@@ -13,16 +13,19 @@ from spectron.recall import VISIBLE, visibility_params
 from spectron.scope import Scope
 
 # Memories visible from the scope, appended before the recall began, whose vector is not projected.
-_PENDING = f"""
+_PENDING = """
 SELECT count(*) FROM memories m
-WHERE m.embedding IS NULL AND m."offset" < (%(heads)s::bigint[])[m.partition + 1] AND {VISIBLE}
+WHERE m.embedding IS NULL AND m."offset" < (%(heads)s::bigint[])[m.partition + 1]
 """
+_PENDING_VISIBLE = f"{_PENDING} AND {VISIBLE}"
 
 
 async def wait_for_projections(
-    pool: AsyncConnectionPool, heads: dict[int, int], scope: Scope, bound: float
+    pool: AsyncConnectionPool, heads: dict[int, int], scope: Scope | None, bound: float
 ) -> int:
-    """Wait until every record before `heads` is projected and embedded; return how many still lack a vector.
+    """Wait until records before `heads` are projected and embedded; return how many lack a vector.
+
+    With a scope, only memories visible from it count; with None, all of them.
 
     Raises ReadYourWritesTimeout when even the memories themselves are not projected by the bound;
     when only their vectors are missing, it returns their count and recall matches them by keyword.
@@ -35,9 +38,12 @@ async def wait_for_projections(
             positions = await projection_positions(conn)
             behind = {p: h for p, h in heads.items() if positions.get(p, 0) < h}
             if not behind:
-                cur = await conn.execute(
-                    _PENDING, {"heads": heads_array, **visibility_params(scope)}
-                )
+                if scope is None:
+                    cur = await conn.execute(_PENDING, {"heads": heads_array})
+                else:
+                    cur = await conn.execute(
+                        _PENDING_VISIBLE, {"heads": heads_array, **visibility_params(scope)}
+                    )
                 row = await cur.fetchone()
                 pending = int(row[0]) if row else 0
                 if pending == 0 or time.monotonic() >= deadline:

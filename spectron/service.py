@@ -11,6 +11,7 @@ from typing import Any, Literal
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
+from projectors.replay import ReplayReport, replay, reset_projection
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.config import Settings
 from spectron.consistency import wait_for_projections
@@ -24,6 +25,7 @@ from spectron.log.postgres import PostgresEventLog
 from spectron.models import RecallResult, RememberResult
 from spectron.recall import RecallMode, format_items, search
 from spectron.scope import Scope, canonical_scope
+from spectron.statehash import projection_hash
 from spectron.validation import check_category, check_content, check_metadata
 
 log = logging.getLogger(__name__)
@@ -103,12 +105,7 @@ class MemoryService:
 
     async def close(self) -> None:
         """Stop the loops, close connections, and release the embedded server."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self._stop_tasks()
         try:
             await self.log.close()
             await self.pool.close()
@@ -116,6 +113,17 @@ class MemoryService:
             if self._server is not None:
                 await asyncio.to_thread(self._server.close)
                 self._server = None
+
+    async def _stop_tasks(self) -> None:
+        # cancel until done: a cancellation landing inside a pool checkout can be swallowed
+        while any(not task.done() for task in self._tasks):
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.wait(self._tasks, timeout=0.1)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
+        self._tasks.clear()
 
     async def remember(
         self,
@@ -199,6 +207,31 @@ class MemoryService:
             pending=pending,
             waited_ms=round(waited_ms, 3),
         )
+
+
+    async def catch_up(self, bound: float = 60.0) -> int:
+        """Wait until projections and embeddings cover the whole log; return vectors still missing."""
+        heads = await self.log.end_offsets()
+        return await wait_for_projections(self.pool, heads, None, bound)
+
+    async def state_hash(self) -> str:
+        """Stable hash of the projected state (see spectron.statehash)."""
+        async with self.pool.connection() as conn:
+            return await projection_hash(conn)
+
+    async def rebuild(self) -> ReplayReport:
+        """Drop the projections and replay the log into them; embeddings come from the log."""
+        running = bool(self._tasks)
+        await self._stop_tasks()
+        async with self.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            await reset_projection(
+                conn, self.settings.projection_schema, self.embedder.dim, self.context
+            )
+        report = await replay(self.pool, self.log, self.context)
+        if running:
+            self.start_projectors()
+        return report
 
 
 async def _projection_context(pool: AsyncConnectionPool, embedder: Embedder) -> ProjectionContext:

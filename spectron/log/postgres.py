@@ -37,7 +37,7 @@ class PostgresEventLog:
         # that read the log and then waits returns at once if a NOTIFY arrived in between
         self._generation = 0
         self._seen: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
-        self._wakeup: asyncio.Future[None] | None = None
+        self._wakeup = asyncio.Event()  # replaced after each NOTIFY; waiters hold the current one
 
     @property
     def partitions(self) -> int:
@@ -175,14 +175,13 @@ class PostgresEventLog:
         task = asyncio.current_task()
         assert task is not None
         if self._seen.get(task, -1) == self._generation:
-            if self._wakeup is None or self._wakeup.done():
-                self._wakeup = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._wakeup), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
         self._seen[task] = self._generation
 
     async def _listen(self, conn: AsyncConnection[Any]) -> None:
         async for _ in conn.notifies():
             self._generation += 1
-            if self._wakeup is not None and not self._wakeup.done():
-                self._wakeup.set_result(None)
+            self._wakeup.set()
+            self._wakeup = asyncio.Event()

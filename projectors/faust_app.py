@@ -1,0 +1,308 @@
+"""Kafka-mode driver: faust-streaming agents that project the log into Postgres and embed memories.
+
+One worker process runs two faust apps, each its own consumer group, so a slow embedder never
+holds back the projections that read-your-writes waits for:
+
+* `spectron-projectors-<topic>` applies records with `apply_records`, whose Postgres transaction
+  also stores the position: a redelivered record is skipped, so each is applied exactly once.
+* `spectron-enrichment-<topic>` embeds `MemoryRecorded` events and appends `MemoryEmbedded` ones
+  (at least once: the projector keeps the first vector of a memory).
+
+Kafka's committed offsets are only a hint. Faust acks a batch even when its processing was
+cancelled or failed, so a group can resume past records never applied; both agents compare the
+first offset they are handed with the position stored in Postgres and read any gap from the log.
+Run as `spectron worker`, or `python -m projectors.faust_app` with the SPECTRON_* variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+from faust.transport.drivers import aiokafka as faust_kafka
+from psycopg_pool import AsyncConnectionPool
+
+from projectors.base import ProjectionContext
+from projectors.driver import apply_records, projection_positions
+from projectors.enrichment import embed_memories, enrichment_consumer
+from spectron.config import Settings
+from spectron.db import open_pool, prepare_database
+from spectron.embedding import Embedder, make_embedder
+from spectron.errors import MalformedEvent, SpectronError
+from spectron.events import LogPosition, MemoryRecorded
+from spectron.log import RawRecord, decode_record
+from spectron.log.kafka import FETCH_MAX_WAIT_MS, KafkaEventLog, record_time
+from spectron.service import _projection_context
+
+log = logging.getLogger(__name__)
+BATCH = 500  # records per partition per transaction
+BATCH_WINDOW = 0.02  # seconds a batch waits to fill: bounds the added read-your-writes latency
+EMBED_BATCH = 32
+# Kafka's smallest default session timeout; a broker may hold a group join for half of it
+SESSION_TIMEOUT = 6.0
+MAX_BACKOFF = 30.0
+STOP_GRACE = 10.0  # seconds faust gets to stop cleanly after SIGTERM
+
+Apply = Callable[[int, Sequence[RawRecord]], Awaitable[None]]
+
+
+@dataclass
+class Processors:
+    """What both agents share: the database, the log (for gaps and appends) and the embedder."""
+
+    settings: Settings
+    pool: AsyncConnectionPool
+    log: KafkaEventLog
+    embedder: Embedder
+    ctx: ProjectionContext
+
+    @classmethod
+    async def open(cls, settings: Settings, embedder: Embedder) -> Processors:
+        """Migrate the database, pin the embedding model, and start the log (creating the topic)."""
+        if settings.kafka_bootstrap is None or settings.database_url is None:
+            raise SpectronError("a worker needs SPECTRON_KAFKA_BOOTSTRAP and SPECTRON_DATABASE_URL")
+        await prepare_database(settings.database_url, settings.projection_schema, embedder.dim)
+        pool = await open_pool(settings.database_url, settings.projection_schema)
+        try:
+            ctx = await _projection_context(pool, embedder)
+            event_log = KafkaEventLog(
+                settings.kafka_bootstrap, settings.topic, settings.partitions, pool
+            )
+            await event_log.start()
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(settings, pool, event_log, embedder, ctx)
+
+    async def close(self) -> None:
+        """Disconnect from Kafka and Postgres."""
+        await self.log.close()
+        await self.pool.close()
+
+    async def project(self, partition: int, records: Sequence[RawRecord]) -> None:
+        """Apply one partition's batch (and any gap before it), retrying until Postgres takes it."""
+        async with self.pool.connection() as conn:
+            position = (await projection_positions(conn)).get(partition, 0)
+        await self._with_gap(partition, records, position, self._apply)
+
+    async def _apply(self, partition: int, records: Sequence[RawRecord]) -> None:
+        async def attempt() -> None:
+            async with self.pool.connection() as conn:
+                await apply_records(conn, partition, records, self.ctx, wait=True)
+
+        await _retry(f"projecting partition {partition}", attempt)
+
+    async def enrich(self, partition: int, records: Sequence[RawRecord]) -> None:
+        """Embed the memories of one partition's batch (and any gap before it) and append them."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT next_offset FROM spectron_log.consumer_positions"
+                " WHERE consumer = %s AND partition = %s",
+                [enrichment_consumer(self.embedder), partition],
+            )
+            row = await cur.fetchone()
+        await self._with_gap(partition, records, int(row[0]) if row else 0, self._embed)
+
+    async def _embed(self, partition: int, records: Sequence[RawRecord]) -> None:
+        memories: list[MemoryRecorded] = []
+        for record in records:
+            try:
+                event = decode_record(record).event
+            except MalformedEvent:
+                continue  # the projector dead-letters it; nothing to embed
+            if isinstance(event, MemoryRecorded):
+                memories.append(event)
+        for start in range(0, len(memories), EMBED_BATCH):
+            chunk = memories[start : start + EMBED_BATCH]
+
+            async def embed(chunk: list[MemoryRecorded] = chunk) -> None:
+                embedded = await asyncio.to_thread(embed_memories, self.embedder, chunk)
+                await self.log.append(embedded)
+
+            await _retry(f"embedding {len(chunk)} memories of partition {partition}", embed)
+
+        async def advance() -> None:
+            # the vectors are in the log now; a crash before this line only re-embeds them
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO spectron_log.consumer_positions AS c"
+                    " (consumer, partition, next_offset) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (consumer, partition) DO UPDATE"
+                    " SET next_offset = greatest(c.next_offset, excluded.next_offset)",
+                    [
+                        enrichment_consumer(self.embedder),
+                        partition,
+                        records[-1].position.offset + 1,
+                    ],
+                )
+
+        await _retry(f"storing the enrichment position of partition {partition}", advance)
+
+    async def _with_gap(
+        self, partition: int, records: Sequence[RawRecord], position: int, apply: Apply
+    ) -> None:
+        # records before the stored position were handled already (a redelivery)
+        records = [r for r in records if r.position.offset >= position]
+        if not records:
+            return
+        first = records[0].position.offset
+        while position < first:
+            missing = [
+                r
+                for r in await self.log.read(partition, position, BATCH)
+                if r.position.offset < first
+            ]
+            if not missing:
+                log.error(
+                    "records %s..%s of partition %s are unreadable", position, first, partition
+                )
+                break
+            log.info("filling the gap %s..%s of partition %s", position, first, partition)
+            await apply(partition, missing)
+            position = missing[-1].position.offset + 1
+        await apply(partition, records)
+
+
+async def _retry(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+    """Run `attempt` until it succeeds, backing off exponentially; log every failure.
+
+    An exception must never escape an agent: faust would ack the batch and move on without it.
+    """
+    delay = 0.5
+    while True:
+        try:
+            await attempt()
+            return
+        except Exception as exc:  # CancelledError is not an Exception: shutdown still works
+            log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+
+
+def to_records(events: Sequence[Any]) -> dict[int, list[RawRecord]]:
+    """Group a faust batch by partition, in offset order, as the log's raw records."""
+    grouped: dict[int, dict[int, RawRecord]] = defaultdict(dict)
+    for event in events:
+        message = event.message
+        grouped[message.partition][message.offset] = RawRecord(
+            LogPosition(message.partition, message.offset),
+            # faust gives seconds (ms / 1000); KafkaEventLog.read must agree to the microsecond
+            record_time(round(message.timestamp * 1000)),
+            message.key,
+            message.value if message.value is not None else b"",
+        )
+    return {p: [by_offset[o] for o in sorted(by_offset)] for p, by_offset in grouped.items()}
+
+
+class _ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # faust hard-codes a 1.5 s fetch long-poll; some brokers (Tansu) hold new records for
+        # most of it, which every read-your-writes recall would then wait for
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class _Consumer(faust_kafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_kafka.Transport):
+    Consumer = _Consumer
+
+
+def group_ids(topic: str) -> tuple[str, str]:
+    """Faust app ids (= consumer groups) of the projection and the enrichment of a topic."""
+    return f"spectron-projectors-{topic}", f"spectron-enrichment-{topic}"
+
+
+def make_app(worker: Processors, app_id: str, handle: Apply) -> faust.App:
+    """A faust app whose one agent hands each partition's share of a batch to `handle`."""
+    settings = worker.settings
+    assert settings.kafka_bootstrap is not None
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        topic_partitions=worker.log.partitions,
+        web_enabled=False,  # no port: several workers run side by side on one machine
+        autodiscover=False,
+        broker_session_timeout=SESSION_TIMEOUT,
+        broker_heartbeat_interval=SESSION_TIMEOUT / 6,
+        table_standby_replicas=0,  # no tables: the plain round-robin assignor is enough
+        consumer_auto_offset_reset="earliest",
+        loop=asyncio.get_running_loop(),
+    )
+    # set before anything asks the app for its transport (declaring a topic does)
+    app.transport = _Transport(app.conf.broker_consumer, app)
+    topic = app.topic(
+        worker.log.topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def agent(stream: faust.StreamT[bytes]) -> None:
+        # agents are handed a faust.Stream; only its protocol (StreamT) lacks take_events
+        batches = cast(faust.Stream[bytes], stream).take_events(BATCH, within=BATCH_WINDOW)
+        async for events in batches:
+            for partition, records in to_records(events).items():
+                await handle(partition, records)
+
+    app.agent(topic, name=f"{app_id}-agent")(agent)
+    return app
+
+
+async def serve(settings: Settings, embedder: Embedder) -> None:
+    """Run both apps in this process until SIGTERM or SIGINT."""
+    worker = await Processors.open(settings, embedder)
+    try:
+        projection_id, enrichment_id = group_ids(worker.log.topic)
+        projection = make_app(worker, projection_id, worker.project)
+        enrichment = make_app(worker, enrichment_id, worker.enrich)
+        runner = faust.Worker(
+            enrichment,
+            projection,  # started first: read-your-writes waits for it; a second app is a service
+            loop=asyncio.get_running_loop(),
+            loglevel="INFO",
+            redirect_stdouts=False,
+        )
+        watchdog = asyncio.ensure_future(_exit_if_stop_hangs(runner))
+        try:
+            await runner.start()  # returns once a signal has stopped it
+        finally:
+            watchdog.cancel()
+    finally:
+        await worker.close()
+
+
+async def _exit_if_stop_hangs(runner: faust.Worker) -> None:
+    # faust can hang stopping in the middle of a rebalance (its consumer thread waits on a loop
+    # that is shutting down). Exiting is safe: positions live in Postgres, not in Kafka.
+    await runner.wait_until_stopped()
+    await asyncio.sleep(STOP_GRACE)
+    log.warning("faust did not stop within %.0fs; exiting anyway", STOP_GRACE)
+    logging.shutdown()
+    os._exit(0)
+
+
+def run_worker(settings: Settings, embedder: Embedder | None = None) -> None:
+    """Project and enrich the Kafka log into Postgres until SIGTERM/SIGINT (`spectron worker`)."""
+    asyncio.run(serve(settings, embedder or make_embedder(settings.embedder)))
+
+
+def main() -> None:
+    """Entry point of `python -m projectors.faust_app`: settings from SPECTRON_* variables."""
+    run_worker(Settings())
+
+
+if __name__ == "__main__":
+    main()

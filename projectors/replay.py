@@ -1,0 +1,63 @@
+"""Rebuild: drop the projection schema and replay the whole log into it. No embedder, no extractor."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+from projectors.base import ProjectionContext
+from projectors.driver import apply_records
+from spectron.db import PROJECTION_MIGRATIONS
+from spectron.log import EventLog
+from spectron.migrations import migrate
+
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """How a replay went."""
+
+    events: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        """Replay throughput."""
+        return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+async def reset_projection(
+    conn: AsyncConnection[Any], schema: str, embedding_dim: int, ctx: ProjectionContext
+) -> None:
+    """Drop the projection schema and recreate it empty, pinned to the same embedding model."""
+    await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    await migrate(conn, schema, PROJECTION_MIGRATIONS, {"embedding_dim": embedding_dim})
+    await conn.execute(
+        sql.SQL("INSERT INTO {}.projection_meta (key, value) VALUES ('embedding_model', %s)").format(
+            sql.Identifier(schema)
+        ),
+        [ctx.embedding_model],
+    )
+
+
+async def replay(pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext) -> ReplayReport:
+    """Apply every record of every partition, from offset 0 to the current end, in batches."""
+    started = time.perf_counter()
+    events = 0
+    ends = await event_log.end_offsets()
+    for partition, end in sorted(ends.items()):
+        offset = 0
+        while offset < end:
+            records = await event_log.read(partition, offset, BATCH)
+            if not records:
+                break
+            async with pool.connection() as conn:
+                await apply_records(conn, partition, records, ctx, wait=True)
+            events += len(records)
+            offset = records[-1].position.offset + 1
+    return ReplayReport(events, time.perf_counter() - started)
