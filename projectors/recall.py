@@ -27,7 +27,9 @@ WHERE memory_id = %s AND embedding IS NULL
 """
 
 
-async def project_recall(cur: AsyncCursor[Any], logged: LoggedEvent, ctx: ProjectionContext) -> None:
+async def project_recall(
+    cur: AsyncCursor[Any], logged: LoggedEvent, ctx: ProjectionContext
+) -> None:
     """Apply one event to the recall index."""
     event = logged.event
     if isinstance(event, MemoryRecorded):

@@ -38,14 +38,16 @@ async def reset_projection(
     await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     await migrate(conn, schema, PROJECTION_MIGRATIONS, {"embedding_dim": embedding_dim})
     await conn.execute(
-        sql.SQL("INSERT INTO {}.projection_meta (key, value) VALUES ('embedding_model', %s)").format(
-            sql.Identifier(schema)
-        ),
+        sql.SQL(
+            "INSERT INTO {}.projection_meta (key, value) VALUES ('embedding_model', %s)"
+        ).format(sql.Identifier(schema)),
         [ctx.embedding_model],
     )
 
 
-async def replay(pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext) -> ReplayReport:
+async def replay(
+    pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext
+) -> ReplayReport:
     """Apply every record of every partition, from offset 0 to the current end, in batches."""
     started = time.perf_counter()
     events = 0

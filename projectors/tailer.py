@@ -27,7 +27,9 @@ EMBED_BATCH = 32
 IDLE_WAIT = 0.5
 
 
-async def project_once(pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext) -> int:
+async def project_once(
+    pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext
+) -> int:
     """Apply whatever the log holds beyond the stored positions, one batch per partition."""
     async with pool.connection() as conn:
         positions = await projection_positions(conn)

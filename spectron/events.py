@@ -19,11 +19,26 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 from spectron.errors import MalformedEvent
-from spectron.scope import Scope, canonical_scope, scope_key
-from spectron.validation import check_category, check_content, check_metadata
+from spectron.scope import (
+    KEY_PATTERN,
+    MAX_DIMENSIONS,
+    MAX_VALUE_LENGTH,
+    Scope,
+    canonical_scope,
+    scope_key,
+)
+from spectron.validation import (
+    MAX_CONTENT_CHARS,
+    MAX_METADATA_BYTES,
+    MEMORY_CATEGORIES,
+    check_category,
+    check_content,
+    check_metadata,
+)
 
 SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 256 * 1024
@@ -31,11 +46,34 @@ MAX_EVENT_BYTES = 256 * 1024
 CanonicalScope = Annotated[
     dict[str, str],
     AfterValidator(canonical_scope),
-    Field(description="Scope dimensions; keys sorted, values non-empty strings."),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "Scope dimensions; keys sorted, values non-empty printable strings.",
+            "minProperties": 1,
+            "maxProperties": MAX_DIMENSIONS,
+            "propertyNames": {"pattern": KEY_PATTERN},
+            "additionalProperties": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_VALUE_LENGTH,
+            },
+        }
+    ),
 ]
-Content = Annotated[str, AfterValidator(check_content)]
-Category = Annotated[str, AfterValidator(check_category)]
-Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
+Content = Annotated[
+    str, Field(min_length=1, max_length=MAX_CONTENT_CHARS), AfterValidator(check_content)
+]
+Category = Annotated[
+    str,
+    AfterValidator(check_category),
+    WithJsonSchema({"type": "string", "enum": list(MEMORY_CATEGORIES)}),
+]
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(check_metadata),
+    Field(description=f"Provenance; a JSON object of at most {MAX_METADATA_BYTES} bytes."),
+]
 
 
 class _Strict(BaseModel):

@@ -30,10 +30,14 @@ class MemoryItem(_Result):
     memory_category: str
     metadata: dict[str, Any]
     scope: dict[str, str]
-    score: float = Field(description="Fused rank score (reciprocal rank fusion of dense + keyword).")
+    score: float = Field(
+        description="Fused rank score (reciprocal rank fusion of dense + keyword)."
+    )
     principal: str
     recorded_at: datetime
-    embedded: bool = Field(description="False when matched by keyword before its vector was projected.")
+    embedded: bool = Field(
+        description="False when matched by keyword before its vector was projected."
+    )
 
 
 class RecallResult(_Result):

@@ -15,7 +15,8 @@ Scope = dict[str, str]
 
 MAX_DIMENSIONS = 8
 MAX_VALUE_LENGTH = 256
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
+KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
+_KEY = re.compile(KEY_PATTERN)
 
 
 def canonical_scope(scope: Any) -> Scope:
@@ -30,7 +31,9 @@ def canonical_scope(scope: Any) -> Scope:
         if not isinstance(key, str) or not _KEY.match(key):
             raise InvalidScope(f"scope key {key!r} must match {_KEY.pattern}")
         if not isinstance(value, str):
-            raise InvalidScope(f"scope value for {key!r} must be a string, got {type(value).__name__}")
+            raise InvalidScope(
+                f"scope value for {key!r} must be a string, got {type(value).__name__}"
+            )
         if not value or len(value) > MAX_VALUE_LENGTH or not value.isprintable():
             raise InvalidScope(
                 f"scope value for {key!r} must be 1-{MAX_VALUE_LENGTH} printable characters"

@@ -208,7 +208,6 @@ class MemoryService:
             waited_ms=round(waited_ms, 3),
         )
 
-
     async def catch_up(self, bound: float = 60.0) -> int:
         """Wait until projections and embeddings cover the whole log; return vectors still missing."""
         heads = await self.log.end_offsets()

@@ -57,7 +57,9 @@ async def log_size(client) -> int:
     return sum((await service.log.end_offsets()).values())
 
 
-@pytest.mark.parametrize(("case", "kwargs", "error"), REMEMBER_CASES, ids=[c[0] for c in REMEMBER_CASES])
+@pytest.mark.parametrize(
+    ("case", "kwargs", "error"), REMEMBER_CASES, ids=[c[0] for c in REMEMBER_CASES]
+)
 async def test_bad_remember_appends_nothing(make_client, case, kwargs, error) -> None:
     client = make_client()
     before = await log_size(client)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -113,21 +111,25 @@ WRITER = textwrap.dedent(
 async def test_read_your_writes_across_processes(make_client, database, count) -> None:
     reader = make_client()
     await reader.service()  # the reader's process runs the projectors; the writer's does not
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, database, str(count)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env={**os.environ},
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        WRITER,
+        database,
+        str(count),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
-        line = await asyncio.to_thread(writer.stdout.readline)  # type: ignore[union-attr]
+        assert writer.stdout is not None
+        line = await asyncio.wait_for(writer.stdout.readline(), 60)
         assert line.strip() == b"written"
         async with reader.sessions.create(scope={"org": "acme", "project": "p", "agent": "w"}) as s:
             ctx = await s.recall("zebra migrations", top_k=50)
         assert len(ctx.items) == count
         assert ctx.pending == 0 and all(item.embedded for item in ctx.items)
     finally:
-        writer.communicate(b"\n", timeout=30)
+        await asyncio.wait_for(writer.communicate(b"\n"), 30)
 
 
 async def test_read_your_writes_within_one_client(make_client) -> None:

@@ -55,7 +55,9 @@ async def test_category_and_metadata_filters(make_client) -> None:
             memory_category="knowledge",
             metadata={"source": "customer-interview-2024-q3", "agent": "interview-agent"},
         )
-        await s.remember("Enterprise customers prefer annual billing.", memory_category="preference")
+        await s.remember(
+            "Enterprise customers prefer annual billing.", memory_category="preference"
+        )
         only_pref = await s.recall("enterprise customers", top_k=10, memory_category="preference")
         by_source = await s.recall(
             "enterprise", top_k=10, metadata={"source": "customer-interview-2024-q3"}

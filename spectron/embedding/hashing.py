@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -23,7 +24,7 @@ class HashingEmbedder:
     def _vector(self, text: str) -> Vectors:
         vec = np.zeros(self.dim, dtype=np.float32)
         words = _TOKEN.findall(text.lower())
-        for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+        for feature in words + [f"{a} {b}" for a, b in pairwise(words)]:
             digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
             value = int.from_bytes(digest, "little")
             vec[value % self.dim] += 1.0 if (value >> 63) & 1 else -1.0

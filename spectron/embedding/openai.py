@@ -70,7 +70,7 @@ class OpenAIEmbedder:
         if vectors.ndim != 2 or vectors.shape[0] != len(texts):
             raise EmbedderUnavailable(f"embedding endpoint {self._url} answered a wrong shape")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms == 0, 1, norms)
+        return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
 
     def embed_passages(self, texts: Sequence[str]) -> Vectors:
         """Passage vectors from the endpoint."""
@@ -80,4 +80,5 @@ class OpenAIEmbedder:
 
     def embed_query(self, text: str) -> Vectors:
         """Query vector from the endpoint."""
-        return self._call([self._query_prefix + text])[0]
+        vector: Vectors = self._call([self._query_prefix + text])[0]
+        return vector

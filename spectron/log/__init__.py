@@ -75,7 +75,7 @@ class EventLog(Protocol):
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2, positive, modulo), so other producers agree."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def decode_record(record: RawRecord) -> LoggedEvent:

@@ -81,7 +81,9 @@ class PostgresEventLog:
         async with self._pool.connection() as own, own.transaction():
             return await self._append(own, events)
 
-    async def _append(self, conn: AsyncConnection[Any], events: Sequence[Envelope]) -> list[Appended]:
+    async def _append(
+        self, conn: AsyncConnection[Any], events: Sequence[Envelope]
+    ) -> list[Appended]:
         by_partition: dict[int, list[int]] = defaultdict(list)
         keys = [partition_key(event) for event in events]
         for index, key in enumerate(keys):
@@ -127,7 +129,7 @@ class PostgresEventLog:
             row = await cur.fetchone()
             assert row is not None
             await conn.execute(
-                "INSERT INTO spectron_log.events (partition, \"offset\", recorded_at, key, value)"
+                'INSERT INTO spectron_log.events (partition, "offset", recorded_at, key, value)'
                 " VALUES (%s, %s, %s, %s, %s)",
                 [partition, row[0], row[1], key, value],
             )

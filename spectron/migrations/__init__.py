@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from typing import Any
 
 from psycopg import AsyncConnection, sql
 
@@ -22,7 +23,7 @@ def migration_files(directory: Traversable) -> list[tuple[int, str, str]]:
 
 
 async def migrate(
-    conn: AsyncConnection[object],
+    conn: AsyncConnection[Any],
     schema: str,
     directory: Traversable,
     params: dict[str, int] | None = None,

