@@ -22,9 +22,10 @@ Projector = Callable[[AsyncCursor[Any], LoggedEvent, ProjectionContext], Awaitab
 
 
 def _registry() -> tuple[Projector, ...]:
+    from projectors.entities import project_entities
     from projectors.recall import project_recall
 
-    return (project_recall,)
+    return (project_recall, project_entities)
 
 
 PROJECTORS: tuple[Projector, ...] = _registry()

@@ -1,18 +1,56 @@
-"""Embedding enrichment: MemoryRecorded events in, MemoryEmbedded events out (appended to the log)."""
+"""Enrichers: MemoryRecorded events in, derived events out (appended to the log, never recomputed).
+
+An enricher is a named pass over the log. Its output (vectors, facts, or a recorded failure) is what
+replay uses, so a replay never calls a model, and a new model is simply a new pass with a new name.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any, Protocol
+
+from psycopg import AsyncConnection
 
 from spectron.embedding import Embedder
-from spectron.events import MemoryEmbedded, MemoryEmbeddedPayload, MemoryRecorded, new_event_fields
+from spectron.events import (
+    EnrichmentFailed,
+    EnrichmentFailedPayload,
+    Envelope,
+    FactsExtracted,
+    FactsExtractedPayload,
+    MemoryEmbedded,
+    MemoryEmbeddedPayload,
+    MemoryRecorded,
+    new_event_fields,
+)
+from spectron.extraction import ExtractionFailed, Extractor
+from spectron.facts import EntityType
+from spectron.scope import ancestor_keys
 
 ENRICHER_PRINCIPAL = "system:enricher"
 
 
-def enrichment_consumer(embedder: Embedder) -> str:
-    """Consumer name of the enrichment pass for one model: a new model is a new pass over the log."""
-    return f"enrich:{embedder.model_id}"
+class Enricher(Protocol):
+    """A pass over the log's memories producing derived events."""
+
+    @property
+    def name(self) -> str:
+        """Consumer name: the pass and its model."""
+        ...
+
+    batch_size: int
+
+    async def enrich(
+        self, conn: AsyncConnection[Any], memories: Sequence[MemoryRecorded]
+    ) -> list[Envelope]:
+        """Derived events for a batch; raising means 'retry the batch later'."""
+        ...
+
+
+def _derived(memory: MemoryRecorded) -> dict[str, Any]:
+    """Envelope of an event derived from a memory: same scope (so same partition), system principal."""
+    return new_event_fields(memory.scope, ENRICHER_PRINCIPAL)
 
 
 def embed_memories(embedder: Embedder, memories: Sequence[MemoryRecorded]) -> list[MemoryEmbedded]:
@@ -22,7 +60,7 @@ def embed_memories(embedder: Embedder, memories: Sequence[MemoryRecorded]) -> li
     vectors = embedder.embed_passages([memory.payload.content for memory in memories])
     return [
         MemoryEmbedded(
-            **new_event_fields(memory.scope, ENRICHER_PRINCIPAL),
+            **_derived(memory),
             payload=MemoryEmbeddedPayload(
                 memory_id=memory.event_id,
                 model=embedder.model_id,
@@ -31,3 +69,89 @@ def embed_memories(embedder: Embedder, memories: Sequence[MemoryRecorded]) -> li
         )
         for memory, vector in zip(memories, vectors, strict=True)
     ]
+
+
+def enrichment_consumer(embedder: Embedder) -> str:
+    """Consumer name of the embedding pass for one model."""
+    return f"enrich:{embedder.model_id}"
+
+
+class EmbeddingEnricher:
+    """Computes each memory's vector once, in batches, off the event loop."""
+
+    batch_size = 32
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.name = enrichment_consumer(embedder)
+
+    async def enrich(
+        self, conn: AsyncConnection[Any], memories: Sequence[MemoryRecorded]
+    ) -> list[Envelope]:
+        """MemoryEmbedded per memory; an embedder error propagates so the batch is retried."""
+        return list(await asyncio.to_thread(embed_memories, self.embedder, memories))
+
+
+_VISIBLE_TYPES = """
+SELECT (SELECT count(*) FROM jsonb_object_keys(scope)), definition FROM entity_types
+WHERE scope_key = ANY(%s)
+"""
+
+
+async def registered_types(conn: AsyncConnection[Any], scope: dict[str, str]) -> list[EntityType]:
+    """Entity types registered at the scope or any scope above it; the most specific wins a name."""
+    cur = await conn.execute(_VISIBLE_TYPES, [ancestor_keys(scope)])
+    rows = await cur.fetchall()
+    chosen: dict[str, tuple[int, EntityType]] = {}
+    for depth, definition in rows:  # more dimensions = more specific
+        entity_type = EntityType.model_validate(definition)
+        if entity_type.name not in chosen or chosen[entity_type.name][0] < depth:
+            chosen[entity_type.name] = (depth, entity_type)
+    return [chosen[name][1] for name in sorted(chosen)]
+
+
+class ExtractionEnricher:
+    """Extracts facts from memories the caller gave none for; a failed memory is recorded, not retried."""
+
+    batch_size = 16
+
+    def __init__(self, extractor: Extractor) -> None:
+        self.extractor = extractor
+        self.name = f"extract:{extractor.extractor_id}"
+
+    async def enrich(
+        self, conn: AsyncConnection[Any], memories: Sequence[MemoryRecorded]
+    ) -> list[Envelope]:
+        """FactsExtracted (possibly empty) or EnrichmentFailed per memory without caller facts."""
+        out: list[Envelope] = []
+        for memory in memories:
+            if memory.payload.facts is not None:
+                continue
+            types = await registered_types(conn, memory.scope)
+            try:
+                facts = await asyncio.to_thread(
+                    self.extractor.extract, memory.payload.content, types
+                )
+            except ExtractionFailed as exc:
+                out.append(
+                    EnrichmentFailed(
+                        **_derived(memory),
+                        payload=EnrichmentFailedPayload(
+                            memory_id=memory.event_id,
+                            enricher=self.name,
+                            reason=str(exc)[:2000] or type(exc).__name__,
+                        ),
+                    )
+                )
+                continue
+            out.append(
+                FactsExtracted(
+                    **_derived(memory),
+                    payload=FactsExtractedPayload(
+                        memory_id=memory.event_id,
+                        extractor=self.extractor.extractor_id,
+                        facts=facts,
+                    ),
+                )
+            )
+        return out

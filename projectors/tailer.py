@@ -14,8 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records, projection_positions
-from projectors.enrichment import embed_memories, enrichment_consumer
-from spectron.embedding import Embedder
+from projectors.enrichment import Enricher
 from spectron.errors import MalformedEvent
 from spectron.events import MemoryRecorded
 from spectron.log import EventLog, decode_record
@@ -23,7 +22,6 @@ from spectron.log.postgres import PostgresEventLog
 
 log = logging.getLogger(__name__)
 BATCH = 500
-EMBED_BATCH = 32
 IDLE_WAIT = 0.5
 
 
@@ -62,20 +60,19 @@ async def run_projection_tailer(
 
 
 async def enrich_once(
-    pool: AsyncConnectionPool, event_log: PostgresEventLog, embedder: Embedder
+    pool: AsyncConnectionPool, event_log: PostgresEventLog, enricher: Enricher
 ) -> int:
-    """Embed one batch per partition and append the vectors, with the position in the same transaction."""
-    consumer = enrichment_consumer(embedder)
+    """Run one batch per partition; outputs and position commit in one transaction (exactly once)."""
     ends = await event_log.end_offsets()
     async with pool.connection() as conn:
         await conn.execute(
             "INSERT INTO spectron_log.consumer_positions (consumer, partition)"
             " SELECT %s, p FROM generate_series(0, %s - 1) p ON CONFLICT DO NOTHING",
-            [consumer, event_log.partitions],
+            [enricher.name, event_log.partitions],
         )
         cur = await conn.execute(
             "SELECT partition, next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
-            [consumer],
+            [enricher.name],
         )
         positions = {int(p): int(n) for p, n in await cur.fetchall()}
     total = 0
@@ -83,21 +80,21 @@ async def enrich_once(
         if positions.get(partition, 0) >= end:
             continue
         async with pool.connection() as conn, conn.transaction():
-            total += await _enrich_partition(conn, event_log, embedder, consumer, partition)
+            total += await _enrich_partition(conn, event_log, enricher, partition)
     return total
 
 
 async def _enrich_partition(
-    conn: Any, event_log: PostgresEventLog, embedder: Embedder, consumer: str, partition: int
+    conn: Any, event_log: PostgresEventLog, enricher: Enricher, partition: int
 ) -> int:
     cur = await conn.execute(
         "SELECT next_offset FROM spectron_log.consumer_positions"
         " WHERE consumer = %s AND partition = %s FOR UPDATE SKIP LOCKED",
-        [consumer, partition],
+        [enricher.name, partition],
     )
     row = await cur.fetchone()
     if row is None:
-        return 0  # another process is enriching this partition
+        return 0  # another process is running this pass on this partition
     start = int(row[0])
     records = await event_log.read(partition, start, BATCH)
     memories: list[MemoryRecorded] = []
@@ -106,36 +103,35 @@ async def _enrich_partition(
         try:
             event = decode_record(record).event
         except MalformedEvent:
-            event = None  # dead-lettered by the projector; nothing to embed
+            event = None  # dead-lettered by the projector; nothing to enrich
         if isinstance(event, MemoryRecorded):
-            if len(memories) == EMBED_BATCH:
+            if len(memories) == enricher.batch_size:
                 break
             memories.append(event)
         last = record.position.offset
-    embedded = await asyncio.to_thread(embed_memories, embedder, memories)
-    await event_log.append(embedded, conn=conn)
+    await event_log.append(await enricher.enrich(conn, memories), conn=conn)
     await conn.execute(
         "UPDATE spectron_log.consumer_positions SET next_offset = %s"
         " WHERE consumer = %s AND partition = %s",
-        [last + 1, consumer, partition],
+        [last + 1, enricher.name, partition],
     )
     return last + 1 - start
 
 
 async def run_enrichment_tailer(
-    pool: AsyncConnectionPool, event_log: PostgresEventLog, embedder: Embedder
+    pool: AsyncConnectionPool, event_log: PostgresEventLog, enricher: Enricher
 ) -> None:
-    """Enrich forever; an embedder failure backs off and retries, never blocking the memory itself."""
+    """Enrich forever; a failing model backs off and retries, never blocking the memory itself."""
     backoff = 0.5
     while True:
         try:
-            if await enrich_once(pool, event_log, embedder):
+            if await enrich_once(pool, event_log, enricher):
                 backoff = 0.5
                 continue
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("enrichment failed (%s); retrying in %.1fs", exc, backoff)
+            log.warning("%s failed (%s); retrying in %.1fs", enricher.name, exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
             continue

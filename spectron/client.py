@@ -11,10 +11,12 @@ from typing import Any
 
 from spectron.config import Settings
 from spectron.embedding import Embedder
-from spectron.errors import SessionClosed
-from spectron.models import RecallResult, RememberResult
+from spectron.errors import InvalidScope, SessionClosed
+from spectron.extraction import Extractor
+from spectron.facts import EntityType, Facts
+from spectron.models import RecallResult, RememberResult, State
 from spectron.recall import RecallMode
-from spectron.scope import Scope, canonical_scope
+from spectron.scope import Scope, canonical_scope, is_within
 from spectron.service import Consistency, MemoryService
 
 
@@ -33,6 +35,7 @@ class SpectronClient:
         home: str | Path | None = None,
         principal: str | None = None,
         embedder: Embedder | str | None = None,
+        extractor: Extractor | str | None = None,
         partitions: int | None = None,
         read_timeout: float | None = None,
         run_projectors: bool | None = None,
@@ -48,11 +51,13 @@ class SpectronClient:
             "read_timeout": read_timeout,
             "run_projectors": run_projectors,
             "embedder": embedder if isinstance(embedder, str) else None,
+            "extractor": extractor if isinstance(extractor, str) else None,
         }
         self.settings = dataclasses.replace(
             base, **{k: v for k, v in overrides.items() if v is not None}
         )
         self._embedder = embedder if not isinstance(embedder, str) else None
+        self._extractor = extractor if not isinstance(extractor, str) else None
         self._service: MemoryService | None = None
         self._starting: asyncio.Lock | None = None
         self.sessions = Sessions(self)
@@ -64,7 +69,9 @@ class SpectronClient:
                 self._starting = asyncio.Lock()
             async with self._starting:
                 if self._service is None:
-                    self._service = await MemoryService.open(self.settings, self._embedder)
+                    self._service = await MemoryService.open(
+                        self.settings, self._embedder, self._extractor
+                    )
         return self._service
 
     async def close(self) -> None:
@@ -133,12 +140,39 @@ class Session:
         content: str,
         memory_category: str = "knowledge",
         metadata: dict[str, Any] | None = None,
+        facts: Facts | list[Any] | dict[str, Any] | None = None,
     ) -> RememberResult:
-        """Append a memory at this session's scope; returns once the log has it."""
+        """Append a memory at this session's scope; returns once the log has it.
+
+        `facts` (entities, attributes, relations) replace automatic extraction for this memory.
+        """
         service = await self._service()
         return await service.remember(
-            self.scope, self.principal, content, memory_category, metadata
+            self.scope, self.principal, content, memory_category, metadata, facts
         )
+
+    async def get_state(
+        self,
+        scope: Scope | None = None,
+        *,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+    ) -> State:
+        """Entities, attributes (with supersession chains) and relations visible from a scope.
+
+        `scope` defaults to the session's; it may be the session's scope or one below it, never
+        above (which would show sibling scopes' memory).
+        """
+        target = self.scope if scope is None else canonical_scope(scope)
+        if not is_within(target, self.scope):
+            raise InvalidScope(f"a session at {self.scope} cannot read state at {target}")
+        service = await self._service()
+        return await service.get_state(target, consistency=consistency, timeout=timeout)
+
+    async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:
+        """Register an entity type for extraction at and below this session's scope."""
+        service = await self._service()
+        await service.register_entity_type(self.scope, self.principal, entity_type)
 
     async def recall(
         self,

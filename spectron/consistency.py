@@ -12,38 +12,50 @@ from spectron.errors import ReadYourWritesTimeout
 from spectron.recall import VISIBLE, visibility_params
 from spectron.scope import Scope
 
-# Memories visible from the scope, appended before the recall began, whose vector is not projected.
-_PENDING = """
-SELECT count(*) FROM memories m
-WHERE m.embedding IS NULL AND m."offset" < (%(heads)s::bigint[])[m.partition + 1]
-"""
-_PENDING_VISIBLE = f"{_PENDING} AND {VISIBLE}"
+# What enrichment a reader waits for, as a condition on a memory row `m` that is still missing it.
+AWAITING_VECTOR = "m.embedding IS NULL"
+AWAITING_FACTS = (
+    "NOT EXISTS (SELECT 1 FROM fact_sources f WHERE f.memory_id = m.memory_id)"
+    " AND NOT EXISTS (SELECT 1 FROM enrichment_failures x"
+    " WHERE x.memory_id = m.memory_id AND x.enricher LIKE 'extract:%%')"
+)
+
+
+def _pending_sql(awaiting: str, scoped: bool) -> str:
+    # only memories appended before the read began count: later ones are not owed to this reader
+    sql = (
+        'SELECT count(*) FROM memories m WHERE m."offset" < (%(heads)s::bigint[])[m.partition + 1]'
+        f" AND {awaiting}"
+    )
+    return f"{sql} AND {VISIBLE}" if scoped else sql
 
 
 async def wait_for_projections(
-    pool: AsyncConnectionPool, heads: dict[int, int], scope: Scope | None, bound: float
+    pool: AsyncConnectionPool,
+    heads: dict[int, int],
+    scope: Scope | None,
+    bound: float,
+    awaiting: str | None = AWAITING_VECTOR,
 ) -> int:
-    """Wait until records before `heads` are projected and embedded; return how many lack a vector.
+    """Wait until records before `heads` are projected and enriched; return how many still are not.
 
-    With a scope, only memories visible from it count; with None, all of them.
-
-    Raises ReadYourWritesTimeout when even the memories themselves are not projected by the bound;
-    when only their vectors are missing, it returns their count and recall matches them by keyword.
+    `awaiting` names the enrichment to wait for (None: only the projection). With a scope, only
+    memories visible from it count. Raises ReadYourWritesTimeout when even the memories themselves
+    are not projected by the bound; when only enrichment is missing it returns the count instead.
     """
     deadline = time.monotonic() + bound
     heads_array = [heads.get(p, 0) for p in range(max(heads, default=-1) + 1)]
+    params = {"heads": heads_array, **(visibility_params(scope) if scope is not None else {})}
+    pending_sql = _pending_sql(awaiting, scope is not None) if awaiting else None
     delay = 0.001
     while True:
         async with pool.connection() as conn:
             positions = await projection_positions(conn)
             behind = {p: h for p, h in heads.items() if positions.get(p, 0) < h}
             if not behind:
-                if scope is None:
-                    cur = await conn.execute(_PENDING, {"heads": heads_array})
-                else:
-                    cur = await conn.execute(
-                        _PENDING_VISIBLE, {"heads": heads_array, **visibility_params(scope)}
-                    )
+                if pending_sql is None:
+                    return 0
+                cur = await conn.execute(pending_sql, params)
                 row = await cur.fetchone()
                 pending = int(row[0]) if row else 0
                 if pending == 0 or time.monotonic() >= deadline:

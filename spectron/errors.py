@@ -41,6 +41,12 @@ class InvalidMetadata(InvalidInput):
     type = "invalid-metadata"
 
 
+class InvalidFacts(InvalidInput):
+    """Caller-given facts that do not fit the entity/attribute/relation shapes."""
+
+    type = "invalid-facts"
+
+
 class ReadYourWritesTimeout(SpectronError, TimeoutError):
     """Projections did not catch up with the log within the read-your-writes bound."""
 

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from spectron.errors import MalformedEvent
+from spectron.facts import EntityType, Facts
 from spectron.scope import (
     KEY_PATTERN,
     MAX_DIMENSIONS,
@@ -95,11 +96,12 @@ class Envelope(_Strict):
 
 
 class MemoryRecordedPayload(_Strict):
-    """A memory an agent remembered."""
+    """A memory an agent remembered; `facts`, when the caller gave them, replace extraction."""
 
     content: Content
     memory_category: Category = "knowledge"
     metadata: Metadata = Field(default_factory=dict)
+    facts: Facts | None = None
 
 
 class MemoryRecorded(Envelope):
@@ -124,9 +126,61 @@ class MemoryEmbedded(Envelope):
     payload: MemoryEmbeddedPayload
 
 
-Event = Annotated[MemoryRecorded | MemoryEmbedded, Field(discriminator="type")]
-EVENT_TYPES: tuple[type[Envelope], ...] = (MemoryRecorded, MemoryEmbedded)
-_EVENT_ADAPTER: TypeAdapter[MemoryRecorded | MemoryEmbedded] = TypeAdapter(Event)
+class FactsExtractedPayload(_Strict):
+    """Facts an extractor found in a memory, recorded so replay never re-runs the extractor."""
+
+    memory_id: uuid.UUID
+    extractor: str = Field(min_length=1, max_length=200, description="Extractor id and version.")
+    facts: Facts
+
+
+class FactsExtracted(Envelope):
+    """Enrichment output: the entities, attributes and relations of one memory."""
+
+    type: Literal["FactsExtracted"] = "FactsExtracted"
+    payload: FactsExtractedPayload
+
+
+class EnrichmentFailedPayload(_Strict):
+    """An enrichment step gave up on a memory; the memory itself stays recallable."""
+
+    memory_id: uuid.UUID
+    enricher: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class EnrichmentFailed(Envelope):
+    """Enrichment output when it failed for good (e.g. a malformed LLM answer)."""
+
+    type: Literal["EnrichmentFailed"] = "EnrichmentFailed"
+    payload: EnrichmentFailedPayload
+
+
+class EntityTypeRegisteredPayload(_Strict):
+    """An entity type that guides extraction for memories at and below the event's scope."""
+
+    entity_type: EntityType
+
+
+class EntityTypeRegistered(Envelope):
+    """A scope registered (or redefined) an entity type."""
+
+    type: Literal["EntityTypeRegistered"] = "EntityTypeRegistered"
+    payload: EntityTypeRegisteredPayload
+
+
+AnyEvent = (
+    MemoryRecorded | MemoryEmbedded | FactsExtracted | EnrichmentFailed | EntityTypeRegistered
+)
+Event = Annotated[AnyEvent, Field(discriminator="type")]
+EVENT_TYPES: tuple[type[Envelope], ...] = (
+    MemoryRecorded,
+    MemoryEmbedded,
+    FactsExtracted,
+    EnrichmentFailed,
+    EntityTypeRegistered,
+)
+_EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
 
 class LogPosition(NamedTuple):
@@ -140,7 +194,7 @@ class LogPosition(NamedTuple):
 class LoggedEvent:
     """An event as read back from the log, with the position and time the log recorded."""
 
-    event: MemoryRecorded | MemoryEmbedded
+    event: AnyEvent
     position: LogPosition
     recorded_at: datetime
 
@@ -161,7 +215,7 @@ def encode_event(event: Envelope) -> bytes:
     return orjson.dumps(event.model_dump(mode="json"))
 
 
-def decode_event(raw: bytes) -> MemoryRecorded | MemoryEmbedded:
+def decode_event(raw: bytes) -> AnyEvent:
     """Parse log bytes into an event, or raise MalformedEvent saying why."""
     if len(raw) > MAX_EVENT_BYTES:
         raise MalformedEvent(f"event is {len(raw)} bytes; at most {MAX_EVENT_BYTES}")

@@ -49,3 +49,102 @@ class RecallResult(_Result):
         0, description="Memories appended before the recall whose vectors were not projected yet."
     )
     waited_ms: float = 0.0
+
+
+class AttributeRef(_Result):
+    """The value that superseded another, with where it came from."""
+
+    value: str
+    memory_id: uuid.UUID
+    principal: str
+    recorded_at: datetime
+
+
+class Attribute(_Result):
+    """One asserted value of an entity attribute; `superseded_by` is set once a later value replaced it."""
+
+    key: str
+    value: str
+    cardinality: str
+    memory_id: uuid.UUID
+    principal: str
+    recorded_at: datetime
+    extractor: str
+    superseded_by: AttributeRef | None = None
+
+    @property
+    def current(self) -> bool:
+        """True while no later, different value superseded this one."""
+        return self.superseded_by is None
+
+
+class Relation(_Result):
+    """subject → predicate → object, as asserted by one memory."""
+
+    subject_type: str
+    subject: str
+    predicate: str
+    object_type: str
+    object: str
+    scope: dict[str, str]
+    memory_id: uuid.UUID
+    principal: str
+    recorded_at: datetime
+
+
+class Entity(_Result):
+    """An entity at one scope, with every value asserted for it (current and superseded)."""
+
+    type: str
+    name: str
+    scope: dict[str, str]
+    attributes: list[Attribute]
+    relations: list[Relation]
+
+    @property
+    def current(self) -> dict[str, str | list[str]]:
+        """Current values by key: the latest single value, or every multi value."""
+        out: dict[str, str | list[str]] = {}
+        for attr in self.attributes:
+            if attr.cardinality == "multi":
+                values = out.setdefault(attr.key, [])
+                if isinstance(values, list) and attr.value not in values:
+                    values.append(attr.value)
+            elif attr.current:
+                out[attr.key] = attr.value
+        return out
+
+
+class State(_Result):
+    """Entities, attributes and relations visible from a scope."""
+
+    scope: dict[str, str]
+    entities: list[Entity]
+    relations: list[Relation]
+    pending: int = Field(
+        0, description="Memories appended before the call whose facts were not projected yet."
+    )
+
+    def entity(self, type: str, name: str) -> Entity | None:
+        """The first visible entity of that type and name (case-insensitive), if any."""
+        for entity in self.entities:
+            if entity.type == type and entity.name.lower() == name.lower():
+                return entity
+        return None
+
+    @property
+    def formatted(self) -> str:
+        """Current state as compact text for a prompt, with superseded values noted."""
+        lines = []
+        for entity in self.entities:
+            lines.append(f"{entity.type}/{entity.name}:")
+            for attr in entity.attributes:
+                if attr.superseded_by is not None:
+                    lines.append(
+                        f"  {attr.key}: {attr.value} (superseded by {attr.superseded_by.value})"
+                    )
+                else:
+                    lines.append(f"  {attr.key}: {attr.value}")
+            for rel in entity.relations:
+                lines.append(f"  → {rel.predicate} → {rel.object_type}/{rel.object}")
+        return "\n".join(lines) if lines else "No entities known at this scope."

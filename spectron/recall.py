@@ -14,8 +14,16 @@ from spectron.scope import Scope, ancestor_keys
 RecallMode = Literal["hybrid", "dense", "keyword"]
 RRF_K = 60
 
-# DESIGN rule 1 in SQL: sub-scopes by jsonb containment (GIN), parents by canonical key (btree).
-VISIBLE = "(m.scope @> %(scope)s OR m.scope_key = ANY(%(ancestors)s))"
+
+def visible(alias: str) -> str:
+    """DESIGN rule 1 in SQL for rows of `alias` (columns scope, scope_key): see visibility_params.
+
+    Sub-scopes by jsonb containment (GIN), parent scopes by canonical key (btree).
+    """
+    return f"({alias}.scope @> %(scope)s OR {alias}.scope_key = ANY(%(ancestors)s))"
+
+
+VISIBLE = visible("m")
 
 _FILTERS = """
   AND (%(category)s::text IS NULL OR m.memory_category = %(category)s)

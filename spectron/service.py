@@ -9,22 +9,33 @@ import time
 from typing import Any, Literal
 
 from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
 
 from projectors.base import ProjectionContext
+from projectors.enrichment import EmbeddingEnricher, Enricher, ExtractionEnricher
 from projectors.replay import ReplayReport, replay, reset_projection
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.config import Settings
-from spectron.consistency import wait_for_projections
+from spectron.consistency import AWAITING_FACTS, wait_for_projections
 from spectron.db import open_pool, prepare_database
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder, make_embedder
 from spectron.errors import InvalidInput, SpectronError
-from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
+from spectron.events import (
+    EntityTypeRegistered,
+    EntityTypeRegisteredPayload,
+    MemoryRecorded,
+    MemoryRecordedPayload,
+    new_event_fields,
+)
+from spectron.extraction import Extractor, make_extractor
+from spectron.facts import EntityType, check_facts
 from spectron.log import EventLog
 from spectron.log.postgres import PostgresEventLog
-from spectron.models import RecallResult, RememberResult
+from spectron.models import RecallResult, RememberResult, State
 from spectron.recall import RecallMode, format_items, search
 from spectron.scope import Scope, canonical_scope
+from spectron.state import load_state
 from spectron.statehash import projection_hash
 from spectron.validation import check_category, check_content, check_metadata
 
@@ -52,19 +63,28 @@ class MemoryService:
         embedder: Embedder,
         context: ProjectionContext,
         server: EmbeddedPostgres | None,
+        extractor: Extractor | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.log = event_log
         self.embedder = embedder
+        self.extractor = extractor
         self.context = context
         self._server = server
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    async def open(cls, settings: Settings, embedder: Embedder | None = None) -> MemoryService:
+    async def open(
+        cls,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        extractor: Extractor | None = None,
+    ) -> MemoryService:
         """Start (or connect to) the database and log, migrate, and start in-process projectors."""
         embedder = embedder or make_embedder(settings.embedder)
+        if extractor is None and settings.extractor != "none":
+            extractor = make_extractor(settings.extractor)
         server = None
         uri = settings.database_url
         if uri is None:
@@ -88,7 +108,7 @@ class MemoryService:
             if server is not None:
                 server.close()
             raise
-        service = cls(settings, pool, event_log, embedder, context, server)
+        service = cls(settings, pool, event_log, embedder, context, server, extractor)
         if settings.projectors_in_process:
             service.start_projectors()
         return service
@@ -99,9 +119,17 @@ class MemoryService:
             asyncio.create_task(run_projection_tailer(self.pool, self.log, self.context))
         )
         if isinstance(self.log, PostgresEventLog):
-            self._tasks.append(
-                asyncio.create_task(run_enrichment_tailer(self.pool, self.log, self.embedder))
-            )
+            for enricher in self.enrichers():
+                self._tasks.append(
+                    asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher))
+                )
+
+    def enrichers(self) -> list[Enricher]:
+        """The enrichment passes this service's configuration asks for."""
+        passes: list[Enricher] = [EmbeddingEnricher(self.embedder)]
+        if self.extractor is not None:
+            passes.append(ExtractionEnricher(self.extractor))
+        return passes
 
     async def close(self) -> None:
         """Stop the loops, close connections, and release the embedded server."""
@@ -132,6 +160,7 @@ class MemoryService:
         content: Any,
         memory_category: Any = "knowledge",
         metadata: Any = None,
+        facts: Any = None,
     ) -> RememberResult:
         """Validate, then append one MemoryRecorded event; return once the log acknowledged it."""
         event = MemoryRecorded(
@@ -140,6 +169,7 @@ class MemoryService:
                 content=check_content(content),
                 memory_category=check_category(memory_category),
                 metadata=check_metadata(metadata),
+                facts=check_facts(facts),
             ),
         )
         [appended] = await self.log.append([event])
@@ -206,6 +236,45 @@ class MemoryService:
             formatted=format_items(items, scope, pending),
             pending=pending,
             waited_ms=round(waited_ms, 3),
+        )
+
+    async def get_state(
+        self,
+        scope: Scope,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+    ) -> State:
+        """Entities, attribute chains and relations visible from `scope`, after catching up."""
+        scope = canonical_scope(scope)
+        pending = 0
+        if consistency == "strong":
+            heads = await self.log.end_offsets()
+            bound = self.settings.read_timeout if timeout is None else timeout
+            awaiting = AWAITING_FACTS if self.extractor is not None else None
+            pending = await wait_for_projections(self.pool, heads, scope, bound, awaiting)
+        elif consistency != "eventual":
+            raise InvalidInput("consistency must be 'strong' or 'eventual'")
+        async with self.pool.connection() as conn:
+            return await load_state(conn, scope, pending)
+
+    async def register_entity_type(
+        self, scope: Scope, principal: str, entity_type: Any
+    ) -> RememberResult:
+        """Append an EntityTypeRegistered event; extraction at and below `scope` uses it from then on."""
+        try:
+            definition = EntityType.model_validate(entity_type)
+        except ValidationError as exc:
+            raise InvalidInput(f"invalid entity type: {exc.errors()[0]['msg']}") from exc
+        event = EntityTypeRegistered(
+            **new_event_fields(canonical_scope(scope), principal),
+            payload=EntityTypeRegisteredPayload(entity_type=definition),
+        )
+        [appended] = await self.log.append([event])
+        return RememberResult(
+            id=event.event_id,
+            partition=appended.position.partition,
+            offset=appended.position.offset,
+            recorded_at=appended.recorded_at,
         )
 
     async def catch_up(self, bound: float = 60.0) -> int:

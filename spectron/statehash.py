@@ -14,6 +14,12 @@ HASHED_TABLES: tuple[tuple[str, str], ...] = (
     ("memories", "memory_id"),
     ("dead_letters", 'consumer, partition, "offset"'),
     ("positions", "consumer, partition"),
+    ("entity_types", "scope_key, name"),
+    ("entities", "scope_key, type, name_key"),
+    ("fact_sources", "memory_id"),
+    ("attribute_values", "memory_id, ordinal"),
+    ("relations", "memory_id, ordinal"),
+    ("enrichment_failures", "memory_id, enricher"),
 )
 
 
