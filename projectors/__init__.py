@@ -1,9 +1,6 @@
 """Stream processors: projectors (event → effect in Postgres) and enrichers (event → derived event).
 
-Projectors are plain async functions; drivers (the embedded tailer, the faust agents, replay) only
-move records and positions, committing the position in the same transaction as the effect.
+Projectors are plain async functions (`projectors.base.PROJECTORS`); drivers (the embedded tailer,
+the faust agents, replay) only move records and positions, committing the position in the same
+transaction as the effect (`projectors.driver`).
 """
-
-from projectors.base import PROJECTORS, ProjectionContext, Projector
-
-__all__ = ["PROJECTORS", "ProjectionContext", "Projector"]

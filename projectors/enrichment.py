@@ -21,7 +21,9 @@ from spectron.events import (
     FactsExtractedPayload,
     MemoryEmbedded,
     MemoryEmbeddedPayload,
+    MemoryLike,
     MemoryRecorded,
+    memory_text,
     new_event_fields,
 )
 from spectron.extraction import ExtractionFailed, Extractor
@@ -42,22 +44,22 @@ class Enricher(Protocol):
     batch_size: int
 
     async def enrich(
-        self, conn: AsyncConnection[Any], memories: Sequence[MemoryRecorded]
+        self, conn: AsyncConnection[Any], memories: Sequence[MemoryLike]
     ) -> list[Envelope]:
         """Derived events for a batch; raising means 'retry the batch later'."""
         ...
 
 
-def _derived(memory: MemoryRecorded) -> dict[str, Any]:
+def _derived(memory: MemoryLike) -> dict[str, Any]:
     """Envelope of an event derived from a memory: same scope (so same partition), system principal."""
     return new_event_fields(memory.scope, ENRICHER_PRINCIPAL)
 
 
-def embed_memories(embedder: Embedder, memories: Sequence[MemoryRecorded]) -> list[MemoryEmbedded]:
-    """Embed a batch of memories; each vector becomes an event in the memory's own scope."""
+def embed_memories(embedder: Embedder, memories: Sequence[MemoryLike]) -> list[MemoryEmbedded]:
+    """Embed a batch of memories (or reflections); each vector becomes an event in its scope."""
     if not memories:
         return []
-    vectors = embedder.embed_passages([memory.payload.content for memory in memories])
+    vectors = embedder.embed_passages([memory_text(memory) or "" for memory in memories])
     return [
         MemoryEmbedded(
             **_derived(memory),
@@ -86,7 +88,7 @@ class EmbeddingEnricher:
         self.name = enrichment_consumer(embedder)
 
     async def enrich(
-        self, conn: AsyncConnection[Any], memories: Sequence[MemoryRecorded]
+        self, conn: AsyncConnection[Any], memories: Sequence[MemoryLike]
     ) -> list[Envelope]:
         """MemoryEmbedded per memory; an embedder error propagates so the batch is retried."""
         return list(await asyncio.to_thread(embed_memories, self.embedder, memories))
@@ -120,12 +122,16 @@ class ExtractionEnricher:
         self.name = f"extract:{extractor.extractor_id}"
 
     async def enrich(
-        self, conn: AsyncConnection[Any], memories: Sequence[MemoryRecorded]
+        self, conn: AsyncConnection[Any], memories: Sequence[MemoryLike]
     ) -> list[Envelope]:
-        """FactsExtracted (possibly empty) or EnrichmentFailed per memory without caller facts."""
+        """FactsExtracted (possibly empty) or EnrichmentFailed per memory without caller facts.
+
+        Reflections are syntheses of memories already extracted: extracting them again would
+        count the same claims twice.
+        """
         out: list[Envelope] = []
         for memory in memories:
-            if memory.payload.facts is not None:
+            if not isinstance(memory, MemoryRecorded) or memory.payload.facts is not None:
                 continue
             types = await registered_types(conn, memory.scope)
             try:

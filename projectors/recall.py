@@ -9,7 +9,7 @@ from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 
 from projectors.base import ProjectionContext
-from spectron.events import LoggedEvent, MemoryEmbedded, MemoryRecorded
+from spectron.events import LoggedEvent, MemoryEmbedded, MemoryRecorded, ReflectionRecorded
 from spectron.scope import scope_key
 
 _INSERT_MEMORY = """
@@ -27,6 +27,36 @@ WHERE memory_id = %s AND embedding IS NULL
 """
 
 
+_INSERT_REFLECTION = """
+INSERT INTO reflections (reflection_id, scope, scope_key, query, summary, sources, uncertain,
+                         reasoner, principal, recorded_at, partition, "offset")
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (reflection_id) DO NOTHING
+"""
+
+
+async def _insert_memory(
+    cur: AsyncCursor[Any], logged: LoggedEvent, content: str, category: str, metadata: Jsonb
+) -> None:
+    event = logged.event
+    await cur.execute(
+        _INSERT_MEMORY,
+        [
+            event.event_id,
+            Jsonb(event.scope),
+            scope_key(event.scope),
+            content,
+            category,
+            metadata,
+            event.principal,
+            event.client_time,
+            logged.recorded_at,
+            logged.position.partition,
+            logged.position.offset,
+        ],
+    )
+
+
 async def project_recall(
     cur: AsyncCursor[Any], logged: LoggedEvent, ctx: ProjectionContext
 ) -> None:
@@ -34,17 +64,25 @@ async def project_recall(
     event = logged.event
     if isinstance(event, MemoryRecorded):
         payload = event.payload
+        await _insert_memory(
+            cur, logged, payload.content, payload.memory_category, Jsonb(payload.metadata)
+        )
+    elif isinstance(event, ReflectionRecorded):
+        reflection = event.payload
+        provenance = {"query": reflection.query, "reasoner": reflection.reasoner}
+        await _insert_memory(cur, logged, reflection.summary, "reflection", Jsonb(provenance))
         await cur.execute(
-            _INSERT_MEMORY,
+            _INSERT_REFLECTION,
             [
                 event.event_id,
                 Jsonb(event.scope),
                 scope_key(event.scope),
-                payload.content,
-                payload.memory_category,
-                Jsonb(payload.metadata),
+                reflection.query,
+                reflection.summary,
+                reflection.sources,
+                reflection.uncertain,
+                reflection.reasoner,
                 event.principal,
-                event.client_time,
                 logged.recorded_at,
                 logged.position.partition,
                 logged.position.offset,

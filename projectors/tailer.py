@@ -16,7 +16,7 @@ from projectors.base import ProjectionContext
 from projectors.driver import apply_records, projection_positions
 from projectors.enrichment import Enricher
 from spectron.errors import MalformedEvent
-from spectron.events import MemoryRecorded
+from spectron.events import MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.log import EventLog, decode_record
 from spectron.log.postgres import PostgresEventLog
 
@@ -97,14 +97,14 @@ async def _enrich_partition(
         return 0  # another process is running this pass on this partition
     start = int(row[0])
     records = await event_log.read(partition, start, BATCH)
-    memories: list[MemoryRecorded] = []
+    memories: list[MemoryLike] = []
     last = start - 1
     for record in records:
         try:
             event = decode_record(record).event
         except MalformedEvent:
             event = None  # dead-lettered by the projector; nothing to enrich
-        if isinstance(event, MemoryRecorded):
+        if isinstance(event, MemoryRecorded | ReflectionRecorded):
             if len(memories) == enricher.batch_size:
                 break
             memories.append(event)

@@ -14,7 +14,8 @@ from spectron.embedding import Embedder
 from spectron.errors import InvalidScope, SessionClosed
 from spectron.extraction import Extractor
 from spectron.facts import EntityType, Facts
-from spectron.models import RecallResult, RememberResult, State
+from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
+from spectron.reasoning import Reasoner
 from spectron.recall import RecallMode
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.service import Consistency, MemoryService
@@ -36,6 +37,7 @@ class SpectronClient:
         principal: str | None = None,
         embedder: Embedder | str | None = None,
         extractor: Extractor | str | None = None,
+        reasoner: Reasoner | None = None,
         partitions: int | None = None,
         read_timeout: float | None = None,
         run_projectors: bool | None = None,
@@ -58,6 +60,7 @@ class SpectronClient:
         )
         self._embedder = embedder if not isinstance(embedder, str) else None
         self._extractor = extractor if not isinstance(extractor, str) else None
+        self._reasoner = reasoner
         self._service: MemoryService | None = None
         self._starting: asyncio.Lock | None = None
         self.sessions = Sessions(self)
@@ -70,7 +73,7 @@ class SpectronClient:
             async with self._starting:
                 if self._service is None:
                     self._service = await MemoryService.open(
-                        self.settings, self._embedder, self._extractor
+                        self.settings, self._embedder, self._extractor, self._reasoner
                     )
         return self._service
 
@@ -168,6 +171,18 @@ class Session:
             raise InvalidScope(f"a session at {self.scope} cannot read state at {target}")
         service = await self._service()
         return await service.get_state(target, consistency=consistency, timeout=timeout)
+
+    async def reflect(self, query: str, persist: bool = False, top_k: int = 10) -> Reflection:
+        """Synthesise what this scope can see about `query`; persist=True records it as memory."""
+        service = await self._service()
+        return await service.reflect(self.scope, self.principal, query, persist, top_k)
+
+    async def profile(
+        self, *, consistency: Consistency = "strong", timeout: float | None = None
+    ) -> Profile:
+        """This scope's entity state, persisted reflections, contributions and recent memory."""
+        service = await self._service()
+        return await service.profile(self.scope, consistency=consistency, timeout=timeout)
 
     async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:
         """Register an entity type for extraction at and below this session's scope."""

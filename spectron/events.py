@@ -169,9 +169,34 @@ class EntityTypeRegistered(Envelope):
     payload: EntityTypeRegisteredPayload
 
 
+class ReflectionRecordedPayload(_Strict):
+    """A persisted reflection: the reasoner's recorded output, so replay never asks it again."""
+
+    query: str = Field(min_length=1, max_length=4000)
+    summary: Content
+    sources: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
+    uncertain: list[Annotated[str, Field(max_length=2000)]] = Field(
+        default_factory=list, max_length=200
+    )
+    reasoner: str = Field(min_length=1, max_length=200, description="Reasoner id and version.")
+
+
+class ReflectionRecorded(Envelope):
+    """reflect(persist=True): a synthesis that joins the scope's memory (category reflection)."""
+
+    type: Literal["ReflectionRecorded"] = "ReflectionRecorded"
+    payload: ReflectionRecordedPayload
+
+
 AnyEvent = (
-    MemoryRecorded | MemoryEmbedded | FactsExtracted | EnrichmentFailed | EntityTypeRegistered
+    MemoryRecorded
+    | MemoryEmbedded
+    | FactsExtracted
+    | EnrichmentFailed
+    | EntityTypeRegistered
+    | ReflectionRecorded
 )
+MemoryLike = MemoryRecorded | ReflectionRecorded
 Event = Annotated[AnyEvent, Field(discriminator="type")]
 EVENT_TYPES: tuple[type[Envelope], ...] = (
     MemoryRecorded,
@@ -179,6 +204,7 @@ EVENT_TYPES: tuple[type[Envelope], ...] = (
     FactsExtracted,
     EnrichmentFailed,
     EntityTypeRegistered,
+    ReflectionRecorded,
 )
 _EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
@@ -225,6 +251,15 @@ def decode_event(raw: bytes) -> AnyEvent:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "event"
         raise MalformedEvent(f"{where}: {first['msg']}") from exc
+
+
+def memory_text(event: Envelope) -> str | None:
+    """The recallable text of an event that creates a memory (its id is the event id), else None."""
+    if isinstance(event, MemoryRecorded):
+        return event.payload.content
+    if isinstance(event, ReflectionRecorded):
+        return event.payload.summary
+    return None
 
 
 def partition_key(event: Envelope) -> bytes:

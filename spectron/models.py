@@ -148,3 +148,75 @@ class State(_Result):
             for rel in entity.relations:
                 lines.append(f"  → {rel.predicate} → {rel.object_type}/{rel.object}")
         return "\n".join(lines) if lines else "No entities known at this scope."
+
+
+class Reflection(_Result):
+    """What reflect returns: a synthesis, the memories it used, and what remains uncertain."""
+
+    query: str
+    summary: str
+    sources: list[uuid.UUID]
+    uncertain: list[str]
+    reasoner: str
+    scope: dict[str, str]
+    persisted: bool = False
+    id: uuid.UUID | None = Field(None, description="Memory id of the persisted reflection.")
+    recorded_at: datetime | None = None
+
+
+class ProfileReflection(_Result):
+    """A persisted reflection as the profile lists it."""
+
+    id: uuid.UUID
+    query: str
+    summary: str
+    sources: list[uuid.UUID]
+    uncertain: list[str]
+    reasoner: str
+    scope: dict[str, str]
+    principal: str
+    recorded_at: datetime
+
+
+class Profile(_Result):
+    """A scope at a glance: entity state, persisted reflections, who contributed what, recent memory."""
+
+    scope: dict[str, str]
+    state: State
+    reflections: list[ProfileReflection] = Field(description="Newest first.")
+    counts_by_category: dict[str, int]
+    counts_by_scope: dict[str, int] = Field(description="Memories per contributing scope.")
+    counts_by_principal: dict[str, int]
+    recent: list[MemoryItem] = Field(description="Newest memories first.")
+    pending: int = 0
+
+    @property
+    def entities(self) -> list[Entity]:
+        """Entities visible from the scope."""
+        return self.state.entities
+
+    @property
+    def formatted(self) -> str:
+        """The profile as compact text for a prompt."""
+        where = ", ".join(f"{k}={v}" for k, v in self.scope.items())
+        total = sum(self.counts_by_category.values())
+        lines = [f"Profile of scope {where}: {total} memories."]
+        if self.counts_by_scope:
+            lines.append("Contributions by scope:")
+            lines.extend(f"- {scope}: {n}" for scope, n in self.counts_by_scope.items())
+        if self.counts_by_principal:
+            lines.append(
+                "By writer: " + ", ".join(f"{p} {n}" for p, n in self.counts_by_principal.items())
+            )
+        lines.append("Current state:")
+        lines.extend("  " + line for line in self.state.formatted.splitlines())
+        if self.reflections:
+            lines.append("Reflections (newest first):")
+            for reflection in self.reflections:
+                when = reflection.recorded_at.strftime("%Y-%m-%d %H:%M")
+                lines.append(f'- {when} "{reflection.query}":')
+                lines.extend("    " + line for line in reflection.summary.splitlines())
+        if self.recent:
+            lines.append("Recent memories:")
+            lines.extend(f"- [{m.memory_category}] {m.content}" for m in self.recent)
+        return "\n".join(lines)

@@ -26,13 +26,17 @@ from spectron.events import (
     EntityTypeRegisteredPayload,
     MemoryRecorded,
     MemoryRecordedPayload,
+    ReflectionRecorded,
+    ReflectionRecordedPayload,
     new_event_fields,
 )
 from spectron.extraction import Extractor, make_extractor
 from spectron.facts import EntityType, check_facts
 from spectron.log import EventLog
 from spectron.log.postgres import PostgresEventLog
-from spectron.models import RecallResult, RememberResult, State
+from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
+from spectron.profile import load_profile
+from spectron.reasoning import Reasoner, ReflectionInput, make_reasoner
 from spectron.recall import RecallMode, format_items, search
 from spectron.scope import Scope, canonical_scope
 from spectron.state import load_state
@@ -64,8 +68,10 @@ class MemoryService:
         context: ProjectionContext,
         server: EmbeddedPostgres | None,
         extractor: Extractor | None = None,
+        reasoner: Reasoner | None = None,
     ) -> None:
         self.settings = settings
+        self.reasoner = reasoner or make_reasoner()
         self.pool = pool
         self.log = event_log
         self.embedder = embedder
@@ -80,6 +86,7 @@ class MemoryService:
         settings: Settings,
         embedder: Embedder | None = None,
         extractor: Extractor | None = None,
+        reasoner: Reasoner | None = None,
     ) -> MemoryService:
         """Start (or connect to) the database and log, migrate, and start in-process projectors."""
         embedder = embedder or make_embedder(settings.embedder)
@@ -108,7 +115,7 @@ class MemoryService:
             if server is not None:
                 server.close()
             raise
-        service = cls(settings, pool, event_log, embedder, context, server, extractor)
+        service = cls(settings, pool, event_log, embedder, context, server, extractor, reasoner)
         if settings.projectors_in_process:
             service.start_projectors()
         return service
@@ -256,6 +263,57 @@ class MemoryService:
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
         async with self.pool.connection() as conn:
             return await load_state(conn, scope, pending)
+
+    async def reflect(
+        self,
+        scope: Scope,
+        principal: str,
+        query: Any,
+        persist: bool = False,
+        top_k: Any = 10,
+    ) -> Reflection:
+        """Synthesise what `scope` can see about `query`; with persist, record it in the log."""
+        scope = canonical_scope(scope)
+        recalled = await self.recall(scope, query, top_k)
+        state = await self.get_state(scope)
+        data = ReflectionInput(query=query, scope=scope, memories=recalled.items, state=state)
+        draft = await asyncio.to_thread(self.reasoner.reflect, data)
+        reflection = Reflection(
+            query=query,
+            summary=draft.summary,
+            sources=draft.sources,
+            uncertain=draft.uncertain,
+            reasoner=self.reasoner.reasoner_id,
+            scope=scope,
+            id=None,
+        )
+        if not persist:
+            return reflection
+        event = ReflectionRecorded(
+            **new_event_fields(scope, principal),
+            payload=ReflectionRecordedPayload(
+                query=query,
+                summary=draft.summary,
+                sources=draft.sources,
+                uncertain=draft.uncertain,
+                reasoner=self.reasoner.reasoner_id,
+            ),
+        )
+        [appended] = await self.log.append([event])
+        return reflection.model_copy(
+            update={"persisted": True, "id": event.event_id, "recorded_at": appended.recorded_at}
+        )
+
+    async def profile(
+        self,
+        scope: Scope,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+    ) -> Profile:
+        """Entity state, persisted reflections, contributions and recent memory visible from scope."""
+        state = await self.get_state(scope, consistency=consistency, timeout=timeout)
+        async with self.pool.connection() as conn:
+            return await load_profile(conn, state.scope, state, state.pending)
 
     async def register_entity_type(
         self, scope: Scope, principal: str, entity_type: Any

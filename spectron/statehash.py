@@ -20,6 +20,7 @@ HASHED_TABLES: tuple[tuple[str, str], ...] = (
     ("attribute_values", "memory_id, ordinal"),
     ("relations", "memory_id, ordinal"),
     ("enrichment_failures", "memory_id, enricher"),
+    ("reflections", "reflection_id"),
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import uuid
 
@@ -162,7 +163,7 @@ async def test_concurrent_conflicting_writers_chain_in_log_order(make_client) ->
     [entity] = state.entities
     by_memory = {a.memory_id: a for a in entity.attributes}
     chain = [by_memory[m] for m in log_order]
-    for earlier, later in zip(chain, chain[1:], strict=False):
+    for earlier, later in itertools.pairwise(chain):
         assert earlier.superseded_by is not None
         assert earlier.superseded_by.memory_id == later.memory_id
     assert chain[-1].current

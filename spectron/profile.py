@@ -1,0 +1,93 @@
+"""profile: counts, persisted reflections and recent memories visible from a scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from psycopg import AsyncConnection
+
+from spectron.models import MemoryItem, Profile, ProfileReflection, State
+from spectron.recall import visibility_params, visible
+from spectron.scope import Scope
+
+RECENT = 10
+REFLECTIONS = 20
+
+_COUNTS = f"""
+SELECT m.memory_category, m.scope_key, m.principal, count(*) FROM memories m
+WHERE {visible("m")}
+GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+"""
+_RECENT = f"""
+SELECT m.memory_id, m.content, m.memory_category, m.metadata, m.scope, m.principal,
+       m.recorded_at, m.embedding IS NOT NULL
+FROM memories m WHERE {visible("m")}
+ORDER BY m.recorded_at DESC, m.partition, m."offset" DESC LIMIT %(limit)s
+"""
+_REFLECTIONS = f"""
+SELECT r.reflection_id, r.query, r.summary, r.sources, r.uncertain, r.reasoner, r.scope,
+       r.principal, r.recorded_at
+FROM reflections r WHERE {visible("r")}
+ORDER BY r.recorded_at DESC, r.partition, r."offset" DESC LIMIT %(limit)s
+"""
+
+
+def _scope_label(scope_key: str) -> str:
+    return "/".join(f"{k}={v}" for k, v in orjson.loads(scope_key).items())
+
+
+async def load_profile(
+    conn: AsyncConnection[Any], scope: Scope, state: State, pending: int = 0
+) -> Profile:
+    """The profile of `scope`, around an already loaded entity state."""
+    params = visibility_params(scope)
+    by_category: dict[str, int] = {}
+    by_scope: dict[str, int] = {}
+    by_principal: dict[str, int] = {}
+    cur = await conn.execute(_COUNTS, params)
+    for category, skey, principal, count in await cur.fetchall():
+        by_category[category] = by_category.get(category, 0) + count
+        label = _scope_label(skey)
+        by_scope[label] = by_scope.get(label, 0) + count
+        by_principal[principal] = by_principal.get(principal, 0) + count
+    cur = await conn.execute(_RECENT, {**params, "limit": RECENT})
+    recent = [
+        MemoryItem(
+            id=row[0],
+            content=row[1],
+            memory_category=row[2],
+            metadata=row[3],
+            scope=row[4],
+            principal=row[5],
+            recorded_at=row[6],
+            embedded=row[7],
+            score=0.0,
+        )
+        for row in await cur.fetchall()
+    ]
+    cur = await conn.execute(_REFLECTIONS, {**params, "limit": REFLECTIONS})
+    reflections = [
+        ProfileReflection(
+            id=row[0],
+            query=row[1],
+            summary=row[2],
+            sources=row[3],
+            uncertain=row[4],
+            reasoner=row[5],
+            scope=row[6],
+            principal=row[7],
+            recorded_at=row[8],
+        )
+        for row in await cur.fetchall()
+    ]
+    return Profile(
+        scope=scope,
+        state=state,
+        reflections=reflections,
+        counts_by_category=by_category,
+        counts_by_scope=dict(sorted(by_scope.items())),
+        counts_by_principal=dict(sorted(by_principal.items())),
+        recent=recent,
+        pending=pending,
+    )

@@ -1,0 +1,145 @@
+"""The offline reasoner: an extractive synthesis that groups, de-duplicates, lists and flags.
+
+Deterministic: the same memories and state (hence the same log) give the same text, byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+
+from spectron.models import Attribute, Entity, MemoryItem
+from spectron.reasoning import Draft, ReflectionInput
+
+_WORD = re.compile(r"[a-z0-9$%.]+")
+NEAR_DUPLICATE = 0.8  # Jaccard similarity of word sets above which two memories say the same
+GENERAL = "General"
+
+
+def _words(text: str) -> set[str]:
+    return {w.strip(".") for w in _WORD.findall(text.lower())} - {""}
+
+
+def _short(memory_id: uuid.UUID) -> str:
+    return str(memory_id)[:8]
+
+
+def _where(scope: dict[str, str]) -> str:
+    return "/".join(f"{k}={v}" for k, v in scope.items())
+
+
+def deduplicate(memories: list[MemoryItem]) -> list[MemoryItem]:
+    """Drop memories whose words nearly repeat a better-ranked one."""
+    kept: list[tuple[MemoryItem, set[str]]] = []
+    for memory in memories:
+        words = _words(memory.content)
+        if any(
+            words and seen and len(words & seen) / len(words | seen) >= NEAR_DUPLICATE
+            for _, seen in kept
+        ):
+            continue
+        kept.append((memory, words))
+    return [memory for memory, _ in kept]
+
+
+def relevant_entities(data: ReflectionInput, memories: list[MemoryItem]) -> list[Entity]:
+    """Entities named in the recalled memories or sharing a word with the query."""
+    query_words = _words(data.query)
+    texts = [memory.content.lower() for memory in memories]
+    chosen = []
+    for entity in data.state.entities:
+        name = entity.name.lower()
+        if any(name in text for text in texts) or (_words(name) & query_words):
+            chosen.append(entity)
+    return chosen
+
+
+class ExtractiveReasoner:
+    """Gathers, groups by entity, removes near-duplicates, lists current values, flags doubts."""
+
+    reasoner_id = "extractive@1"
+
+    def reflect(self, data: ReflectionInput) -> Draft:
+        """The synthesis; every line cites the memories it came from."""
+        memories = deduplicate(data.memories)
+        entities = relevant_entities(data, memories)
+        sources: list[uuid.UUID] = []
+
+        def cite(memory_id: uuid.UUID) -> str:
+            if memory_id not in sources:
+                sources.append(memory_id)
+            return _short(memory_id)
+
+        groups: dict[str, list[MemoryItem]] = defaultdict(list)
+        for memory in memories:
+            text = memory.content.lower()
+            topic = next((e.name for e in entities if e.name.lower() in text), GENERAL)
+            groups[topic].append(memory)
+
+        lines = [
+            f'Reflection on "{data.query}" at {_where(data.scope)}: '
+            f"{len(memories)} memories, {len(entities)} entities."
+        ]
+        current = [(entity, _current(entity)) for entity in entities]
+        if any(values for _, values in current):
+            lines.append("Current facts:")
+            for entity, values in current:
+                for attr in values:
+                    lines.append(
+                        f"- {entity.type}/{entity.name}: {attr.key} = {attr.value}"
+                        f" [{cite(attr.memory_id)}]"
+                    )
+        order = [e.name for e in entities if e.name in groups] + (
+            [GENERAL] if GENERAL in groups else []
+        )
+        for topic in dict.fromkeys(order):
+            lines.append(f"Findings: {topic}" if topic != GENERAL else "Findings:")
+            for memory in groups[topic]:
+                lines.append(f"- {memory.content} [{cite(memory.id)}; {_where(memory.scope)}]")
+        uncertain = _uncertain(entities, cite)
+        if uncertain:
+            lines.append("Uncertain:")
+            lines.extend(f"- {item}" for item in uncertain)
+        if not memories and not entities:
+            lines.append("Nothing visible from this scope bears on the question yet.")
+        return Draft(summary="\n".join(lines), sources=sources, uncertain=uncertain)
+
+
+def _current(entity: Entity) -> list[Attribute]:
+    return [attr for attr in entity.attributes if attr.superseded_by is None]
+
+
+def _uncertain(entities: list[Entity], cite: Callable[[uuid.UUID], str]) -> list[str]:
+    """Superseded values, scopes that disagree, and claims resting on a single memory."""
+    out: list[str] = []
+    current_by_key: dict[tuple[str, str, str], dict[str, list[Entity]]] = defaultdict(dict)
+    for entity in entities:
+        for attr in entity.attributes:
+            if attr.superseded_by is not None:
+                out.append(
+                    f"{entity.name}.{attr.key} changed: {attr.value} → {attr.superseded_by.value}"
+                    f" [{cite(attr.memory_id)}→{cite(attr.superseded_by.memory_id)}]"
+                )
+        for attr in _current(entity):
+            if attr.cardinality == "single":
+                chain = (entity.type, entity.name.lower(), attr.key)
+                current_by_key[chain].setdefault(attr.value, []).append(entity)
+    for (etype, _, key), by_value in current_by_key.items():
+        if len(by_value) > 1:
+            claims = "; ".join(
+                f"{value} at {', '.join(_where(e.scope) for e in holders)}"
+                for value, holders in sorted(by_value.items())
+            )
+            name = next(iter(by_value.values()))[0].name
+            out.append(f"{etype}/{name}.{key} differs between scopes: {claims}")
+    for entity in entities:
+        for attr in _current(entity):
+            backers = {a.memory_id for a in entity.attributes if a.value == attr.value}
+            if len(backers) == 1 and attr.cardinality == "single":
+                out.append(
+                    f"{entity.name}.{attr.key} = {attr.value} rests on a single source"
+                    f" [{cite(attr.memory_id)}]"
+                )
+    return out
