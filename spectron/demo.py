@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import types
+
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 
 from spectron.client import SpectronClient
 from spectron.models import RecallResult
 
 SHARED_SCOPE = {"org": "acme", "project": "market-research-q3"}
+SUPERVISOR_SCOPE = {"org": "acme", "project": "research-pipeline"}
+TOPICS = ["pricing trends", "competitor features", "customer sentiment"]
+# what each worker already knows when the scenario starts
+WORKER_NOTES = [
+    "Competitor X raised prices by 20% in Q2.",
+    "Competitor X launched a new pricing tier at $299/mo targeting SMBs.",
+    "The enterprise customer segment prioritises SOC2 compliance over cost.",
+]
+
+
+async def research(topic: str, context: str) -> str:
+    """Deterministic stand-in for the seed's `llm.research`: restates the recalled memories."""
+    found = [line[4:] for line in context.splitlines() if re.match(r"^\[\d+\] ", line)]
+    return f"Findings about {topic}. " + (" ".join(found[:2]) if found else "Nothing known yet.")
+
+
+llm = types.SimpleNamespace(research=research)
 
 
 def _show(console: Console, title: str, result: RecallResult) -> None:
-    console.print(Panel(result.formatted, title=title, expand=False))
+    console.print(Panel(Text(result.formatted), title=title, expand=False))
 
 
 async def run_shared_scope_demo(client: SpectronClient, console: Console) -> None:
@@ -50,3 +72,46 @@ async def run_shared_scope_demo(client: SpectronClient, console: Console) -> Non
     async with client.sessions.create(scope=SHARED_SCOPE) as session:
         seen = await session.recall(query="competitor pricing", top_k=10)
     _show(console, "the supervisor at the project scope sees every worker", seen)
+
+
+async def run_worker(topic: str, worker_id: str, client: SpectronClient) -> str:
+    """The seed's worker: recall, research, remember, reflect without persisting."""
+    worker_scope = {**SUPERVISOR_SCOPE, "agent": worker_id}
+    async with client.sessions.create(scope=worker_scope) as session:
+        context = await session.recall(query=topic, top_k=5)
+        findings = await llm.research(topic, context.formatted)
+        await session.remember(findings, memory_category="knowledge")
+        reflection = await session.reflect(query=f"Summarise findings about {topic}", persist=False)
+        return reflection.summary
+
+
+async def run_supervisor_demo(client: SpectronClient, console: Console) -> None:
+    """The seed's supervisor scenario: concurrent workers, aggregation, persisted synthesis."""
+    console.rule("Supervisor + workers: reflection and profile")
+    for i, note in enumerate(WORKER_NOTES):
+        async with client.sessions.create(scope={**SUPERVISOR_SCOPE, "agent": f"worker-{i}"}) as s:
+            await s.remember(note)
+    results = await asyncio.gather(
+        *[run_worker(topic, f"worker-{i}", client) for i, topic in enumerate(TOPICS)]
+    )
+    for topic, summary in zip(TOPICS, results, strict=True):
+        console.print(Panel(Text(summary), title=f"worker reflection: {topic}", expand=False))
+    async with client.sessions.create(scope=SUPERVISOR_SCOPE) as session:
+        for topic, finding in zip(TOPICS, results, strict=True):
+            await session.remember(content=f"[{topic}] {finding}", memory_category="knowledge")
+        await session.reflect(
+            query="Synthesise all research findings into a coherent executive summary.",
+            persist=True,
+        )
+        full_context = await session.profile()
+        console.print(
+            Panel(Text(full_context.formatted), title="supervisor profile()", expand=False)
+        )
+        synthesis = await session.reflect(
+            query="What are the top-level conclusions across all worker findings?"
+            " What is still uncertain?",
+            persist=True,
+        )
+    console.print(
+        Panel(Text(synthesis.summary), title="supervisor synthesis (persisted)", expand=False)
+    )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import types
 import uuid
 
 from spectron import SpectronClient
+from spectron.demo import research
 from spectron.reasoning.extractive import ExtractiveReasoner
 from spectron.scope import is_visible
 
@@ -19,16 +19,11 @@ SEEDED = {
 }
 
 
-async def _research(topic: str, context: str) -> str:
-    """A deterministic stand-in for the seed's llm.research: restates what recall found."""
-    lines = [line[4:] for line in context.splitlines() if re.match(r"^\[\d+\] ", line)]
-    return f"Research on {topic}: " + (" ".join(lines[:2]) if lines else "nothing known yet.")
-
-
-llm = types.SimpleNamespace(research=_research)
+llm = types.SimpleNamespace(research=research)  # the only thing the seed code leaves to us
 
 
 # ---- pasted from the seed page (../shared/seed/), unchanged ----
+# fmt: off
 async def run_worker(topic: str, worker_id: str, client: SpectronClient) -> str:
     worker_scope = {**SUPERVISOR_SCOPE, "agent": worker_id}
     async with client.sessions.create(scope=worker_scope) as session:
@@ -51,13 +46,14 @@ async def supervisor(client: SpectronClient):
     topics = ["pricing trends", "competitor features", "customer sentiment"]
 
     # Run workers concurrently
-    results = await asyncio.gather(
-        *[run_worker(topic, f"worker-{i}", client) for i, topic in enumerate(topics)]
-    )
+    results = await asyncio.gather(*[
+        run_worker(topic, f"worker-{i}", client)
+        for i, topic in enumerate(topics)
+    ])
 
     # Supervisor aggregates findings into shared scope
     async with client.sessions.create(scope=SUPERVISOR_SCOPE) as session:
-        for topic, finding in zip(topics, results):
+        for topic, finding in zip(topics, results):  # noqa: B905
             await session.remember(
                 content=f"[{topic}] {finding}",
                 memory_category="knowledge",
@@ -68,8 +64,7 @@ async def supervisor(client: SpectronClient):
             query="Synthesise all research findings into a coherent executive summary.",
             persist=True,
         )
-
-
+# fmt: on
 # ---- end of the pasted code ----
 
 

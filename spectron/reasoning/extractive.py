@@ -30,6 +30,12 @@ def _where(scope: dict[str, str]) -> str:
     return "/".join(f"{k}={v}" for k, v in scope.items())
 
 
+def _gist(content: str, limit: int = 240) -> str:
+    """A memory on one line, cut at `limit` characters (a stored reflection can be long)."""
+    flat = " ".join(content.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
 def deduplicate(memories: list[MemoryItem]) -> list[MemoryItem]:
     """Drop memories whose words nearly repeat a better-ranked one."""
     kept: list[tuple[MemoryItem, set[str]]] = []
@@ -79,25 +85,35 @@ class ExtractiveReasoner:
             groups[topic].append(memory)
 
         lines = [
-            f'Reflection on "{data.query}" at {_where(data.scope)}: '
-            f"{len(memories)} memories, {len(entities)} entities."
+            f'Summary of "{data.query}" at {_where(data.scope)}: '
+            f"{len(memories)} findings, {len(entities)} entities."
         ]
-        current = [(entity, _current(entity)) for entity in entities]
-        if any(values for _, values in current):
+        claims = _claims(entities)
+        if claims:
             lines.append("Current facts:")
-            for entity, values in current:
-                for attr in values:
-                    lines.append(
-                        f"- {entity.type}/{entity.name}: {attr.key} = {attr.value}"
-                        f" [{cite(attr.memory_id)}]"
+            for (etype, name, key), by_value in claims.items():
+                values = " | ".join(
+                    value
+                    + (
+                        f" (at {', '.join(sorted({_where(a[1].scope) for a in held}))})"
+                        if len(by_value) > 1
+                        else ""
                     )
+                    for value, held in by_value.items()
+                )
+                ids = ", ".join(
+                    dict.fromkeys(cite(a.memory_id) for held in by_value.values() for a, _ in held)
+                )
+                lines.append(f"- {etype}/{name}: {key} = {values} [{ids}]")
         order = [e.name for e in entities if e.name in groups] + (
             [GENERAL] if GENERAL in groups else []
         )
         for topic in dict.fromkeys(order):
             lines.append(f"Findings: {topic}" if topic != GENERAL else "Findings:")
             for memory in groups[topic]:
-                lines.append(f"- {memory.content} [{cite(memory.id)}; {_where(memory.scope)}]")
+                lines.append(
+                    f"- {_gist(memory.content)} [{cite(memory.id)}; {_where(memory.scope)}]"
+                )
         uncertain = _uncertain(entities, cite)
         if uncertain:
             lines.append("Uncertain:")
@@ -107,14 +123,23 @@ class ExtractiveReasoner:
         return Draft(summary="\n".join(lines), sources=sources, uncertain=uncertain)
 
 
-def _current(entity: Entity) -> list[Attribute]:
-    return [attr for attr in entity.attributes if attr.superseded_by is None]
+Claim = tuple[Attribute, Entity]
+
+
+def _claims(entities: list[Entity]) -> dict[tuple[str, str, str], dict[str, list[Claim]]]:
+    """Current values per (type, name, key) across scopes, in a stable order."""
+    claims: dict[tuple[str, str, str], dict[str, list[Claim]]] = {}
+    for entity in entities:
+        for attr in entity.attributes:
+            if attr.superseded_by is None:
+                key = (entity.type, entity.name, attr.key)
+                claims.setdefault(key, {}).setdefault(attr.value, []).append((attr, entity))
+    return claims
 
 
 def _uncertain(entities: list[Entity], cite: Callable[[uuid.UUID], str]) -> list[str]:
     """Superseded values, scopes that disagree, and claims resting on a single memory."""
     out: list[str] = []
-    current_by_key: dict[tuple[str, str, str], dict[str, list[Entity]]] = defaultdict(dict)
     for entity in entities:
         for attr in entity.attributes:
             if attr.superseded_by is not None:
@@ -122,24 +147,24 @@ def _uncertain(entities: list[Entity], cite: Callable[[uuid.UUID], str]) -> list
                     f"{entity.name}.{attr.key} changed: {attr.value} → {attr.superseded_by.value}"
                     f" [{cite(attr.memory_id)}→{cite(attr.superseded_by.memory_id)}]"
                 )
-        for attr in _current(entity):
-            if attr.cardinality == "single":
-                chain = (entity.type, entity.name.lower(), attr.key)
-                current_by_key[chain].setdefault(attr.value, []).append(entity)
-    for (etype, _, key), by_value in current_by_key.items():
+    for (etype, name, key), by_value in _claims(entities).items():
         if len(by_value) > 1:
-            claims = "; ".join(
-                f"{value} at {', '.join(_where(e.scope) for e in holders)}"
-                for value, holders in sorted(by_value.items())
+            where = "; ".join(
+                f"{value} at {', '.join(sorted({_where(e.scope) for _, e in held}))}"
+                for value, held in by_value.items()
             )
-            name = next(iter(by_value.values()))[0].name
-            out.append(f"{etype}/{name}.{key} differs between scopes: {claims}")
-    for entity in entities:
-        for attr in _current(entity):
-            backers = {a.memory_id for a in entity.attributes if a.value == attr.value}
-            if len(backers) == 1 and attr.cardinality == "single":
-                out.append(
-                    f"{entity.name}.{attr.key} = {attr.value} rests on a single source"
-                    f" [{cite(attr.memory_id)}]"
-                )
-    return out
+            out.append(f"{etype}/{name}.{key} differs between scopes: {where}")
+            continue
+        [(value, held)] = by_value.items()
+        backers = {
+            a.memory_id
+            for e in entities
+            if e.type == etype and e.name == name
+            for a in e.attributes
+            if a.key == key and a.value == value
+        }
+        if len(backers) == 1 and held[0][0].cardinality == "single":
+            out.append(
+                f"{name}.{key} = {value} rests on a single source [{cite(held[0][0].memory_id)}]"
+            )
+    return list(dict.fromkeys(out))
