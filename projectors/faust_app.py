@@ -1,12 +1,14 @@
 """Kafka-mode driver: faust-streaming agents that project the log into Postgres and embed memories.
 
-One worker process runs two faust apps, each its own consumer group, so a slow embedder never
+One worker process runs several faust apps, each its own consumer group, so a slow model never
 holds back the projections that read-your-writes waits for:
 
 * `spectron-projectors-<topic>` applies records with `apply_records`, whose Postgres transaction
   also stores the position: a redelivered record is skipped, so each is applied exactly once.
-* `spectron-enrichment-<topic>` embeds `MemoryRecorded` events and appends `MemoryEmbedded` ones
-  (at least once: the projector keeps the first vector of a memory).
+* `spectron-<enricher name>-<topic>`, one per enricher (embedding, fact extraction), turns
+  `MemoryRecorded` events into derived events appended to the log. At least once: the projector
+  keeps the first vector (or facts) of a memory. A new model is a new name, so a new group that
+  starts from the beginning of the log: a new pass.
 
 Kafka's committed offsets are only a hint. Faust acks a batch even when its processing was
 cancelled or failed, so a group can resume past records never applied; both agents compare the
@@ -17,25 +19,30 @@ Run as `spectron worker`, or `python -m projectors.faust_app` with the SPECTRON_
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import re
+import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
+import mode
 from faust.transport.drivers import aiokafka as faust_kafka
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records, projection_positions
-from projectors.enrichment import embed_memories, enrichment_consumer
+from projectors.enrichment import EmbeddingEnricher, Enricher, ExtractionEnricher
 from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding import Embedder, make_embedder
-from spectron.errors import MalformedEvent, SpectronError
+from spectron.errors import LogUnavailable, MalformedEvent, SpectronError
 from spectron.events import LogPosition, MemoryRecorded
+from spectron.extraction import make_extractor
 from spectron.log import RawRecord, decode_record
 from spectron.log.kafka import FETCH_MAX_WAIT_MS, KafkaEventLog, record_time
 from spectron.service import _projection_context
@@ -43,27 +50,29 @@ from spectron.service import _projection_context
 log = logging.getLogger(__name__)
 BATCH = 500  # records per partition per transaction
 BATCH_WINDOW = 0.02  # seconds a batch waits to fill: bounds the added read-your-writes latency
-EMBED_BATCH = 32
 # Kafka's smallest default session timeout; a broker may hold a group join for half of it
 SESSION_TIMEOUT = 6.0
 MAX_BACKOFF = 30.0
-STOP_GRACE = 10.0  # seconds faust gets to stop cleanly after SIGTERM
+STOP_GRACE = 5.0  # seconds faust gets to stop cleanly after SIGTERM (then: exit anyway)
 
 Apply = Callable[[int, Sequence[RawRecord]], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass
 class Processors:
-    """What both agents share: the database, the log (for gaps and appends) and the embedder."""
+    """What the agents share: the database, the log (for gaps and appends) and the enrichers."""
 
     settings: Settings
     pool: AsyncConnectionPool
-    log: KafkaEventLog
-    embedder: Embedder
+    event_log: KafkaEventLog
     ctx: ProjectionContext
+    enrichers: Sequence[Enricher]
 
     @classmethod
-    async def open(cls, settings: Settings, embedder: Embedder) -> Processors:
+    async def open(
+        cls, settings: Settings, embedder: Embedder, enrichers: Sequence[Enricher] | None = None
+    ) -> Processors:
         """Migrate the database, pin the embedding model, and start the log (creating the topic)."""
         if settings.kafka_bootstrap is None or settings.database_url is None:
             raise SpectronError("a worker needs SPECTRON_KAFKA_BOOTSTRAP and SPECTRON_DATABASE_URL")
@@ -78,11 +87,13 @@ class Processors:
         except BaseException:
             await pool.close()
             raise
-        return cls(settings, pool, event_log, embedder, ctx)
+        if enrichers is None:
+            enrichers = configured_enrichers(settings, embedder)
+        return cls(settings, pool, event_log, ctx, enrichers)
 
     async def close(self) -> None:
         """Disconnect from Kafka and Postgres."""
-        await self.log.close()
+        await self.event_log.close()
         await self.pool.close()
 
     async def project(self, partition: int, records: Sequence[RawRecord]) -> None:
@@ -98,51 +109,57 @@ class Processors:
 
         await _retry(f"projecting partition {partition}", attempt)
 
-    async def enrich(self, partition: int, records: Sequence[RawRecord]) -> None:
-        """Embed the memories of one partition's batch (and any gap before it) and append them."""
+    async def enrich(
+        self, enricher: Enricher, partition: int, records: Sequence[RawRecord]
+    ) -> None:
+        """Run one enricher over a partition's batch (and any gap before it); append its output."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT next_offset FROM spectron_log.consumer_positions"
                 " WHERE consumer = %s AND partition = %s",
-                [enrichment_consumer(self.embedder), partition],
+                [enricher.name, partition],
             )
             row = await cur.fetchone()
-        await self._with_gap(partition, records, int(row[0]) if row else 0, self._embed)
+        position = int(row[0]) if row else 0
+        await self._with_gap(
+            partition, records, position, functools.partial(self._enrich, enricher)
+        )
 
-    async def _embed(self, partition: int, records: Sequence[RawRecord]) -> None:
+    async def _enrich(
+        self, enricher: Enricher, partition: int, records: Sequence[RawRecord]
+    ) -> None:
         memories: list[MemoryRecorded] = []
         for record in records:
             try:
                 event = decode_record(record).event
             except MalformedEvent:
-                continue  # the projector dead-letters it; nothing to embed
+                continue  # the projector dead-letters it; nothing to enrich
             if isinstance(event, MemoryRecorded):
                 memories.append(event)
-        for start in range(0, len(memories), EMBED_BATCH):
-            chunk = memories[start : start + EMBED_BATCH]
+        for start in range(0, len(memories), enricher.batch_size):
+            chunk = memories[start : start + enricher.batch_size]
 
-            async def embed(chunk: list[MemoryRecorded] = chunk) -> None:
-                embedded = await asyncio.to_thread(embed_memories, self.embedder, chunk)
-                await self.log.append(embedded)
+            async def attempt(chunk: list[MemoryRecorded] = chunk) -> None:
+                async with self.pool.connection() as conn:
+                    derived = await enricher.enrich(conn, chunk)
+                await self.event_log.append(derived)
 
-            await _retry(f"embedding {len(chunk)} memories of partition {partition}", embed)
+            await _retry(
+                f"{enricher.name} on {len(chunk)} memories of partition {partition}", attempt
+            )
 
         async def advance() -> None:
-            # the vectors are in the log now; a crash before this line only re-embeds them
+            # the output is in the log now; a crash before this line only enriches again
             async with self.pool.connection() as conn:
                 await conn.execute(
                     "INSERT INTO spectron_log.consumer_positions AS c"
                     " (consumer, partition, next_offset) VALUES (%s, %s, %s)"
                     " ON CONFLICT (consumer, partition) DO UPDATE"
                     " SET next_offset = greatest(c.next_offset, excluded.next_offset)",
-                    [
-                        enrichment_consumer(self.embedder),
-                        partition,
-                        records[-1].position.offset + 1,
-                    ],
+                    [enricher.name, partition, records[-1].position.offset + 1],
                 )
 
-        await _retry(f"storing the enrichment position of partition {partition}", advance)
+        await _retry(f"storing the position of {enricher.name} on partition {partition}", advance)
 
     async def _with_gap(
         self, partition: int, records: Sequence[RawRecord], position: int, apply: Apply
@@ -153,23 +170,36 @@ class Processors:
             return
         first = records[0].position.offset
         while position < first:
-            missing = [
-                r
-                for r in await self.log.read(partition, position, BATCH)
-                if r.position.offset < first
-            ]
-            if not missing:
-                log.error(
-                    "records %s..%s of partition %s are unreadable", position, first, partition
-                )
-                break
-            log.info("filling the gap %s..%s of partition %s", position, first, partition)
+            missing = await _retry(
+                f"reading a gap of partition {partition}",
+                functools.partial(self._read_gap, partition, position, first),
+            )
+            log.info(
+                "filled records %s..%s of partition %s from the log", position, first, partition
+            )
             await apply(partition, missing)
             position = missing[-1].position.offset + 1
         await apply(partition, records)
 
+    async def _read_gap(self, partition: int, start: int, end: int) -> list[RawRecord]:
+        found = await self.event_log.read(partition, start, BATCH)
+        missing = [r for r in found if r.position.offset < end]
+        if not missing:
+            # a slow broker, not the end: these records exist (had retention deleted them, the
+            # read would have started at the oldest record kept instead)
+            raise LogUnavailable(f"records {start}..{end - 1} of partition {partition} are late")
+        return missing
 
-async def _retry(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+
+def configured_enrichers(settings: Settings, embedder: Embedder) -> list[Enricher]:
+    """The passes the settings ask for, as `MemoryService.enrichers` runs them in embedded mode."""
+    passes: list[Enricher] = [EmbeddingEnricher(embedder)]
+    if settings.extractor != "none":
+        passes.append(ExtractionEnricher(make_extractor(settings.extractor)))
+    return passes
+
+
+async def _retry(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
     """Run `attempt` until it succeeds, backing off exponentially; log every failure.
 
     An exception must never escape an agent: faust would ack the batch and move on without it.
@@ -177,8 +207,7 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
     delay = 0.5
     while True:
         try:
-            await attempt()
-            return
+            return await attempt()
         except Exception as exc:  # CancelledError is not an Exception: shutdown still works
             log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
@@ -218,20 +247,25 @@ class _Transport(faust_kafka.Transport):
     Consumer = _Consumer
 
 
-def group_ids(topic: str) -> tuple[str, str]:
-    """Faust app ids (= consumer groups) of the projection and the enrichment of a topic."""
-    return f"spectron-projectors-{topic}", f"spectron-enrichment-{topic}"
+def projection_group(topic: str) -> str:
+    """Faust app id (= consumer group) of the projections of a topic."""
+    return f"spectron-projectors-{topic}"
 
 
-def make_app(worker: Processors, app_id: str, handle: Apply) -> faust.App:
+def enrichment_group(topic: str, enricher: str) -> str:
+    """Faust app id of one enricher: it names internal topics too, so only topic-safe characters."""
+    return f"spectron-{re.sub(r'[^A-Za-z0-9._-]', '_', enricher)}-{topic}"
+
+
+def make_app(processors: Processors, app_id: str, handle: Apply) -> faust.App:
     """A faust app whose one agent hands each partition's share of a batch to `handle`."""
-    settings = worker.settings
+    settings = processors.settings
     assert settings.kafka_bootstrap is not None
     app = faust.App(
         app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         store="memory://",
-        topic_partitions=worker.log.partitions,
+        topic_partitions=processors.event_log.partitions,
         web_enabled=False,  # no port: several workers run side by side on one machine
         autodiscover=False,
         broker_session_timeout=SESSION_TIMEOUT,
@@ -243,7 +277,7 @@ def make_app(worker: Processors, app_id: str, handle: Apply) -> faust.App:
     # set before anything asks the app for its transport (declaring a topic does)
     app.transport = _Transport(app.conf.broker_consumer, app)
     topic = app.topic(
-        worker.log.topic,
+        processors.event_log.topic,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -255,22 +289,47 @@ def make_app(worker: Processors, app_id: str, handle: Apply) -> faust.App:
         batches = cast(faust.Stream[bytes], stream).take_events(BATCH, within=BATCH_WINDOW)
         async for events in batches:
             for partition, records in to_records(events).items():
-                await handle(partition, records)
+                await _retry(
+                    f"{app_id} on partition {partition}",
+                    functools.partial(handle, partition, records),
+                )
 
     app.agent(topic, name=f"{app_id}-agent")(agent)
     return app
 
 
-async def serve(settings: Settings, embedder: Embedder) -> None:
-    """Run both apps in this process until SIGTERM or SIGINT."""
-    worker = await Processors.open(settings, embedder)
+class _Concurrently(mode.Service):
+    """Starts and stops faust apps side by side: each start waits seconds for its group join."""
+
+    def __init__(self, apps: Sequence[faust.App]) -> None:
+        super().__init__()
+        self._apps = list(apps)
+
+    async def on_start(self) -> None:
+        await asyncio.gather(*(app.maybe_start() for app in self._apps))
+
+    async def on_stop(self) -> None:
+        await asyncio.gather(*(app.stop() for app in self._apps))
+
+
+async def serve(
+    settings: Settings, embedder: Embedder, enrichers: Sequence[Enricher] | None = None
+) -> None:
+    """Run the projection and enrichment apps in this process until SIGTERM or SIGINT."""
+    processors = await Processors.open(settings, embedder, enrichers)
     try:
-        projection_id, enrichment_id = group_ids(worker.log.topic)
-        projection = make_app(worker, projection_id, worker.project)
-        enrichment = make_app(worker, enrichment_id, worker.enrich)
+        topic = processors.event_log.topic
+        apps = [make_app(processors, projection_group(topic), processors.project)] + [
+            make_app(
+                processors,
+                enrichment_group(topic, enricher.name),
+                functools.partial(processors.enrich, enricher),
+            )
+            for enricher in processors.enrichers
+        ]
         runner = faust.Worker(
-            enrichment,
-            projection,  # started first: read-your-writes waits for it; a second app is a service
+            apps[0],
+            _Concurrently(apps),  # a service: started before apps[0], which it starts too
             loop=asyncio.get_running_loop(),
             loglevel="INFO",
             redirect_stdouts=False,
@@ -281,22 +340,36 @@ async def serve(settings: Settings, embedder: Embedder) -> None:
         finally:
             watchdog.cancel()
     finally:
-        await worker.close()
+        await processors.close()
 
 
 async def _exit_if_stop_hangs(runner: faust.Worker) -> None:
-    # faust can hang stopping in the middle of a rebalance (its consumer thread waits on a loop
-    # that is shutting down). Exiting is safe: positions live in Postgres, not in Kafka.
+    # faust can hang stopping in the middle of a rebalance: its consumer thread never finishes
+    # and the stop joins it, blocking this loop, hence a timer thread. Exiting is safe: the
+    # positions that matter live in Postgres, not in Kafka.
     await runner.wait_until_stopped()
-    await asyncio.sleep(STOP_GRACE)
-    log.warning("faust did not stop within %.0fs; exiting anyway", STOP_GRACE)
+    timer = threading.Timer(STOP_GRACE, _exit_now)
+    timer.daemon = True
+    timer.start()
+
+
+def _exit_now() -> None:
+    log.warning("faust did not stop within %.0fs of the signal; exiting anyway", STOP_GRACE)
     logging.shutdown()
     os._exit(0)
 
 
-def run_worker(settings: Settings, embedder: Embedder | None = None) -> None:
-    """Project and enrich the Kafka log into Postgres until SIGTERM/SIGINT (`spectron worker`)."""
-    asyncio.run(serve(settings, embedder or make_embedder(settings.embedder)))
+def run_worker(
+    settings: Settings,
+    embedder: Embedder | None = None,
+    enrichers: Sequence[Enricher] | None = None,
+) -> None:
+    """Project and enrich the Kafka log into Postgres until SIGTERM/SIGINT (`spectron worker`).
+
+    `enrichers` defaults to what the settings configure: the embedding pass of `embedder` (or
+    `settings.embedder`) and, unless `settings.extractor` is "none", fact extraction.
+    """
+    asyncio.run(serve(settings, embedder or make_embedder(settings.embedder), enrichers))
 
 
 def main() -> None:

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 
+import psycopg
 import pytest
 
+from projectors.driver import projection_positions
+from projectors.faust_app import Processors
+from spectron import SpectronClient
+from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding.hashing import HashingEmbedder
+from spectron.errors import LogUnavailable
 from spectron.events import (
+    MemoryEmbedded,
     MemoryRecorded,
     MemoryRecordedPayload,
     encode_event,
     new_event_fields,
     partition_key,
 )
-from spectron.log import partition_for
+from spectron.log import decode_record, partition_for
 from spectron.log.kafka import KafkaEventLog
 
 pytestmark = pytest.mark.kafka
@@ -32,6 +45,7 @@ def unique_topic(name: str) -> str:
 
 
 def memory(scope: dict[str, str], content: str) -> MemoryRecorded:
+    """A fresh MemoryRecorded event."""
     return MemoryRecorded(
         **new_event_fields(scope, "test:kafka"),
         payload=MemoryRecordedPayload(content=content),
@@ -129,3 +143,233 @@ async def test_append_raw_and_partition_count_adoption(
         assert (await other.end_offsets())[2] == again.position.offset + 1
     finally:
         await other.close()
+
+
+async def test_unreachable_broker_is_log_unavailable(kafka_log: KafkaEventLog) -> None:
+    dead = KafkaEventLog("127.0.0.1:1", "nowhere", 4, kafka_log._pool)  # nothing listens
+    started = time.monotonic()
+    with pytest.raises(LogUnavailable, match="cannot reach Kafka"):
+        await dead.start()
+    assert time.monotonic() - started < 10
+    with pytest.raises(LogUnavailable, match="not started"):
+        await dead.append([memory({"org": "acme"}, "lost")])
+
+
+async def test_agents_fill_gaps_and_skip_redeliveries(
+    kafka_log: KafkaEventLog, kafka_broker: str, database: str, hashing: HashingEmbedder
+) -> None:
+    settings = Settings(
+        kafka_bootstrap=kafka_broker, database_url=database, topic=kafka_log.topic, partitions=4
+    )
+    processors = await Processors.open(settings, hashing)
+    try:
+        events = [memory({"org": "acme", "team": "gaps"}, f"gap {i}") for i in range(10)]
+        partition = (await kafka_log.append(events))[0].position.partition
+        records = await kafka_log.read(partition, 0)
+        # faust acks a batch even when its processing was cancelled, so a group can resume past
+        # records never applied: the agents read such a gap from the log first
+        await processors.project(partition, records[6:])
+        await processors.project(partition, records[2:8])  # a redelivery changes nothing
+        embedding = processors.enrichers[0]  # the embedding pass comes first
+        await processors.enrich(embedding, partition, records[4:])
+        await processors.enrich(embedding, partition, records)  # nor here: no second vector
+        async with processors.pool.connection() as conn:
+            assert (await projection_positions(conn))[partition] == 10
+            cur = await conn.execute("SELECT count(*) FROM memories")
+            assert await cur.fetchone() == (10,)
+            cur = await conn.execute(
+                "SELECT next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
+                [embedding.name],
+            )
+            assert await cur.fetchone() == (10,)
+        vectors = [decode_record(r).event for r in await kafka_log.read(partition, 10)]
+        assert sorted(v.payload.memory_id for v in vectors if isinstance(v, MemoryEmbedded)) == (
+            sorted(e.event_id for e in events)
+        )
+        assert len(vectors) == 10
+    finally:
+        await processors.close()
+
+
+# ---------------------------------------------------------------- faust workers on Kafka + Postgres
+
+SHARED = {"org": "acme", "project": "market-research-q3"}
+WORKER = [sys.executable, "-m", "projectors.faust_app"]  # what `spectron worker` runs
+
+
+@dataclass(frozen=True)
+class KafkaDeployment:
+    """A topic, a database and two worker processes projecting one into the other."""
+
+    bootstrap: str
+    database: str
+    topic: str
+    logs: tuple[Path, ...]
+
+    def log_tails(self) -> str:
+        """The end of each worker's log, for failure messages."""
+        return "\n".join(
+            f"--- {p}\n" + "".join(p.read_text().splitlines(True)[-30:]) for p in self.logs
+        )
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    kafka_broker: str, pg_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaDeployment]:
+    """Two `projectors.faust_app` workers on a fresh 4-partition topic, shared by this module."""
+    name = f"k_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database = pg_server.replace("/postgres?", f"/{name}?", 1)
+    topic = unique_topic("spectron")
+    env = {
+        **os.environ,
+        "SPECTRON_KAFKA_BOOTSTRAP": kafka_broker,
+        "SPECTRON_DATABASE_URL": database,
+        "SPECTRON_TOPIC": topic,
+        "SPECTRON_PARTITIONS": "4",
+        "SPECTRON_EMBEDDER": "hashing",
+    }
+    directory = tmp_path_factory.mktemp("workers")
+    logs = tuple(directory / f"worker{i}.log" for i in range(2))
+    procs = []
+    try:
+        for path in logs:
+            with path.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(WORKER, env=env, stdout=out, stderr=subprocess.STDOUT)
+                )
+        yield KafkaDeployment(kafka_broker, database, topic, logs)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(8)  # the worker exits by itself at most 5 s after SIGTERM
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+async def kafka_client(
+    deployment: KafkaDeployment, make_client: Callable[..., SpectronClient]
+) -> SpectronClient:
+    """A client appending to the deployment's topic; projection is left to the workers."""
+    client = make_client(
+        kafka=deployment.bootstrap,
+        database=deployment.database,
+        run_projectors=False,
+        settings=Settings(topic=deployment.topic, partitions=4),
+    )
+    # the first recall also waits for both workers to start and join their consumer groups
+    async with client.sessions.create(scope={"org": "warm-up"}) as s:
+        await s.remember("Workers are up.")
+        try:
+            warm = await s.recall("workers up", timeout=45.0)
+        except Exception as exc:
+            raise AssertionError(f"workers did not start\n{deployment.log_tails()}") from exc
+    assert warm.pending == 0 and warm.items, deployment.log_tails()
+    return client
+
+
+async def test_seed_snippet_and_bulk_exactly_once(
+    kafka_client: SpectronClient, deployment: KafkaDeployment
+) -> None:
+    client = kafka_client
+    async with client.sessions.create(scope=SHARED) as a:
+        await a.remember(
+            content="Competitor X launched a new pricing tier at $299/mo targeting SMBs.",
+            memory_category="knowledge",
+        )
+        await a.remember(content="The office coffee machine is broken again.")
+    async with client.sessions.create(scope=SHARED) as b:
+        ctx = await b.recall(query="recent competitor pricing changes", top_k=5)
+    assert "Competitor X" in ctx.items[0].content
+    assert ctx.items[0].embedded and ctx.pending == 0
+
+    # 200 memories over 20 scopes (spread over the 4 partitions), appended concurrently
+    scopes = [{"org": "bulk", "project": f"p{i % 5}", "agent": f"a{i}"} for i in range(20)]
+    sessions = [await client.sessions.create(scope=scope) for scope in scopes]
+    remembered = await asyncio.gather(
+        *(
+            sessions[i].remember(f"Agent a{i} observation {j}: metric m{i}x{j} moved.")
+            for j in range(10)
+            for i in range(20)
+        )
+    )
+    assert len({r.partition for r in remembered}) == 4
+    results = await asyncio.gather(
+        *(s.recall(f"agent a{i} metric observation", top_k=20) for i, s in enumerate(sessions))
+    )
+    for i, result in enumerate(results):
+        assert result.pending == 0
+        assert len(result.items) == 10, f"scope a{i} sees {len(result.items)} of its 10 memories"
+        assert all(item.embedded for item in result.items)
+
+    # every event projected exactly once: positions reach the acknowledged ends and stay there
+    service = await client.service()
+    deadline = time.monotonic() + 15
+    while True:
+        async with service.pool.connection() as conn:
+            positions = await projection_positions(conn)
+            cur = await conn.execute("SELECT partition, next_offset FROM spectron_log.partitions")
+            acked = {int(p): int(n) for p, n in await cur.fetchall()}
+        if positions == acked or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert positions == acked, deployment.log_tails()
+    assert acked == await service.log.end_offsets()
+
+    # replay the log: each memory was projected once, where and when the log recorded it
+    recorded: dict[uuid.UUID, tuple[int, int, datetime]] = {}
+    embedded: set[uuid.UUID] = set()
+    for partition, end in acked.items():
+        offset = 0
+        while offset < end:
+            batch = await service.log.read(partition, offset)
+            offset = batch[-1].position.offset + 1
+            for record in batch:
+                event = decode_record(record).event
+                if isinstance(event, MemoryRecorded) and event.scope["org"] == "bulk":
+                    recorded[event.event_id] = (*record.position, record.recorded_at)
+                elif isinstance(event, MemoryEmbedded):
+                    embedded.add(event.payload.memory_id)
+    assert set(recorded) == {r.id for r in remembered} and set(recorded) <= embedded
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            'SELECT memory_id, partition, "offset", recorded_at, embedding IS NOT NULL'
+            " FROM memories WHERE scope->>'org' = 'bulk'"
+        )
+        rows = await cur.fetchall()
+    assert {m: (p, o, t) for m, p, o, t, _ in rows} == recorded
+    assert all(has_vector for *_, has_vector in rows)
+    async with service.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM dead_letters")
+        assert await cur.fetchone() == (0,)
+
+
+async def test_worker_sees_parent_and_own_never_sibling(kafka_client: SpectronClient) -> None:
+    client = kafka_client
+    shared = {"org": "vis", "project": "market-research-q3"}
+    w1, w2 = {**shared, "agent": "w1"}, {**shared, "agent": "w2"}
+    for scope, content in [
+        (shared, "Shared: pricing review is due on Friday."),
+        ({"org": "vis"}, "Org: pricing decisions need CFO sign-off."),
+        (w1, "W1: pricing page of Competitor X changed."),
+        (w2, "W2: pricing survey results are in."),
+        ({"org": "other"}, "Other org: pricing is secret."),
+    ]:
+        async with client.sessions.create(scope=scope) as s:
+            await s.remember(content)
+
+    async with client.sessions.create(scope=w1) as s:
+        seen = {item.content[:3] for item in (await s.recall("pricing", top_k=20)).items}
+    assert seen == {"Sha", "Org", "W1:"}
+    async with client.sessions.create(scope=shared) as s:
+        seen = {item.content[:3] for item in (await s.recall("pricing", top_k=20)).items}
+    assert seen == {"Sha", "Org", "W1:", "W2:"}
+    async with client.sessions.create(scope=w2) as s:
+        result = await s.recall("pricing page competitor", top_k=20, mode="dense")
+    assert "W1:" not in {item.content[:3] for item in result.items}

@@ -110,9 +110,10 @@ class KafkaEventLog:
 
     async def _create_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        await admin.start()
         try:
+            await admin.start()
             brokers = len((await admin.describe_cluster())["brokers"])
+            # three replicas where the cluster has them, so acks="all" means something
             response = await admin.create_topics(
                 [NewTopic(self._topic, self._partitions, min(3, max(1, brokers)))]
             )
@@ -159,23 +160,22 @@ class KafkaEventLog:
         now_ms = time.time_ns() // 1_000_000
         stamps: list[int] = []
         futures = []
-        try:
-            for partition, key, value in sends:
-                stamp = max(now_ms, self._last_ms.get(partition, 0))
-                self._last_ms[partition] = stamp
-                stamps.append(stamp)
+        failure: BaseException | None = None
+        for partition, key, value in sends:
+            stamp = max(now_ms, self._last_ms.get(partition, 0))
+            try:
                 futures.append(
                     await producer.send(
                         self._topic, value=value, key=key, partition=partition, timestamp_ms=stamp
                     )
                 )
-        except _KAFKA_ERRORS as exc:
-            for future in futures:
-                future.cancel()
-            raise LogUnavailable(f"Kafka refused the append to {self._topic!r}: {exc!r}") from exc
+            except _KAFKA_ERRORS as exc:
+                failure = exc  # what was sent before may still be acknowledged: wait for it
+                break
+            self._last_ms[partition] = stamp
+            stamps.append(stamp)
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         appended: list[Appended] = []
-        failure: BaseException | None = None
         for outcome, stamp in zip(outcomes, stamps, strict=True):
             if isinstance(outcome, BaseException):
                 failure = failure or outcome
@@ -190,8 +190,8 @@ class KafkaEventLog:
         await self._record_acks(appended)
         if failure is not None:
             raise LogUnavailable(
-                f"Kafka did not acknowledge {len(sends) - len(appended)} of {len(sends)} records"
-                f" appended to {self._topic!r} (the others were): {failure!r}"
+                f"Kafka acknowledged {len(appended)} of {len(sends)} records appended to"
+                f" {self._topic!r}: {failure!r}"
             ) from failure
         return appended
 
@@ -203,6 +203,8 @@ class KafkaEventLog:
                 max(offset, item.position.offset + 1),
                 max(at, item.recorded_at),
             )
+        if not heads:
+            return
         try:
             async with self._pool.connection() as conn, conn.cursor() as cur:
                 # sorted: concurrent appenders lock the rows in the same order, never deadlock
@@ -340,7 +342,7 @@ class KafkaEventLog:
             return None
         return _ceil_ms(records[0].recorded_at)
 
-    async def wait_for_appends(self, timeout: float) -> None:  # noqa: ASYNC109 (the port's name)
+    async def wait_for_appends(self, timeout: float) -> None:
         """Sleep a short poll interval (at most `timeout`): Kafka has no cheap append signal.
 
         Tailing reads already long-poll the broker; this only paces callers that poll offsets.
