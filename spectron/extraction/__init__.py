@@ -1,0 +1,59 @@
+"""The Extractor port: memory text to structured Facts, guided by the registered entity types.
+
+Adapters: `patterns` (offline, deterministic; the default) and `llm` (any OpenAI-compatible chat
+endpoint). Extraction runs once per memory and its output is recorded in the log as an event, so
+replay never calls an extractor again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+from spectron.errors import SpectronError
+from spectron.facts import EntityType, Facts
+
+__all__ = ["ExtractionFailed", "Extractor", "make_extractor"]
+
+
+class ExtractionFailed(SpectronError):
+    """The extractor could not produce valid facts (model down, timeout, malformed or hostile answer)."""
+
+    type = "extraction-failed"
+    status = 502
+
+
+class Extractor(Protocol):
+    """Turns memory content into Facts; synchronous, callers run it in a worker thread."""
+
+    @property
+    def extractor_id(self) -> str:
+        """Identifies extractor and version, e.g. "patterns@1"; recorded with the facts."""
+        ...
+
+    def extract(self, content: str, types: Sequence[EntityType]) -> Facts:
+        """Facts stated in `content`; raises ExtractionFailed, never anything else on purpose."""
+        ...
+
+
+def make_extractor(name: str | None = None) -> Extractor:
+    """The extractor named by `name` or SPECTRON_EXTRACTOR: patterns (default) or llm."""
+    name = (name or os.environ.get("SPECTRON_EXTRACTOR") or "patterns").lower()
+    if name == "patterns":
+        from spectron.extraction.patterns import PatternExtractor
+
+        return PatternExtractor()
+    if name == "llm":
+        from spectron.extraction.llm import LLMExtractor
+
+        model = os.environ.get("SPECTRON_LLM_MODEL")
+        if not model:
+            # the model id is recorded with every fact, so it must be named, not guessed
+            raise ValueError("the llm extractor needs SPECTRON_LLM_MODEL (and SPECTRON_LLM_URL)")
+        return LLMExtractor(
+            base_url=os.environ.get("SPECTRON_LLM_URL") or "http://127.0.0.1:8080/v1",
+            model=model,
+            api_key=os.environ.get("SPECTRON_LLM_KEY") or None,
+        )
+    raise ValueError(f"unknown extractor {name!r}: choose patterns or llm")
