@@ -161,3 +161,11 @@ class ExtractionEnricher:
                 )
             )
         return out
+
+
+def enrichment_passes(embedder: Embedder, extractor: Extractor | None) -> list[Enricher]:
+    """The passes every driver runs: embedding always, extraction when an extractor is set."""
+    passes: list[Enricher] = [EmbeddingEnricher(embedder)]
+    if extractor is not None:
+        passes.append(ExtractionEnricher(extractor))
+    return passes

