@@ -225,5 +225,11 @@ def schemas() -> None:
         console.print(f"wrote {path}")
 
 
+from spectron.http.cli import keys_app, serve  # noqa: E402
+
+app.command()(serve)
+app.add_typer(keys_app, name="keys")
+
+
 if __name__ == "__main__":
     app()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spectron.config import Settings
 from spectron.embedding import Embedder
-from spectron.errors import InvalidScope, SessionClosed
+from spectron.errors import InvalidScope, SessionClosed, SpectronError
 from spectron.extraction import Extractor
 from spectron.facts import EntityType, Facts
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
@@ -20,12 +21,16 @@ from spectron.recall import RecallMode
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.service import Consistency, MemoryService
 
+if TYPE_CHECKING:
+    from spectron.http.client import HttpSessions, HttpSpectronClient
+
 
 class SpectronClient:
     """Entry point. With no arguments it runs embedded: Postgres and the log start on first use.
 
     `SpectronClient(kafka="host:9092", database="postgresql://...")` appends to Kafka and reads
-    projections that `spectron worker` processes maintain.
+    projections that `spectron worker` processes maintain. `SpectronClient(base_url=..., api_key=...)`
+    (or SPECTRON_BASE_URL with neither database nor kafka given) talks to `spectron serve` over HTTP.
     """
 
     def __init__(
@@ -42,6 +47,8 @@ class SpectronClient:
         read_timeout: float | None = None,
         run_projectors: bool | None = None,
         settings: Settings | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         base = settings or Settings()
         overrides: dict[str, Any] = {
@@ -63,10 +70,21 @@ class SpectronClient:
         self._reasoner = reasoner
         self._service: MemoryService | None = None
         self._starting: asyncio.Lock | None = None
-        self.sessions = Sessions(self)
+        self.sessions: Sessions | HttpSessions = Sessions(self)
+        self._http: HttpSpectronClient | None = None
+        url = base_url
+        if url is None and database is None and kafka is None:
+            url = os.environ.get("SPECTRON_BASE_URL")
+        if url:
+            from spectron.http.client import HttpSpectronClient
+
+            self._http = HttpSpectronClient(url, api_key)
+            self.sessions = self._http.sessions
 
     async def service(self) -> MemoryService:
         """The running service, started on first use."""
+        if self._http is not None:
+            raise SpectronError("this client talks to a server over HTTP; it has no local service")
         if self._service is None:
             if self._starting is None:
                 self._starting = asyncio.Lock()
@@ -79,12 +97,15 @@ class SpectronClient:
 
     async def close(self) -> None:
         """Stop background work and release the database (the embedded server stops when unused)."""
+        if self._http is not None:
+            await self._http.close()
         if self._service is not None:
             service, self._service = self._service, None
             await service.close()
 
     async def __aenter__(self) -> SpectronClient:
-        await self.service()
+        if self._http is None:
+            await self.service()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -1,0 +1,256 @@
+"""The Python client over HTTP: the same sessions, methods, models and errors as the in-process one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from spectron.errors import InvalidInput, SessionClosed, SpectronError
+from spectron.facts import EntityType, Facts, check_facts
+from spectron.http.problems import ServerUnavailable, error_from_problem
+from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
+from spectron.recall import RecallMode
+from spectron.scope import Scope, canonical_scope
+from spectron.service import Consistency
+from spectron.validation import check_metadata
+
+DEFAULT_TIMEOUT = 30.0
+M = TypeVar("M", bound=BaseModel)
+
+
+class HttpSpectronClient:
+    """`HttpSpectronClient(base_url, api_key)`; defaults come from SPECTRON_BASE_URL and SPECTRON_API_KEY."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        url = base_url or os.environ.get("SPECTRON_BASE_URL")
+        if not url:
+            raise InvalidInput("no server: pass base_url or set SPECTRON_BASE_URL")
+        key = api_key or os.environ.get("SPECTRON_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.base_url = url.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+        self.sessions = HttpSessions(self)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        wait: float | None = None,
+    ) -> Any:
+        """Send one request; return its JSON, or raise the typed error its problem+json names."""
+        # the server may wait up to `wait` seconds for read-your-writes before answering
+        timeout = self.timeout if wait is None else max(self.timeout, wait + 10.0)
+        try:
+            content = orjson.dumps(body) if body is not None else None
+        except TypeError as exc:
+            raise InvalidInput(f"the request is not JSON-serialisable: {exc}") from exc
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        try:
+            response = await self._http.request(
+                method, path, content=content, params=params, headers=headers, timeout=timeout
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"{method} {self.base_url}{path}: {exc!r}") from exc
+        if response.status_code == 204:
+            return None
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"detail": response.text[:500]}
+        if response.status_code >= 400:
+            raise error_from_problem(response.status_code, data)
+        return data
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> HttpSpectronClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class HttpSessions:
+    """`client.sessions`: opens sessions on the server."""
+
+    def __init__(self, client: HttpSpectronClient) -> None:
+        self._client = client
+
+    def create(self, scope: Scope, principal: str | None = None) -> HttpSession:
+        """A session at `scope`, opened on `async with` or `await`; the server checks the key's floor."""
+        if principal is not None:
+            raise InvalidInput("over HTTP the principal comes from the API key; do not pass one")
+        return HttpSession(self._client, canonical_scope(scope))
+
+
+def _parse(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ServerUnavailable(f"the server answered an unexpected {model.__name__}") from exc
+
+
+class HttpSession:
+    """Memory operations at one scope, over HTTP. An async context manager; also awaitable."""
+
+    def __init__(self, client: HttpSpectronClient, scope: Scope) -> None:
+        self._client = client
+        self.scope = scope
+        self.session_id: str | None = None
+        self.principal: str | None = None
+        self.capabilities: list[str] = []
+        self._closed = False
+
+    async def _open(self) -> HttpSession:
+        if self.session_id is None:
+            info = await self._client.request("POST", "/v1/sessions", {"scope": self.scope})
+            self.session_id = str(info["session_id"])
+            self.principal = str(info["principal"])
+            self.capabilities = list(info["capabilities"])
+        return self
+
+    def __await__(self) -> Generator[Any, None, HttpSession]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> HttpSession:
+        return await self._open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """End the session on the server; its memories stay."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.session_id is not None:
+            await self._client.request("DELETE", f"/v1/sessions/{self.session_id}")
+
+    async def _call(
+        self,
+        method: str,
+        operation: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        wait: float | None = None,
+    ) -> Any:
+        if self._closed:
+            raise SessionClosed(f"session at {self.scope} is closed")
+        await self._open()
+        path = f"/v1/sessions/{self.session_id}/{operation}"
+        return await self._client.request(method, path, body, params, wait)
+
+    async def remember(
+        self,
+        content: str,
+        memory_category: str = "knowledge",
+        metadata: dict[str, Any] | None = None,
+        facts: Facts | list[Any] | dict[str, Any] | None = None,
+    ) -> RememberResult:
+        """Append a memory at this session's scope; returns once the log has it."""
+        # checked here too: JSON would silently turn NaN into null and cannot carry sets
+        metadata = check_metadata(metadata) if metadata is not None else None
+        body: dict[str, Any] = {
+            "content": content,
+            "memory_category": memory_category,
+            "metadata": metadata,
+        }
+        if facts is not None:
+            body["facts"] = _facts_json(facts)
+        return _parse(RememberResult, await self._call("POST", "remember", body))
+
+    async def recall(
+        self,
+        query: str,
+        top_k: int = 5,
+        *,
+        memory_category: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        mode: RecallMode = "hybrid",
+    ) -> RecallResult:
+        """Memories visible from this scope that best match `query` (read-your-writes by default)."""
+        metadata = check_metadata(metadata) if metadata is not None else None
+        body = {
+            "query": query,
+            "top_k": top_k,
+            "memory_category": memory_category,
+            "metadata": metadata,
+            "consistency": consistency,
+            "timeout": timeout,
+            "mode": mode,
+        }
+        return _parse(RecallResult, await self._call("POST", "recall", body, wait=timeout))
+
+    async def get_state(
+        self,
+        scope: Scope | None = None,
+        *,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+    ) -> State:
+        """Entities, attributes (with supersession chains) and relations visible from a scope."""
+        params = _params(consistency, timeout)
+        if scope is not None:
+            params["scope"] = orjson.dumps(canonical_scope(scope)).decode()
+        return _parse(State, await self._call("GET", "state", params=params, wait=timeout))
+
+    async def reflect(self, query: str, persist: bool = False, top_k: int = 10) -> Reflection:
+        """Synthesise what this scope can see about `query`; persist=True records it as memory."""
+        body = {"query": query, "persist": persist, "top_k": top_k}
+        return _parse(Reflection, await self._call("POST", "reflect", body))
+
+    async def profile(
+        self, *, consistency: Consistency = "strong", timeout: float | None = None
+    ) -> Profile:
+        """This scope's entity state, persisted reflections, contributions and recent memory."""
+        params = _params(consistency, timeout)
+        return _parse(Profile, await self._call("GET", "profile", params=params, wait=timeout))
+
+    async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:
+        """Register an entity type for extraction at and below this session's scope."""
+        if isinstance(entity_type, EntityType):
+            entity_type = entity_type.model_dump(mode="json")
+        await self._call("POST", "entity-types", entity_type)
+
+
+def _params(consistency: str, timeout: float | None) -> dict[str, str]:
+    params = {"consistency": consistency}
+    if timeout is not None:
+        params["timeout"] = repr(float(timeout))
+    return params
+
+
+def _facts_json(facts: Facts | list[Any] | dict[str, Any]) -> Any:
+    """Facts as JSON; lists (the in-process shorthand) are sorted into a Facts first."""
+    checked = check_facts(facts)
+    return checked.model_dump(mode="json") if checked is not None else None
+
+
+__all__ = ["HttpSession", "HttpSessions", "HttpSpectronClient", "SpectronError"]
