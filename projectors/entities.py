@@ -15,6 +15,7 @@ from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 
 from projectors.base import ProjectionContext
+from spectron.chains import successors
 from spectron.events import (
     EnrichmentFailed,
     EntityTypeRegistered,
@@ -36,17 +37,19 @@ SELECT scope, scope_key, principal, recorded_at, partition, "offset" FROM memori
 WHERE memory_id = %s
 """
 _ENTITY = """
-INSERT INTO entities (scope_key, scope, type, name_key, name, first_memory_id, first_recorded_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+INSERT INTO entities (scope_key, scope, type, name_key, name, first_memory_id, first_recorded_at,
+                      first_seen_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
 """
 _VALUE = """
 INSERT INTO attribute_values (memory_id, ordinal, scope_key, type, name_key, key, value,
-    cardinality, extractor, principal, recorded_at, partition, "offset")
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    cardinality, extractor, principal, recorded_at, partition, "offset", valid_from, source_event)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
 _CHAIN = """
-SELECT memory_id, ordinal, value, recorded_at, superseded_by_memory, superseded_by_ordinal
+SELECT memory_id, ordinal, value, recorded_at, superseded_by_memory, superseded_by_ordinal,
+       valid_from
 FROM attribute_values
 WHERE scope_key = %s AND type = %s AND name_key = %s AND key = %s AND cardinality = 'single'
 ORDER BY recorded_at, partition, "offset", ordinal
@@ -58,8 +61,8 @@ WHERE memory_id = %s AND ordinal = %s
 """
 _RELATION = """
 INSERT INTO relations (memory_id, ordinal, scope_key, scope, subject_type, subject_name, predicate,
-    object_type, object_name, extractor, principal, recorded_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+    object_type, object_name, extractor, principal, recorded_at, valid_from)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
 """
 _TYPE = """
 INSERT INTO entity_types (scope_key, scope, name, definition, recorded_at)
@@ -130,7 +133,17 @@ async def _apply_facts(
     async def ensure(ref: EntityRef) -> str:
         key = name_key(ref.name)
         await cur.execute(
-            _ENTITY, [skey, Jsonb(scope), ref.type, key, ref.name, memory_id, recorded_at]
+            _ENTITY,
+            [
+                skey,
+                Jsonb(scope),
+                ref.type,
+                key,
+                ref.name,
+                memory_id,
+                recorded_at,
+                logged.recorded_at,
+            ],
         )
         return key
 
@@ -154,6 +167,8 @@ async def _apply_facts(
                 recorded_at,
                 partition,
                 offset,
+                logged.recorded_at,
+                logged.event.event_id,
             ],
         )
         if attribute.cardinality == "single":
@@ -176,27 +191,20 @@ async def _apply_facts(
                 extractor,
                 principal,
                 recorded_at,
+                logged.recorded_at,
             ],
         )
 
 
 async def _relink_chain(cur: AsyncCursor[Any], skey: str, etype: str, ekey: str, key: str) -> None:
-    """Point each value at the first later value that differs from it; values with none are current."""
+    """Store each value's successor per spectron.chains.successors; values with none are current."""
     await cur.execute(_CHAIN, [skey, etype, ekey, key])
     chain = await cur.fetchall()
-    later: tuple[Any, ...] | None = None  # the row right after the current one
-    later_target: tuple[Any, ...] | None = None
-    for row in reversed(chain):
-        memory_id, ordinal, value, _, old_memory, old_ordinal = row
-        if later is None:
-            target = None
-        elif later[2] != value:
-            target = later
-        else:
-            target = later_target  # a repeat shares the fate of the value it repeats
+    for row, after in zip(chain, successors([row[2] for row in chain]), strict=True):
+        memory_id, ordinal, _, _, old_memory, old_ordinal, _ = row
+        target = chain[after] if after is not None else None
         want = (target[0], target[1]) if target else (None, None)
         if want != (old_memory, old_ordinal):
             await cur.execute(
-                _LINK, [want[0], want[1], target[3] if target else None, memory_id, ordinal]
+                _LINK, [want[0], want[1], target[6] if target else None, memory_id, ordinal]
             )
-        later, later_target = row, target

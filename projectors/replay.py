@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection, sql
@@ -46,9 +47,16 @@ async def reset_projection(
 
 
 async def replay(
-    pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext
+    pool: AsyncConnectionPool,
+    event_log: EventLog,
+    ctx: ProjectionContext,
+    until: datetime | None = None,
 ) -> ReplayReport:
-    """Apply every record of every partition, from offset 0 to the current end, in batches."""
+    """Apply every record of every partition from offset 0, in batches.
+
+    With `until`, only the prefix logged at or before that time: log time never goes backwards
+    within a partition, so each partition's prefix ends at its first later record.
+    """
     started = time.perf_counter()
     events = 0
     ends = await event_log.end_offsets()
@@ -56,6 +64,8 @@ async def replay(
         offset = 0
         while offset < end:
             records = await event_log.read(partition, offset, BATCH)
+            if until is not None:
+                records = [r for r in records if r.recorded_at <= until]
             if not records:
                 break
             async with pool.connection() as conn:

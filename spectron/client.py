@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from spectron.asof import AsOf
 from spectron.config import Settings
 from spectron.embedding import Embedder
 from spectron.errors import InvalidScope, SessionClosed, SpectronError
@@ -181,6 +182,7 @@ class Session:
         *,
         consistency: Consistency = "strong",
         timeout: float | None = None,
+        as_of: AsOf = None,
     ) -> State:
         """Entities, attributes (with supersession chains) and relations visible from a scope.
 
@@ -191,7 +193,9 @@ class Session:
         if not is_within(target, self.scope):
             raise InvalidScope(f"a session at {self.scope} cannot read state at {target}")
         service = await self._service()
-        return await service.get_state(target, consistency=consistency, timeout=timeout)
+        return await service.get_state(
+            target, consistency=consistency, timeout=timeout, as_of=as_of
+        )
 
     async def reflect(self, query: str, persist: bool = False, top_k: int = 10) -> Reflection:
         """Synthesise what this scope can see about `query`; persist=True records it as memory."""
@@ -199,11 +203,17 @@ class Session:
         return await service.reflect(self.scope, self.principal, query, persist, top_k)
 
     async def profile(
-        self, *, consistency: Consistency = "strong", timeout: float | None = None
+        self,
+        *,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        as_of: AsOf = None,
     ) -> Profile:
         """This scope's entity state, persisted reflections, contributions and recent memory."""
         service = await self._service()
-        return await service.profile(self.scope, consistency=consistency, timeout=timeout)
+        return await service.profile(
+            self.scope, consistency=consistency, timeout=timeout, as_of=as_of
+        )
 
     async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:
         """Register an entity type for extraction at and below this session's scope."""
@@ -220,6 +230,7 @@ class Session:
         consistency: Consistency = "strong",
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
+        as_of: AsOf = None,
     ) -> RecallResult:
         """Memories visible from this scope that best match `query` (read-your-writes by default)."""
         service = await self._service()
@@ -232,4 +243,5 @@ class Session:
             consistency=consistency,
             timeout=timeout,
             mode=mode,
+            as_of=as_of,
         )

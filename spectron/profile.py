@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -14,21 +15,23 @@ from spectron.scope import Scope
 RECENT = 10
 REFLECTIONS = 20
 
+_AS_OF = "(%(as_of)s::timestamptz IS NULL OR {0}.recorded_at <= %(as_of)s)"
 _COUNTS = f"""
 SELECT m.memory_category, m.scope_key, m.principal, count(*) FROM memories m
-WHERE {visible("m")}
+WHERE {visible("m")} AND {_AS_OF.format("m")}
 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 """
 _RECENT = f"""
 SELECT m.memory_id, m.content, m.memory_category, m.metadata, m.scope, m.principal,
-       m.recorded_at, m.embedding IS NOT NULL
-FROM memories m WHERE {visible("m")}
+       m.recorded_at,
+       m.embedding IS NOT NULL AND (%(as_of)s::timestamptz IS NULL OR m.embedded_at <= %(as_of)s)
+FROM memories m WHERE {visible("m")} AND {_AS_OF.format("m")}
 ORDER BY m.recorded_at DESC, m.partition, m."offset" DESC LIMIT %(limit)s
 """
 _REFLECTIONS = f"""
 SELECT r.reflection_id, r.query, r.summary, r.sources, r.uncertain, r.reasoner, r.scope,
        r.principal, r.recorded_at
-FROM reflections r WHERE {visible("r")}
+FROM reflections r WHERE {visible("r")} AND {_AS_OF.format("r")}
 ORDER BY r.recorded_at DESC, r.partition, r."offset" DESC LIMIT %(limit)s
 """
 
@@ -38,10 +41,14 @@ def _scope_label(scope_key: str) -> str:
 
 
 async def load_profile(
-    conn: AsyncConnection[Any], scope: Scope, state: State, pending: int = 0
+    conn: AsyncConnection[Any],
+    scope: Scope,
+    state: State,
+    pending: int = 0,
+    as_of: datetime | None = None,
 ) -> Profile:
-    """The profile of `scope`, around an already loaded entity state."""
-    params = visibility_params(scope)
+    """The profile of `scope` (as of a log time), around an already loaded entity state."""
+    params = {**visibility_params(scope), "as_of": as_of}
     by_category: dict[str, int] = {}
     by_scope: dict[str, int] = {}
     by_principal: dict[str, int] = {}

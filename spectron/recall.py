@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +29,12 @@ VISIBLE = visible("m")
 _FILTERS = """
   AND (%(category)s::text IS NULL OR m.memory_category = %(category)s)
   AND (%(metadata)s::jsonb IS NULL OR m.metadata @> %(metadata)s)
+  AND (%(as_of)s::timestamptz IS NULL OR m.recorded_at <= %(as_of)s)
 """
+# a vector counts from the log time of the event that carried it
+_EMBEDDED = (
+    "(m.embedding IS NOT NULL AND (%(as_of)s::timestamptz IS NULL OR m.embedded_at <= %(as_of)s))"
+)
 
 _RECALL = f"""
 WITH q AS (
@@ -38,7 +44,7 @@ WITH q AS (
 dense AS (
   SELECT memory_id, row_number() OVER (ORDER BY distance, memory_id) AS rank FROM (
     SELECT m.memory_id, m.embedding <=> %(vector)s::vector AS distance FROM memories m
-    WHERE %(use_dense)s AND m.embedding IS NOT NULL AND {VISIBLE} {_FILTERS}
+    WHERE %(use_dense)s AND {_EMBEDDED} AND {VISIBLE} {_FILTERS}
     ORDER BY m.embedding <=> %(vector)s::vector LIMIT %(pool)s
   ) d
 ),
@@ -50,7 +56,7 @@ sparse AS (
   ) s
 )
 SELECT m.memory_id, m.content, m.memory_category, m.metadata, m.scope, m.principal, m.recorded_at,
-       m.embedding IS NOT NULL AS embedded,
+       {_EMBEDDED} AS embedded,
        coalesce(1.0 / (%(rrf_k)s + dense.rank), 0) + coalesce(1.0 / (%(rrf_k)s + sparse.rank), 0)
          AS score
 FROM (SELECT memory_id FROM dense UNION SELECT memory_id FROM sparse) hits
@@ -77,8 +83,9 @@ async def search(
     memory_category: str | None = None,
     metadata: dict[str, Any] | None = None,
     mode: RecallMode = "hybrid",
+    as_of: datetime | None = None,
 ) -> list[MemoryItem]:
-    """The top_k memories visible from `scope` for `query`, best first."""
+    """The top_k memories visible from `scope` for `query`, best first (as of a log time)."""
     use_dense = mode in ("hybrid", "dense") and vector is not None
     params = {
         **visibility_params(scope),
@@ -91,6 +98,7 @@ async def search(
         "pool": max(top_k * 4, 50),
         "rrf_k": RRF_K,
         "top_k": top_k,
+        "as_of": as_of,
     }
     async with conn.transaction():
         # keep scanning the HNSW graph until enough rows pass the scope filter

@@ -15,6 +15,7 @@ from projectors.base import ProjectionContext
 from projectors.enrichment import Enricher, enrichment_passes
 from projectors.replay import ReplayReport, replay, reset_projection
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
+from spectron.asof import AsOf, resolve_as_of
 from spectron.config import Settings
 from spectron.consistency import AWAITING_FACTS, wait_for_projections
 from spectron.db import open_pool, pinned_embedding_model, prepare_database
@@ -197,6 +198,7 @@ class MemoryService:
         consistency: Consistency = "strong",
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
+        as_of: AsOf = None,
     ) -> RecallResult:
         """Memories visible from `scope` that best match `query`, after catching up with the log."""
         scope = canonical_scope(scope)
@@ -212,6 +214,7 @@ class MemoryService:
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
         if mode not in ("hybrid", "dense", "keyword"):
             raise InvalidInput("mode must be 'hybrid', 'dense' or 'keyword'")
+        at = await resolve_as_of(as_of, self.log)
         started = time.perf_counter()
         pending = 0
         vector_task = None
@@ -237,6 +240,7 @@ class MemoryService:
                 memory_category=memory_category,
                 metadata=metadata,
                 mode=mode,
+                as_of=at,
             )
         return RecallResult(
             items=items,
@@ -250,9 +254,11 @@ class MemoryService:
         scope: Scope,
         consistency: Consistency = "strong",
         timeout: float | None = None,
+        as_of: AsOf = None,
     ) -> State:
         """Entities, attribute chains and relations visible from `scope`, after catching up."""
         scope = canonical_scope(scope)
+        at = await resolve_as_of(as_of, self.log)
         pending = 0
         if consistency == "strong":
             heads = await self.log.end_offsets()
@@ -262,7 +268,7 @@ class MemoryService:
         elif consistency != "eventual":
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
         async with self.pool.connection() as conn:
-            return await load_state(conn, scope, pending)
+            return await load_state(conn, scope, pending, at)
 
     async def reflect(
         self,
@@ -309,11 +315,13 @@ class MemoryService:
         scope: Scope,
         consistency: Consistency = "strong",
         timeout: float | None = None,
+        as_of: AsOf = None,
     ) -> Profile:
         """Entity state, persisted reflections, contributions and recent memory visible from scope."""
-        state = await self.get_state(scope, consistency=consistency, timeout=timeout)
+        at = await resolve_as_of(as_of, self.log)
+        state = await self.get_state(scope, consistency=consistency, timeout=timeout, as_of=at)
         async with self.pool.connection() as conn:
-            return await load_profile(conn, state.scope, state, state.pending)
+            return await load_profile(conn, state.scope, state, state.pending, at)
 
     async def register_entity_type(
         self, scope: Scope, principal: str, entity_type: Any

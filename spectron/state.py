@@ -3,64 +3,81 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 from psycopg import AsyncConnection
 
 from projectors.entities import name_key
+from spectron.chains import successors
 from spectron.models import Attribute, AttributeRef, Entity, Relation, State
 from spectron.recall import visibility_params, visible
 from spectron.scope import Scope
 
+# as_of NULL: now. Facts count from the log time of the event that carried them (valid_from).
+_AS_OF = "(%(as_of)s::timestamptz IS NULL OR coalesce({column}, {fallback}) <= %(as_of)s)"
 _ENTITIES = f"""
 SELECT e.scope_key, e.scope, e.type, e.name_key, e.name FROM entities e
-WHERE {visible("e")}
+WHERE {visible("e")} AND {_AS_OF.format(column="e.first_seen_at", fallback="e.first_recorded_at")}
 ORDER BY e.type, e.name_key, e.scope_key
 """
 _ATTRIBUTES = f"""
 SELECT a.scope_key, a.type, a.name_key, a.key, a.value, a.cardinality, a.memory_id, a.principal,
-       a.recorded_at, a.extractor, s.value, s.memory_id, s.principal, s.recorded_at
+       a.recorded_at, a.extractor
 FROM attribute_values a
 JOIN entities e USING (scope_key, type, name_key)
-LEFT JOIN attribute_values s
-  ON s.memory_id = a.superseded_by_memory AND s.ordinal = a.superseded_by_ordinal
-WHERE {visible("e")}
-ORDER BY a.key, a.recorded_at, a.partition, a."offset", a.ordinal
+WHERE {visible("e")} AND {_AS_OF.format(column="a.valid_from", fallback="a.recorded_at")}
+ORDER BY a.scope_key, a.type, a.name_key, a.key, a.recorded_at, a.partition, a."offset", a.ordinal
 """
 _RELATIONS = f"""
 SELECT r.scope_key, r.subject_type, r.subject_name, r.predicate, r.object_type, r.object_name,
        r.scope, r.memory_id, r.principal, r.recorded_at
 FROM relations r
-WHERE {visible("r")}
+WHERE {visible("r")} AND {_AS_OF.format(column="r.valid_from", fallback="r.recorded_at")}
 ORDER BY r.recorded_at, r.memory_id, r.ordinal
 """
 
 
-async def load_state(conn: AsyncConnection[Any], scope: Scope, pending: int = 0) -> State:
-    """The entity state visible from `scope`."""
-    params = visibility_params(scope)
+async def load_state(
+    conn: AsyncConnection[Any], scope: Scope, pending: int = 0, as_of: datetime | None = None
+) -> State:
+    """The entity state visible from `scope`, now or as it stood at log time `as_of`.
+
+    Supersession is derived from the values that existed at that time, with the same rule the
+    projector uses (spectron.chains), so the past is answered exactly, not approximated.
+    """
+    params = {**visibility_params(scope), "as_of": as_of}
     cur = await conn.execute(_ENTITIES, params)
     entity_rows = await cur.fetchall()
     cur = await conn.execute(_ATTRIBUTES, params)
     attributes: dict[tuple[str, str, str], list[Attribute]] = defaultdict(list)
-    for row in await cur.fetchall():
-        superseded = (
-            AttributeRef(value=row[10], memory_id=row[11], principal=row[12], recorded_at=row[13])
-            if row[10] is not None
-            else None
-        )
-        attributes[(row[0], row[1], row[2])].append(
-            Attribute(
-                key=row[3],
-                value=row[4],
-                cardinality=row[5],
-                memory_id=row[6],
-                principal=row[7],
-                recorded_at=row[8],
-                extractor=row[9],
-                superseded_by=superseded,
+    for (skey, etype, nkey, key), rows in groupby(await cur.fetchall(), key=lambda r: r[:4]):
+        chain = list(rows)
+        # only single-valued values supersede one another; multi values accumulate
+        singles = [i for i, row in enumerate(chain) if row[5] == "single"]
+        later = successors([chain[i][4] for i in singles])
+        newer_of = {
+            i: chain[singles[j]] for i, j in zip(singles, later, strict=True) if j is not None
+        }
+        for index, row in enumerate(chain):
+            newer = newer_of.get(index)
+            attributes[(skey, etype, nkey)].append(
+                Attribute(
+                    key=key,
+                    value=row[4],
+                    cardinality=row[5],
+                    memory_id=row[6],
+                    principal=row[7],
+                    recorded_at=row[8],
+                    extractor=row[9],
+                    superseded_by=AttributeRef(
+                        value=newer[4], memory_id=newer[6], principal=newer[7], recorded_at=newer[8]
+                    )
+                    if newer is not None
+                    else None,
+                )
             )
-        )
     cur = await conn.execute(_RELATIONS, params)
     relations: list[Relation] = []
     by_subject: dict[tuple[str, str, str], list[Relation]] = defaultdict(list)

@@ -1,0 +1,153 @@
+"""Time travel (DESIGN rule 5): an as-of answer equals a fresh projection of the log prefix."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from projectors.replay import replay
+from spectron import InvalidInput, LogPosition
+from spectron.db import open_pool, prepare_database
+from spectron.profile import load_profile
+from spectron.recall import search
+from spectron.state import load_state
+
+operations = st.lists(
+    st.one_of(
+        # a memory whose facts the pattern extractor finds later (its own event)
+        st.tuples(st.just("extracted"), st.integers(0, 1), st.integers(0, 3)),
+        # a memory carrying its facts itself
+        st.tuples(st.just("caller"), st.integers(0, 1), st.integers(0, 3)),
+        st.tuples(st.just("plain"), st.integers(0, 3), st.integers(0, 0)),
+        st.tuples(st.just("reflect"), st.integers(0, 0), st.integers(0, 0)),
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+def state_shape(state) -> list:
+    return sorted(
+        (
+            e.type,
+            e.name.lower(),
+            sorted(e.scope.items()),
+            [
+                (
+                    a.key,
+                    a.value,
+                    str(a.memory_id),
+                    str(a.superseded_by.memory_id) if a.superseded_by else None,
+                )
+                for a in e.attributes
+            ],
+            sorted((r.predicate, r.object, str(r.memory_id)) for r in e.relations),
+        )
+        for e in state.entities
+    )
+
+
+def profile_shape(profile) -> tuple:
+    return (
+        profile.counts_by_category,
+        profile.counts_by_scope,
+        [m.id for m in profile.recent],
+        [r.id for r in profile.reflections],
+    )
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=operations)
+async def test_as_of_equals_projection_of_log_prefix(make_client, database, ops) -> None:
+    scope = {"org": f"o{uuid.uuid4().hex[:8]}", "project": "p"}
+    async with make_client() as client:
+        service = await client.service()
+        async with client.sessions.create(scope=scope) as s:
+            for kind, entity, value in ops:
+                if kind == "extracted":
+                    await s.remember(f"Competitor Q{entity}'s list price is ${value}00.")
+                elif kind == "caller":
+                    await s.remember(
+                        f"Q{entity} price noted.",
+                        facts=[
+                            {
+                                "entity": {"type": "Competitor", "name": f"Competitor Q{entity}"},
+                                "key": "list_price",
+                                "value": f"${value}00",
+                            }
+                        ],
+                    )
+                elif kind == "plain":
+                    await s.remember(f"pricing note number {entity}")
+                else:
+                    await s.reflect("pricing", persist=True)
+        await service.catch_up()
+        times: set[datetime] = set()
+        for partition, end in (await service.log.end_offsets()).items():
+            times |= {r.recorded_at for r in await service.log.read(partition, 0, end + 1)}
+        vector = service.embedder.embed_query("price of competitor")
+        schema = f"prefix_{uuid.uuid4().hex[:8]}"
+        await prepare_database(database, schema, service.embedder.dim)
+        prefix_pool = await open_pool(database, schema, max_size=2)
+        try:
+            async with prefix_pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO projection_meta VALUES ('embedding_model', %s)",
+                    [service.embedder.model_id],
+                )
+            for at in sorted(times):
+                await replay(prefix_pool, service.log, service.context, until=at)
+                async with prefix_pool.connection() as fresh, service.pool.connection() as live:
+                    want_state = await load_state(fresh, scope)
+                    got_state = await load_state(live, scope, as_of=at)
+                    assert state_shape(got_state) == state_shape(want_state), at
+                    want = await search(fresh, scope, "price", vector, top_k=100)
+                    got = await search(live, scope, "price", vector, top_k=100, as_of=at)
+                    assert {(i.id, i.embedded) for i in got} == {(i.id, i.embedded) for i in want}
+                    want_profile = await load_profile(fresh, scope, want_state)
+                    got_profile = await load_profile(live, scope, got_state, as_of=at)
+                    assert profile_shape(got_profile) == profile_shape(want_profile), at
+        finally:
+            await prefix_pool.close()
+
+
+async def test_as_of_through_the_session_api(make_client) -> None:
+    scope = {"org": f"o{uuid.uuid4().hex[:8]}"}
+    client = make_client()
+    async with client.sessions.create(scope=scope) as s:
+        first = await s.remember("Competitor X's Pro tier costs $299/mo.")
+        await s.get_state()  # let its facts land before the second price
+        await s.remember("Competitor X's Pro tier costs $349/mo.")
+        now = await s.get_state()
+        service = await client.service()
+        records = await service.log.read(first.partition, first.offset, 100)
+        facts_time = next(
+            r.recorded_at
+            for r in records
+            if b'"FactsExtracted"' in r.value and str(first.id).encode() in r.value
+        )
+        then = await s.get_state(as_of=facts_time.isoformat())
+        by_position = await s.get_state(as_of=LogPosition(first.partition, first.offset))
+        before = await s.get_state(as_of=datetime(2000, 1, 1, tzinfo=UTC))
+        recalled = await s.recall("Pro tier", as_of=facts_time, top_k=10)
+        profile = await s.profile(as_of=first.recorded_at)
+        for bad in ("yesterday", datetime(2026, 1, 1), LogPosition(0, 10**9), LogPosition(99, 0)):
+            with pytest.raises(InvalidInput):
+                await s.get_state(as_of=bad)
+    [old_price] = [a for a in then.entities[0].attributes if a.value == "$299/mo"]
+    assert old_price.current, "at that time $349 had not been written"
+    assert any(a.superseded_by for e in now.entities for a in e.attributes)
+    assert by_position.entities == [], (
+        "at the memory's own position its facts were not extracted yet"
+    )
+    assert before.entities == []
+    assert [i.id for i in recalled.items] == [first.id]
+    assert sum(profile.counts_by_category.values()) == 1
