@@ -1,12 +1,19 @@
-"""Fixtures shared by the HTTP tests (no tests here): a service, the app on it, keys, ASGI clients."""
+"""Fixtures shared by the HTTP tests (no tests here): a service, the app on it, keys, ASGI clients.
+
+They are module-scoped (one database and one MemoryService per test module) to keep the HTTP tests
+fast; tests isolate themselves with a fresh `org` value each.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from conftest import database_uri
 from fastapi import FastAPI
 
 from spectron.config import Settings
@@ -20,17 +27,40 @@ BASE = "http://spectron.test"
 MakeKey = Callable[..., Awaitable[str]]
 
 
-@pytest.fixture
-async def service(database: str, hashing: HashingEmbedder) -> AsyncIterator[MemoryService]:
-    """A MemoryService on the test database (embedded log, in-process projectors)."""
-    svc = await MemoryService.open(Settings(database_url=database), embedder=hashing)
+def fresh_org() -> str:
+    """An org value no other test uses."""
+    return f"org-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_server: str) -> str:
+    """A fresh database for one test module."""
+    name = f"h_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_uri(pg_server, name)
+
+
+@pytest.fixture(scope="module")
+async def service(
+    module_database: str, request: pytest.FixtureRequest
+) -> AsyncIterator[MemoryService]:
+    """A MemoryService on the module's database (embedded log, in-process projectors).
+
+    Extraction is off unless the module sets EXTRACTOR: its derived events land in the log later,
+    which would blur the "log unchanged" checks.
+    """
+    extractor = getattr(request.module, "EXTRACTOR", "none")
+    svc = await MemoryService.open(
+        Settings(database_url=module_database, extractor=extractor), embedder=HashingEmbedder()
+    )
     try:
         yield svc
     finally:
         await svc.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def app(service: MemoryService) -> AsyncIterator[FastAPI]:
     """The HTTP app on `service`, its lifespan entered (keys schema migrated)."""
     application = create_app(service)
@@ -38,7 +68,7 @@ async def app(service: MemoryService) -> AsyncIterator[FastAPI]:
         yield application
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def make_key(service: MemoryService, app: FastAPI) -> MakeKey:
     """Create an API key directly in the database; returns its secret."""
 
@@ -54,7 +84,7 @@ async def make_key(service: MemoryService, app: FastAPI) -> MakeKey:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def raw(app: FastAPI) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
     """Factory of raw httpx clients on the app (in-process ASGI), optionally with a key."""
     made: list[httpx.AsyncClient] = []
@@ -72,10 +102,10 @@ async def raw(app: FastAPI) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
         await client.aclose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def http_client(
     app: FastAPI, make_key: MakeKey
-) -> AsyncIterator[Callable[..., HttpSpectronClient]]:
+) -> AsyncIterator[Callable[..., Awaitable[HttpSpectronClient]]]:
     """Factory of HttpSpectronClients on the app (ASGI transport); default key: read,write, no floor."""
     made: list[HttpSpectronClient] = []
     default: list[str] = []
@@ -89,11 +119,12 @@ async def http_client(
         made.append(client)
         return client
 
-    yield make  # type: ignore[misc]
+    yield make
     for client in made:
         await client.close()
 
 
 async def log_size(service: MemoryService) -> int:
-    """How many records the log holds across partitions."""
+    """How many records the log holds, once enrichment has appended what earlier writes imply."""
+    await service.catch_up(10.0)
     return sum((await service.log.end_offsets()).values())
