@@ -130,6 +130,8 @@ def create_app(service: MemoryService | None = None, settings: Settings | None =
         summary="Shared long-term memory for teams of LLM agents, on an event-sourced log.",
         lifespan=lifespan,
         responses=PROBLEMS,
+        # operation ids are the handler names (remember, recall, ...): stable names for clients
+        generate_unique_id_function=lambda route: route.name,
     )
     app.router.route_class = SpectronRoute
     app.state.metrics = metrics
@@ -411,6 +413,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             ),
         )
         app.openapi_schema["components"]["schemas"]["Problem"] = PROBLEM_SCHEMA
+        _require_response_fields(app.openapi_schema)
         for path in app.openapi_schema["paths"].values():
             for operation in path.values():
                 for status, response in operation.get("responses", {}).items():
@@ -419,6 +422,35 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                             PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
                         }
     return app.openapi_schema
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"].rsplit("/", 1)[-1]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(value) for value in node))
+    return set()
+
+
+def _require_response_fields(document: dict[str, Any]) -> None:
+    """Responses always carry every field (defaults included): say so, so clients need no `?`."""
+    schemas: dict[str, Any] = document["components"]["schemas"]
+    inputs: set[str] = set()
+    todo = [
+        name
+        for path in document["paths"].values()
+        for operation in path.values()
+        for name in _refs(operation.get("requestBody", {}))
+    ]
+    while todo:
+        name = todo.pop()
+        if name not in inputs:
+            inputs.add(name)
+            todo.extend(_refs(schemas.get(name, {})))
+    for name, schema in schemas.items():
+        if name not in inputs and name != "Problem" and "properties" in schema:
+            schema["required"] = list(schema["properties"])
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {

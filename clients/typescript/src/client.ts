@@ -1,0 +1,209 @@
+/** The Spectron client over HTTP: `new SpectronClient({ baseUrl, apiKey }).sessions.create({ scope })`. */
+import { camelize, snakeTop } from "./case.js";
+import {
+  SessionClosedError,
+  SpectronApiError,
+  SpectronConnectionError,
+  SpectronError,
+  toProblem,
+} from "./errors.js";
+import type {
+  Capability,
+  EntityType,
+  Profile,
+  ReadParams,
+  RecallParams,
+  RecallResult,
+  Reflection,
+  ReflectParams,
+  RememberParams,
+  RememberResult,
+  Scope,
+  SessionInfo,
+  State,
+  StateParams,
+} from "./types.js";
+
+export interface SpectronClientOptions {
+  /** The server, e.g. `http://127.0.0.1:8080`; defaults to env SPECTRON_BASE_URL. */
+  baseUrl?: string | undefined;
+  /** An API key (`sk_...`); defaults to env SPECTRON_API_KEY. */
+  apiKey?: string | undefined;
+  /** Per-request timeout in milliseconds (default 30 s; longer when a read may wait). */
+  timeoutMs?: number;
+  /** A fetch implementation (default: the global one, Node ≥ 18). */
+  fetch?: typeof fetch;
+}
+
+type Method = "GET" | "POST" | "DELETE";
+
+function env(name: string): string | undefined {
+  // read lazily and defensively: browsers and edge runtimes have no `process`
+  const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return proc?.env?.[name] || undefined;
+}
+
+/** Entry point: holds the server address and key; `sessions.create` opens sessions. */
+export class SpectronClient {
+  readonly baseUrl: string;
+  readonly sessions: Sessions;
+  readonly #apiKey: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #fetch: typeof fetch;
+
+  constructor(options: SpectronClientOptions = {}) {
+    const baseUrl = options.baseUrl || env("SPECTRON_BASE_URL");
+    if (!baseUrl) {
+      throw new SpectronError("no server: pass baseUrl or set SPECTRON_BASE_URL");
+    }
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    this.#apiKey = options.apiKey || env("SPECTRON_API_KEY");
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.sessions = new Sessions(this);
+  }
+
+  /** Send one request; resolve to its JSON (camelCased) or reject with a typed error. */
+  async request<T>(
+    method: Method,
+    path: string,
+    body?: object,
+    query?: Record<string, string | undefined>,
+    waitSeconds?: number | null,
+  ): Promise<T> {
+    const url = new URL(this.baseUrl + path);
+    for (const [name, value] of Object.entries(query ?? {})) {
+      if (value !== undefined) url.searchParams.set(name, value);
+    }
+    const headers: Record<string, string> = { Accept: "application/json" };
+    if (this.#apiKey) headers.Authorization = `Bearer ${this.#apiKey}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    // a read may wait server-side for read-your-writes: never give up before the server does
+    const timeout = Math.max(this.#timeoutMs, (waitSeconds ?? 0) * 1000 + 10_000);
+    let response: Response;
+    try {
+      response = await this.#fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeout),
+      });
+    } catch (error) {
+      throw new SpectronConnectionError(`${method} ${url.href}: ${String(error)}`, {
+        cause: error,
+      });
+    }
+    if (response.status === 204) return undefined as T;
+    const text = await response.text();
+    let data: unknown = text;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      if (response.ok) {
+        throw new SpectronConnectionError(`${method} ${url.href}: the answer is not JSON`);
+      }
+    }
+    if (!response.ok) {
+      throw new SpectronApiError(response.status, toProblem(response.status, data, url.pathname));
+    }
+    return camelize(data) as T;
+  }
+}
+
+/** `client.sessions`. */
+export class Sessions {
+  readonly #client: SpectronClient;
+
+  constructor(client: SpectronClient) {
+    this.#client = client;
+  }
+
+  /** Open a session at `scope`; the server refuses scopes that do not contain the key's floor. */
+  async create(params: { scope: Scope }): Promise<Session> {
+    const info = await this.#client.request<SessionInfo>("POST", "/v1/sessions", {
+      scope: params.scope,
+    });
+    return new Session(this.#client, info);
+  }
+}
+
+/** Memory operations at one scope. Close it when done; its memories stay. */
+export class Session {
+  readonly id: string;
+  readonly scope: Scope;
+  /** The principal the server stamps on everything this session writes (from the API key). */
+  readonly principal: string;
+  readonly capabilities: Capability[];
+  readonly #client: SpectronClient;
+  #closed = false;
+
+  constructor(client: SpectronClient, info: SessionInfo) {
+    this.#client = client;
+    this.id = info.sessionId;
+    this.scope = info.scope;
+    this.principal = info.principal;
+    this.capabilities = info.capabilities;
+  }
+
+  #call<T>(
+    method: Method,
+    operation: string,
+    body?: object,
+    query?: Record<string, string | undefined>,
+    waitSeconds?: number | null,
+  ): Promise<T> {
+    if (this.#closed) {
+      return Promise.reject(new SessionClosedError(`session ${this.id} is closed`));
+    }
+    const path = `/v1/sessions/${encodeURIComponent(this.id)}/${operation}`;
+    return this.#client.request<T>(method, path, body, query, waitSeconds);
+  }
+
+  /** Append a memory at this scope; resolves once the log has it. Needs `write`. */
+  remember(params: RememberParams): Promise<RememberResult> {
+    return this.#call("POST", "remember", snakeTop(params));
+  }
+
+  /** Memories visible from this scope that best match the query (read-your-writes). Needs `read`. */
+  recall(params: RecallParams): Promise<RecallResult> {
+    return this.#call("POST", "recall", snakeTop(params), undefined, params.timeout);
+  }
+
+  /** Synthesise what this scope can see; `persist: true` records it (needs `write` too). */
+  reflect(params: ReflectParams): Promise<Reflection> {
+    return this.#call("POST", "reflect", snakeTop(params));
+  }
+
+  /** Entity state, persisted reflections, contributions and recent memory. Needs `read`. */
+  profile(params: ReadParams = {}): Promise<Profile> {
+    return this.#call("GET", "profile", undefined, readQuery(params), params.timeout);
+  }
+
+  /** Entities, attributes (with supersession) and relations visible from this scope or one below. */
+  getState(params: StateParams = {}): Promise<State> {
+    const query = {
+      ...readQuery(params),
+      scope: params.scope ? JSON.stringify(params.scope) : undefined,
+    };
+    return this.#call("GET", "state", undefined, query, params.timeout);
+  }
+
+  /** Register an entity type for extraction at and below this scope. Needs `write`. */
+  registerEntityType(entityType: EntityType): Promise<RememberResult> {
+    return this.#call("POST", "entity-types", entityType);
+  }
+
+  /** End the session on the server (idempotent). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#client.request<void>("DELETE", `/v1/sessions/${encodeURIComponent(this.id)}`);
+  }
+}
+
+function readQuery(params: ReadParams): Record<string, string | undefined> {
+  return {
+    consistency: params.consistency,
+    timeout: params.timeout === undefined || params.timeout === null ? undefined : String(params.timeout),
+  };
+}
