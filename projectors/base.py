@@ -1,4 +1,4 @@
-"""What a projector is, and the list of projectors every driver applies, in order."""
+"""What a projector is: an async function from one logged event to its effect in Postgres."""
 
 from __future__ import annotations
 
@@ -19,13 +19,3 @@ class ProjectionContext:
 
 
 Projector = Callable[[AsyncCursor[Any], LoggedEvent, ProjectionContext], Awaitable[None]]
-
-
-def _registry() -> tuple[Projector, ...]:
-    from projectors.entities import project_entities
-    from projectors.recall import project_recall
-
-    return (project_recall, project_entities)
-
-
-PROJECTORS: tuple[Projector, ...] = _registry()

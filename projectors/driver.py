@@ -8,10 +8,14 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from projectors.base import PROJECTORS, ProjectionContext
+from projectors.base import ProjectionContext, Projector
+from projectors.entities import project_entities
+from projectors.recall import project_recall
 from spectron.errors import MalformedEvent
 from spectron.log import RawRecord, decode_record
 
+# every projection, in the order each event is applied to them (entities read memories rows)
+PROJECTORS: tuple[Projector, ...] = (project_recall, project_entities)
 PROJECTION_CONSUMER = "projections"
 PROJECTED_CHANNEL = "spectron_projected"
 log = logging.getLogger(__name__)

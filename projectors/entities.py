@@ -23,7 +23,7 @@ from spectron.events import (
     LoggedEvent,
     MemoryRecorded,
 )
-from spectron.facts import EntityRef, Facts
+from spectron.facts import EntityRef, Facts, name_key
 from spectron.scope import scope_key
 
 CALLER_EXTRACTOR = "caller"
@@ -74,11 +74,6 @@ _FAILURE = """
 INSERT INTO enrichment_failures (memory_id, enricher, reason, recorded_at, partition, "offset")
 VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
 """
-
-
-def name_key(name: str) -> str:
-    """Entity names match case-insensitively and ignoring repeated spaces."""
-    return " ".join(name.lower().split())
 
 
 async def project_entities(

@@ -73,3 +73,55 @@ async def replay(
             events += len(records)
             offset = records[-1].position.offset + 1
     return ReplayReport(events, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class RowDifference:
+    """A row present on one side of a comparison and not on the other."""
+
+    table: str
+    side: str  # "live only" or "rebuilt only"
+    row: str
+
+
+async def differing_rows(
+    conn: AsyncConnection[Any], live: str, rebuilt: str, limit: int = 5
+) -> list[RowDifference]:
+    """The first rows that differ between two projection schemas, table by table."""
+    from spectron.statehash import HASHED_TABLES
+
+    found: list[RowDifference] = []
+    for table, order in HASHED_TABLES:
+        for side, a, b in (("live only", live, rebuilt), ("rebuilt only", rebuilt, live)):
+            query = sql.SQL(
+                "SELECT t::text FROM (SELECT * FROM {a}.{t} EXCEPT SELECT * FROM {b}.{t}) t"
+                " ORDER BY {order} LIMIT %s"
+            ).format(
+                a=sql.Identifier(a),
+                b=sql.Identifier(b),
+                t=sql.Identifier(table),
+                order=sql.SQL(order),  # a constant of HASHED_TABLES, never input
+            )
+            cur = await conn.execute(query, [limit])
+            found.extend(RowDifference(table, side, row) for (row,) in await cur.fetchall())
+        if found:
+            return found
+    return found
+
+
+async def swap_schemas(conn: AsyncConnection[Any], live: str, rebuilt: str) -> None:
+    """Make `rebuilt` the live projection in one transaction (blue/green) and drop the old one."""
+    retired = f"{live}_retired_{int(time.time())}"
+    async with conn.transaction():
+        # readers resolve tables by name through search_path: they see old, then new, never half
+        await conn.execute(
+            sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                sql.Identifier(live), sql.Identifier(retired)
+            )
+        )
+        await conn.execute(
+            sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                sql.Identifier(rebuilt), sql.Identifier(live)
+            )
+        )
+    await conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(retired)))

@@ -51,12 +51,12 @@ async def run_projection_tailer(
         try:
             if await project_once(pool, event_log, ctx):
                 continue
+            await event_log.wait_for_appends(IDLE_WAIT)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("projection batch failed; retrying")
             await asyncio.sleep(1.0)
-        await event_log.wait_for_appends(IDLE_WAIT)
 
 
 async def enrich_once(
@@ -128,11 +128,10 @@ async def run_enrichment_tailer(
             if await enrich_once(pool, event_log, enricher):
                 backoff = 0.5
                 continue
+            await event_log.wait_for_appends(IDLE_WAIT)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("%s failed (%s); retrying in %.1fs", enricher.name, exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
-            continue
-        await event_log.wait_for_appends(IDLE_WAIT)

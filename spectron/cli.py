@@ -102,6 +102,114 @@ def rebuild(
 
 
 @app.command()
+def replay(
+    home: HomeOption = None,
+    verify: Annotated[
+        bool, typer.Option(help="Switch only if the rebuilt state hashes like the live one.")
+    ] = False,
+) -> None:
+    """Rebuild all projections from offset 0 into a fresh schema and switch to it atomically."""
+
+    async def main() -> int:
+        client = SpectronClient(home=home, run_projectors=True, extractor="none")
+        service = await client.service()
+        try:
+            with console.status("replaying the log into a fresh schema…"):
+                outcome = await service.blue_green_replay(verify=verify)
+        finally:
+            await client.close()
+        rate = outcome.replay.events_per_second
+        console.print(
+            f"replayed {outcome.replay.events:,} events in {outcome.replay.seconds:.2f}s"
+            f" ({rate:,.0f} events/s)"
+        )
+        console.print(f"live hash    {outcome.live_hash}\nrebuilt hash {outcome.rebuilt_hash}")
+        if outcome.switched:
+            console.print("switched to the rebuilt projections")
+            return 0
+        console.print("[red]the rebuilt state differs; nothing was switched. First rows:[/red]")
+        for diff in outcome.differences:
+            console.print(f"  {diff.table} ({diff.side}): {diff.row}", markup=False)
+        return 1
+
+    raise typer.Exit(run(main()))
+
+
+@app.command()
+def history(
+    scope: Annotated[str, typer.Option(help='JSON scope, e.g. \'{"org":"acme"}\'.')],
+    entity: Annotated[str, typer.Option(help="Entity name, e.g. 'Competitor X'.")],
+    attribute: Annotated[str | None, typer.Option(help="Attribute key, e.g. price.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Every value an entity's attribute had: who, when, which event, superseded by what."""
+    import orjson
+
+    async def main() -> None:
+        client = SpectronClient(home=home, run_projectors=True, extractor="none")
+        try:
+            service = await client.service()
+            entries = await service.history(orjson.loads(scope), entity, attribute)
+        finally:
+            await client.close()
+        table = Table(
+            "entity", "key", "value", "by", "logged", "memory @ position", "superseded by"
+        )
+        for e in entries:
+            table.add_row(
+                f"{e.entity_type}/{e.entity}",
+                e.key,
+                e.value,
+                e.principal,
+                f"{e.recorded_at:%Y-%m-%d %H:%M:%S}",
+                f"{str(e.memory_id)[:8]} @ {e.position.partition}:{e.position.offset}",
+                f"{e.superseded_by} ({str(e.superseded_by_memory)[:8]})" if e.superseded_by else "",
+            )
+        console.print(table)
+
+    run(main())
+
+
+@app.command()
+def audit(
+    principal: Annotated[str | None, typer.Option(help="Only events by this principal.")] = None,
+    scope: Annotated[str | None, typer.Option(help="Only events within this JSON scope.")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time, inclusive.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time, inclusive.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Who did what: events by principal, scope and time range, each with its id and position."""
+    import orjson
+
+    from spectron.asof import resolve_as_of
+    from spectron.history import audit_log
+    from spectron.scope import canonical_scope
+
+    async def main() -> None:
+        client = SpectronClient(home=home, run_projectors=False, extractor="none")
+        service = await client.service()
+        try:
+            start = await resolve_as_of(since, service.log)
+            end = await resolve_as_of(until, service.log)
+            wanted = canonical_scope(orjson.loads(scope)) if scope else None
+            async for record in audit_log(
+                service.log, principal=principal, scope=wanted, within=True, since=start, until=end
+            ):
+                where = "/".join(f"{k}={v}" for k, v in record.scope.items())
+                console.print(
+                    f"{record.position.partition}:{record.position.offset}"
+                    f" {record.recorded_at:%Y-%m-%d %H:%M:%S} {record.type} {record.event_id}"
+                    f" {where} {record.principal} {record.summary!r}",
+                    markup=False,
+                    highlight=False,
+                )
+        finally:
+            await client.close()
+
+    run(main())
+
+
+@app.command()
 def status(home: HomeOption = None) -> None:
     """Per partition: log end, projection position, lag; plus pending embeddings and dead letters."""
 

@@ -16,6 +16,7 @@ from spectron.embedding import Embedder
 from spectron.errors import InvalidScope, SessionClosed, SpectronError
 from spectron.extraction import Extractor
 from spectron.facts import EntityType, Facts
+from spectron.history import HistoryEntry
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.reasoning import Reasoner
 from spectron.recall import RecallMode
@@ -214,6 +215,13 @@ class Session:
         return await service.profile(
             self.scope, consistency=consistency, timeout=timeout, as_of=as_of
         )
+
+    async def history(
+        self, entity: str, attribute: str | None = None, *, as_of: AsOf = None
+    ) -> list[HistoryEntry]:
+        """Every value an entity's attribute(s) had at or below this scope, oldest first."""
+        service = await self._service()
+        return await service.history(self.scope, entity, attribute, as_of)
 
     async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:
         """Register an entity type for extraction at and below this session's scope."""

@@ -15,7 +15,9 @@ from spectron.scope import Scope
 # What enrichment a reader waits for, as a condition on a memory row `m` that is still missing it.
 AWAITING_VECTOR = "m.embedding IS NULL"
 AWAITING_FACTS = (
-    "NOT EXISTS (SELECT 1 FROM fact_sources f WHERE f.memory_id = m.memory_id)"
+    # reflections are syntheses, never extracted (projectors.enrichment.ExtractionEnricher)
+    "NOT EXISTS (SELECT 1 FROM reflections r WHERE r.reflection_id = m.memory_id)"
+    " AND NOT EXISTS (SELECT 1 FROM fact_sources f WHERE f.memory_id = m.memory_id)"
     " AND NOT EXISTS (SELECT 1 FROM enrichment_failures x"
     " WHERE x.memory_id = m.memory_id AND x.enricher LIKE 'extract:%%')"
 )

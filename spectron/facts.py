@@ -85,6 +85,11 @@ class EntityType(_Fact):
     attributes: list[AttributeSpec] = Field(default_factory=list, max_length=100)
 
 
+def name_key(name: str) -> str:
+    """Entity names match case-insensitively and ignoring repeated spaces."""
+    return " ".join(name.lower().split())
+
+
 def slug(text: str) -> str:
     """snake_case key from free text ("Pro tier" → "pro_tier")."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:64] or "value"

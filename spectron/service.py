@@ -6,14 +6,24 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from projectors.base import ProjectionContext
 from projectors.enrichment import Enricher, enrichment_passes
-from projectors.replay import ReplayReport, replay, reset_projection
+from projectors.replay import (
+    ReplayReport,
+    RowDifference,
+    differing_rows,
+    replay,
+    reset_projection,
+    swap_schemas,
+)
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
 from spectron.config import Settings
@@ -33,6 +43,7 @@ from spectron.events import (
 )
 from spectron.extraction import Extractor, make_extractor
 from spectron.facts import EntityType, check_facts
+from spectron.history import HistoryEntry, attribute_history
 from spectron.log import EventLog
 from spectron.log.postgres import PostgresEventLog
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
@@ -70,6 +81,8 @@ class MemoryService:
         server: EmbeddedPostgres | None,
         extractor: Extractor | None = None,
         reasoner: Reasoner | None = None,
+        *,
+        uri: str,
     ) -> None:
         self.settings = settings
         self.reasoner = reasoner or make_reasoner()
@@ -79,6 +92,7 @@ class MemoryService:
         self.extractor = extractor
         self.context = context
         self._server = server
+        self._uri = uri
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -119,7 +133,9 @@ class MemoryService:
             if server is not None:
                 server.close()
             raise
-        service = cls(settings, pool, event_log, embedder, context, server, extractor, reasoner)
+        service = cls(
+            settings, pool, event_log, embedder, context, server, extractor, reasoner, uri=uri
+        )
         if settings.projectors_in_process:
             service.start_projectors()
         return service
@@ -323,6 +339,58 @@ class MemoryService:
         async with self.pool.connection() as conn:
             return await load_profile(conn, state.scope, state, state.pending, at)
 
+    async def blue_green_replay(self, verify: bool = False) -> BlueGreenReport:
+        """Rebuild the projections from offset 0 into a fresh schema, then switch to it atomically.
+
+        With `verify`, the rebuilt state must hash like the live one; if it does not, nothing is
+        switched and the first differing rows are reported.
+        """
+        live = self.settings.projection_schema
+        rebuilt = f"{live}_build_{uuid.uuid4().hex[:8]}"
+        running = bool(self._tasks)
+        if running:
+            await self.catch_up()
+        await self._stop_tasks()
+        try:
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                await reset_projection(conn, rebuilt, self.embedder.dim, self.context)
+            build_pool = await open_pool(self._uri, rebuilt, 4)
+            try:
+                report = await replay(build_pool, self.log, self.context)
+                async with build_pool.connection() as conn:
+                    rebuilt_hash = await projection_hash(conn)
+            finally:
+                await build_pool.close()
+            live_hash = await self.state_hash()
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                differences = await differing_rows(conn, live, rebuilt) if verify else []
+                if verify and live_hash != rebuilt_hash:
+                    await conn.execute(
+                        sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(rebuilt))
+                    )
+                    return BlueGreenReport(report, live_hash, rebuilt_hash, differences, False)
+                await swap_schemas(conn, live, rebuilt)
+            return BlueGreenReport(report, live_hash, rebuilt_hash, [], True)
+        finally:
+            if running:
+                self.start_projectors()
+
+    async def history(
+        self, scope: Scope, entity: Any, attribute: Any = None, as_of: AsOf = None
+    ) -> list[HistoryEntry]:
+        """Every value of an entity's attributes visible from scope: who, when, which event, what next."""
+        scope = canonical_scope(scope)
+        if not isinstance(entity, str) or not entity.strip():
+            raise InvalidInput("entity must be a non-empty name")
+        if attribute is not None and not isinstance(attribute, str):
+            raise InvalidInput("attribute must be a key such as 'price'")
+        at = await resolve_as_of(as_of, self.log)
+        await self.get_state(scope)  # read your writes, as every read does
+        async with self.pool.connection() as conn:
+            return await attribute_history(conn, scope, entity, attribute, at)
+
     async def register_entity_type(
         self, scope: Scope, principal: str, entity_type: Any
     ) -> RememberResult:
@@ -366,6 +434,17 @@ class MemoryService:
         if running:
             self.start_projectors()
         return report
+
+
+@dataclass(frozen=True)
+class BlueGreenReport:
+    """Outcome of `replay`: the rebuild, both hashes, and the rows that differ if any."""
+
+    replay: ReplayReport
+    live_hash: str
+    rebuilt_hash: str
+    differences: list[RowDifference]
+    switched: bool
 
 
 async def _pinned_embedder(uri: str, schema: str) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from projectors.entities import name_key
 from spectron.chains import successors
+from spectron.facts import name_key
 from spectron.models import Attribute, AttributeRef, Entity, Relation, State
 from spectron.recall import visibility_params, visible
 from spectron.scope import Scope

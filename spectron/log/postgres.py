@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -23,6 +25,7 @@ from spectron.log import Appended, RawRecord, partition_for
 from spectron.log.chain import ChainBreak, ChainedRecord, record_hash, verify_partition
 
 CHANNEL = "spectron_log"
+log = logging.getLogger(__name__)
 
 
 class PostgresEventLog:
@@ -39,6 +42,7 @@ class PostgresEventLog:
         self._generation = 0
         self._seen: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
         self._wakeup = asyncio.Event()  # replaced after each NOTIFY; waiters hold the current one
+        self._listening = asyncio.Lock()
 
     @property
     def partitions(self) -> int:
@@ -202,10 +206,14 @@ class PostgresEventLog:
 
     async def wait_for_appends(self, timeout: float) -> None:
         """Wake on the next append NOTIFY (any process), or after `timeout` seconds."""
-        if self._listen_task is None:
-            self._listener = await AsyncConnection.connect(self._uri, autocommit=True)
-            await self._listener.execute(f"LISTEN {CHANNEL}")
-            self._listen_task = asyncio.create_task(self._listen(self._listener))
+        if self._listen_task is None or self._listen_task.done():
+            try:
+                await self._start_listening()
+            except psycopg.OperationalError as exc:
+                # the database is restarting: poll until it is back
+                log.info("cannot listen for appends (%s); polling", exc)
+                await asyncio.sleep(timeout)
+                return
         task = asyncio.current_task()
         assert task is not None
         if self._seen.get(task, -1) == self._generation:
@@ -214,8 +222,29 @@ class PostgresEventLog:
                     await self._wakeup.wait()
         self._seen[task] = self._generation
 
+    async def _start_listening(self) -> None:
+        # every tailer of this process waits here at once: one of them (re)connects
+        async with self._listening:
+            if self._listen_task is not None and not self._listen_task.done():
+                return
+            if self._listener is not None:
+                await self._listener.close()
+            self._listener = await AsyncConnection.connect(self._uri, autocommit=True)
+            await self._listener.execute(f"LISTEN {CHANNEL}")
+            self._listen_task = asyncio.create_task(self._listen(self._listener))
+
     async def _listen(self, conn: AsyncConnection[Any]) -> None:
-        async for _ in conn.notifies():
-            self._generation += 1
-            self._wakeup.set()
-            self._wakeup = asyncio.Event()
+        try:
+            async for _ in conn.notifies():
+                self._wake()
+        except psycopg.OperationalError as exc:
+            log.info(
+                "append listener lost its connection (%s); it reconnects on the next wait", exc
+            )
+        finally:
+            self._wake()  # whatever happened meanwhile, waiters must look at the log again
+
+    def _wake(self) -> None:
+        self._generation += 1
+        self._wakeup.set()
+        self._wakeup = asyncio.Event()

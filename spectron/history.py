@@ -1,0 +1,172 @@
+"""History and audit: every value an attribute has had, and who appended what, citing the log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from pydantic import BaseModel, ConfigDict
+
+from spectron.events import AnyEvent, LogPosition
+from spectron.facts import name_key
+from spectron.log import EventLog, MalformedEvent, decode_record
+from spectron.recall import visibility_params, visible
+from spectron.scope import Scope, is_visible, is_within
+
+
+class HistoryEntry(BaseModel):
+    """One value an attribute held: who asserted it, when, in which event, and what replaced it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entity_type: str
+    entity: str
+    scope: dict[str, str]
+    key: str
+    value: str
+    principal: str
+    memory_id: uuid.UUID
+    facts_event_id: uuid.UUID | None
+    extractor: str
+    recorded_at: datetime
+    valid_from: datetime | None
+    position: LogPosition
+    superseded_by: str | None
+    superseded_by_memory: uuid.UUID | None
+    superseded_at: datetime | None
+
+
+_HISTORY = f"""
+SELECT e.type, e.name, e.scope, a.key, a.value, a.principal, a.memory_id, a.source_event,
+       a.extractor, a.recorded_at, a.valid_from, a.partition, a."offset", s.value,
+       a.superseded_by_memory, a.superseded_at
+FROM attribute_values a
+JOIN entities e USING (scope_key, type, name_key)
+LEFT JOIN attribute_values s
+  ON s.memory_id = a.superseded_by_memory AND s.ordinal = a.superseded_by_ordinal
+WHERE {visible("e")} AND e.name_key = %(name)s AND (%(key)s::text IS NULL OR a.key = %(key)s)
+  AND (%(as_of)s::timestamptz IS NULL OR coalesce(a.valid_from, a.recorded_at) <= %(as_of)s)
+ORDER BY e.scope_key, e.type, a.key, a.recorded_at, a.partition, a."offset", a.ordinal
+"""
+
+
+async def attribute_history(
+    conn: AsyncConnection[Any],
+    scope: Scope,
+    entity: str,
+    key: str | None = None,
+    as_of: datetime | None = None,
+) -> list[HistoryEntry]:
+    """Every value of an entity's attributes visible from `scope`, oldest first per chain."""
+    params = {**visibility_params(scope), "name": name_key(entity), "key": key, "as_of": as_of}
+    cur = await conn.execute(_HISTORY, params)
+    return [
+        HistoryEntry(
+            entity_type=row[0],
+            entity=row[1],
+            scope=row[2],
+            key=row[3],
+            value=row[4],
+            principal=row[5],
+            memory_id=row[6],
+            facts_event_id=row[7],
+            extractor=row[8],
+            recorded_at=row[9],
+            valid_from=row[10],
+            position=LogPosition(row[11], row[12]),
+            # as of a past time, a successor logged later did not exist yet
+            superseded_by=row[13] if as_of is None or (row[15] and row[15] <= as_of) else None,
+            superseded_by_memory=row[14]
+            if as_of is None or (row[15] and row[15] <= as_of)
+            else None,
+            superseded_at=row[15] if as_of is None or (row[15] and row[15] <= as_of) else None,
+        )
+        for row in await cur.fetchall()
+    ]
+
+
+class AuditRecord(BaseModel):
+    """One event as an auditor sees it: what, who, where, when, and its position in the log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: LogPosition
+    recorded_at: datetime
+    event_id: uuid.UUID | None
+    type: str
+    scope: dict[str, str]
+    principal: str
+    summary: str
+
+
+async def audit_log(
+    log: EventLog,
+    *,
+    principal: str | None = None,
+    scope: Scope | None = None,
+    within: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> AsyncIterator[AuditRecord]:
+    """Events matching a principal, a scope (visible from it, or `within` it) and a time range."""
+    for partition, end in sorted((await log.end_offsets()).items()):
+        offset = await log.offset_for_time(partition, since) if since else 0
+        while offset < end:
+            batch = await log.read(partition, offset, 1000)
+            if not batch:
+                break
+            for record in batch:
+                if until is not None and record.recorded_at > until:
+                    break
+                try:
+                    event: AnyEvent | None = decode_record(record).event
+                except MalformedEvent as exc:
+                    event = None
+                    reason = str(exc)
+                if event is None:
+                    if principal is None and scope is None:
+                        yield AuditRecord(
+                            position=record.position,
+                            recorded_at=record.recorded_at,
+                            event_id=None,
+                            type="(malformed)",
+                            scope={},
+                            principal="",
+                            summary=reason,
+                        )
+                    continue
+                if principal is not None and event.principal != principal:
+                    continue
+                if scope is not None and not (
+                    is_within(event.scope, scope) if within else is_visible(event.scope, scope)
+                ):
+                    continue
+                yield AuditRecord(
+                    position=record.position,
+                    recorded_at=record.recorded_at,
+                    event_id=event.event_id,
+                    type=event.type,
+                    scope=event.scope,
+                    principal=event.principal,
+                    summary=_summary(event),
+                )
+            else:
+                offset = batch[-1].position.offset + 1
+                continue
+            break
+
+
+def _summary(event: AnyEvent) -> str:
+    payload: Any = event.payload
+    for field in ("content", "summary", "reason"):
+        text = getattr(payload, field, None)
+        if isinstance(text, str):
+            return text if len(text) <= 120 else text[:119] + "…"
+    if hasattr(payload, "memory_id"):
+        return f"for memory {payload.memory_id}"
+    if hasattr(payload, "entity_type"):
+        return f"entity type {payload.entity_type.name}"
+    return ""

@@ -1,0 +1,89 @@
+"""Blue/green replay with verification, attribute history and who-did-what audit (issue 5)."""
+
+from __future__ import annotations
+
+import uuid
+
+from spectron.history import audit_log
+
+SCOPE = {"org": "acme", "project": "audit"}
+
+
+async def fill(client) -> dict:
+    ids = {}
+    async with client.sessions.create(scope=SCOPE, principal="agent:a") as s:
+        ids["a"] = (await s.remember("Competitor X's Pro tier costs $299/mo.")).id
+    async with client.sessions.create(scope={**SCOPE, "agent": "w1"}, principal="agent:b") as s:
+        ids["b"] = (await s.remember("Competitor X's Pro tier costs $349/mo.")).id
+    async with client.sessions.create(scope=SCOPE, principal="agent:c") as s:
+        ids["c"] = (await s.remember("Competitor X's Pro tier costs $399/mo.")).id
+        await s.reflect("competitor pricing", persist=True)
+        await s.get_state()
+    return ids
+
+
+async def test_replay_verify_switches_when_equal(make_client) -> None:
+    client = make_client()
+    await fill(client)
+    service = await client.service()
+    outcome = await service.blue_green_replay(verify=True)
+    assert outcome.switched and outcome.live_hash == outcome.rebuilt_hash
+    assert outcome.replay.events > 0 and outcome.replay.events_per_second > 0
+    async with client.sessions.create(scope=SCOPE) as s:  # the old pool reads the new schema
+        assert len((await s.recall("Pro tier", top_k=10)).items) == 4
+        await s.remember("written after the switch")
+        assert (await s.recall("after the switch")).items[0].content == "written after the switch"
+
+
+async def test_replay_verify_names_an_injected_difference(make_client) -> None:
+    client = make_client()
+    ids = await fill(client)
+    service = await client.service()
+    async with service.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE memories SET content = 'tampered' WHERE memory_id = %s", [ids["b"]]
+        )
+    outcome = await service.blue_green_replay(verify=True)
+    assert not outcome.switched and outcome.live_hash != outcome.rebuilt_hash
+    assert outcome.differences[0].table == "memories"
+    sides = {(d.side, str(ids["b"]) in d.row) for d in outcome.differences}
+    assert ("live only", True) in sides and ("rebuilt only", True) in sides
+    assert any("tampered" in d.row for d in outcome.differences if d.side == "live only")
+    async with service.pool.connection() as conn:  # nothing was switched: the live row is as it was
+        cur = await conn.execute("SELECT content FROM memories WHERE memory_id = %s", [ids["b"]])
+        assert (await cur.fetchone())[0] == "tampered"
+
+
+async def test_history_lists_every_value_with_provenance(make_client) -> None:
+    client = make_client()
+    ids = await fill(client)
+    async with client.sessions.create(scope=SCOPE) as s:
+        entries = await s.history("competitor x", "pro_tier_price")
+    by_memory = {e.memory_id: e for e in entries}
+    assert set(by_memory) == {ids["a"], ids["b"], ids["c"]}
+    a, c = by_memory[ids["a"]], by_memory[ids["c"]]
+    assert (
+        a.principal == "agent:a"
+        and a.superseded_by == "$399/mo"
+        and a.superseded_by_memory == ids["c"]
+    )
+    assert c.superseded_by is None and c.facts_event_id is not None
+    assert by_memory[ids["b"]].scope == {**SCOPE, "agent": "w1"}, "each scope keeps its own chain"
+    async with client.sessions.create(scope={**SCOPE, "agent": "w2"}) as s:
+        assert {e.memory_id for e in await s.history("Competitor X")} == {ids["a"], ids["c"]}
+
+
+async def test_audit_by_principal_scope_and_time(make_client) -> None:
+    client = make_client()
+    ids = await fill(client)
+    service = await client.service()
+    by_b = [r async for r in audit_log(service.log, principal="agent:b")]
+    assert [r.event_id for r in by_b] == [ids["b"]]
+    assert by_b[0].type == "MemoryRecorded" and by_b[0].position.offset >= 0
+    worker = [r async for r in audit_log(service.log, scope={**SCOPE, "agent": "w1"}, within=True)]
+    assert {r.principal for r in worker} <= {"agent:b", "system:enricher"}
+    assert ids["b"] in {r.event_id for r in worker}
+    since = by_b[0].recorded_at
+    later = [r async for r in audit_log(service.log, principal="agent:c", since=since)]
+    assert {r.type for r in later} == {"MemoryRecorded", "ReflectionRecorded"}
+    assert [r async for r in audit_log(service.log, principal=f"nobody-{uuid.uuid4()}")] == []
