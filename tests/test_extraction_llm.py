@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ from spectron.extraction import ExtractionFailed, make_extractor
 from spectron.extraction.llm import FACTS_JSON_SCHEMA, LLMExtractor
 from spectron.facts import AttributeSpec, EntityRef, EntityType, Facts
 from spectron.llm import MAX_ANSWER_BYTES, LLMError, chat_json
+from tests.recorded_llm import Server, completion, recorded_server
 
 TIMEOUT = 0.5  # seconds; the slow scenarios take far longer than this
 
@@ -41,26 +40,6 @@ SEED_FACTS: dict[str, Any] = {
         }
     ],
 }
-
-
-def completion(content: str | None, **message: Any) -> bytes:
-    """A recorded OpenAI-style chat completion whose message content is `content`."""
-    return json.dumps(
-        {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 1_700_000_000,
-            "model": "test-model",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content, **message},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-        }
-    ).encode()
 
 
 def facts_json(**overrides: Any) -> str:
@@ -118,82 +97,13 @@ RECORDED: dict[str, tuple[int, bytes]] = {
 }
 
 
-class Recorder:
-    """What the server saw: the last request's path, headers and JSON body."""
-
-    def __init__(self) -> None:
-        self.path = ""
-        self.headers: dict[str, str] = {}
-        self.body: dict[str, Any] = {}
-        self.stop = threading.Event()
-
-
-def make_handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
-    """A request handler replaying RECORDED, plus the slow and dripping scenarios."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-            pass
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            recorder.path = self.path
-            recorder.headers = dict(self.headers.items())
-            recorder.body = json.loads(self.rfile.read(length))
-            scenario = self.path.strip("/").split("/")[0]
-            try:
-                if scenario == "slow":
-                    recorder.stop.wait(10)  # answers long after the client's timeout
-                    self.reply(200, completion(facts_json()))
-                elif scenario == "drip":
-                    self.drip()
-                else:
-                    self.reply(*RECORDED[scenario])
-            except OSError:
-                pass  # the client gave up and closed the connection, as it should
-
-        def reply(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def drip(self) -> None:
-            # a byte every 0.1s keeps every socket read short, so only a deadline can stop it
-            body = completion(facts_json())
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.flush()
-            for index in range(len(body)):
-                if recorder.stop.wait(0.1):
-                    return
-                self.wfile.write(body[index : index + 1])
-                self.wfile.flush()
-
-    return Handler
-
-
 @pytest.fixture
-def llm_server() -> Iterator[tuple[Callable[[str], str], Recorder]]:
-    """A ThreadingHTTPServer on 127.0.0.1; yields base_url(scenario) and the request recorder."""
-    recorder = Recorder()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(recorder))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    try:
-        yield (lambda scenario: f"http://127.0.0.1:{port}/{scenario}/v1"), recorder
-    finally:
-        recorder.stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+def llm_server() -> Iterator[Server]:
+    """The recorded-completion server replaying this module's scenarios."""
+    with recorded_server(RECORDED, slow_body=completion(facts_json())) as server:
+        yield server
 
 
-Server = tuple[Callable[[str], str], Recorder]
 
 
 def extractor(url: str, timeout: float = TIMEOUT) -> LLMExtractor:
