@@ -112,6 +112,4 @@ def recorded_server(recorded: dict[str, tuple[int, bytes]], slow_body: bytes) ->
         thread.join(5)
 
 
-
-
 Server = tuple[Callable[[str], str], Recorder]

@@ -122,8 +122,7 @@ def test_llm_reasoner_failures_are_clear_and_bounded(llm: Server, scenario: str)
     assert time.monotonic() - started < 5, "a hung model must not hang the caller"
 
 
-async def test_persisted_llm_reflection_replays_without_the_model(make_client, llm: Server) -> None:
-    url, _ = llm
+async def test_persisted_llm_reflection_replays_without_the_model(make_client) -> None:
     recorded = {"ok": (200, reflection_answer([]))}
     with recorded_server(recorded, slow_body=b"") as (base, seen):
         client = make_client(reasoner=LLMReasoner(base("ok"), "test-model", timeout=2))
