@@ -104,8 +104,6 @@ def llm_server() -> Iterator[Server]:
         yield server
 
 
-
-
 def extractor(url: str, timeout: float = TIMEOUT) -> LLMExtractor:
     """An extractor against the test server."""
     return LLMExtractor(url, "test-model", api_key="sk-test", timeout=timeout)
