@@ -7,10 +7,11 @@ decodable, `retry_dead_letters` applies them with the projectors, in one transac
 deletes the dead letter; bytes that still do not decode keep their dead letter, with the new reason.
 
 A revived memory was passed over by the enrichment passes too (they skip what does not decode), so
-retry also runs the given enrichers on it: their output is appended to the log (the record of what
-was computed, as for any memory) and applied in the same transaction. On the embedded log that
-append is part of the transaction; on Kafka it precedes the commit, so a crash in between leaves
-the dead letter to retry again and at worst a second, ignored, copy of the derived events.
+retry also runs the given enrichers on it and appends their output to the log, where the projection
+applies it in log order after the memory, exactly as a replay does. On the embedded log that append
+is part of the retry's transaction. On Kafka it follows the commit of the memory's projection and
+precedes the deletion of the dead letter: after a crash in between, retrying again is harmless (the
+memory is projected once; a second copy of the derived events is ignored, the first one wins).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from psycopg import AsyncConnection, AsyncCursor, Rollback
+from psycopg import AsyncConnection, Rollback
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
@@ -28,17 +29,16 @@ from projectors.driver import PROJECTED_CHANNEL, PROJECTION_CONSUMER, PROJECTORS
 from projectors.enrichment import Enricher
 from spectron.errors import MalformedEvent
 from spectron.events import (
-    AnyEvent,
     Envelope,
-    LoggedEvent,
     LogPosition,
     MemoryRecorded,
     ReflectionRecorded,
 )
-from spectron.log import Appended, EventLog, RawRecord, decode_record
+from spectron.log import EventLog, RawRecord, decode_record
 from spectron.log.postgres import PostgresEventLog
 
 _COLUMNS = 'consumer, partition, "offset", recorded_at, reason, value'
+_DELETE = 'DELETE FROM dead_letters WHERE consumer = %s AND partition = %s AND "offset" = %s'
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,67 +143,58 @@ async def _retry_one(
     event_log: EventLog | None,
     enrichers: Sequence[Enricher],
 ) -> None:
+    where = [PROJECTION_CONSUMER, position.partition, position.offset]
+    derived: list[Envelope] = []
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute(
             f"SELECT {_COLUMNS} FROM dead_letters"
             ' WHERE consumer = %s AND partition = %s AND "offset" = %s FOR UPDATE',
-            [PROJECTION_CONSUMER, position.partition, position.offset],
+            where,
         )
         row = await cur.fetchone()
         if row is None:
             report.missing.append(position)
             return
         letter = _row(row)
-        record = RawRecord(position, letter.recorded_at, None, letter.value)
         try:
-            logged = decode_record(record)
+            logged = decode_record(RawRecord(position, letter.recorded_at, None, letter.value))
         except MalformedEvent as exc:
             await cur.execute(
                 "UPDATE dead_letters SET reason = %s"
                 ' WHERE consumer = %s AND partition = %s AND "offset" = %s',
-                [str(exc), PROJECTION_CONSUMER, position.partition, position.offset],
+                [str(exc), *where],
             )
             report.kept[position] = str(exc)
             return
-        await _project(cur, logged, ctx)
+        for project in PROJECTORS:
+            await project(cur, logged, ctx)
         event = logged.event
         if event_log is not None and isinstance(event, MemoryRecorded | ReflectionRecorded):
             try:
-                await _enrich(conn, cur, ctx, event, event_log, enrichers)
+                for enricher in enrichers:
+                    derived.extend(await enricher.enrich(conn, [event]))
             except Exception as exc:  # a model down: keep the dead letter for a later retry
                 report.kept[position] = f"decodes now, but enrichment failed: {exc!r}"
                 raise Rollback() from exc
-        await cur.execute(
-            'DELETE FROM dead_letters WHERE consumer = %s AND partition = %s AND "offset" = %s',
-            [PROJECTION_CONSUMER, position.partition, position.offset],
-        )
         await cur.execute("SELECT pg_notify(%s, '')", [PROJECTED_CHANNEL])
-        report.revived.append(position)
-
-
-async def _project(cur: AsyncCursor[Any], logged: LoggedEvent, ctx: ProjectionContext) -> None:
-    for project in PROJECTORS:
-        await project(cur, logged, ctx)
-
-
-async def _enrich(
-    conn: AsyncConnection[Any],
-    cur: AsyncCursor[Any],
-    ctx: ProjectionContext,
-    event: MemoryRecorded | ReflectionRecorded,
-    event_log: EventLog,
-    enrichers: Sequence[Enricher],
-) -> None:
-    derived: list[Envelope] = []
-    for enricher in enrichers:
-        derived.extend(await enricher.enrich(conn, [event]))
-    if not derived:
+        if isinstance(event_log, PostgresEventLog):
+            # the derived events join the log in this transaction; the projection applies them
+            # after the memory row exists, in log order, exactly as a replay does
+            await event_log.append(derived, conn=conn)
+            derived = []
+        if not derived:
+            await cur.execute(_DELETE, where)
+            report.revived.append(position)
+            return
+    if position in report.kept:
+        return  # rolled back
+    # Kafka: the memory row is committed first, so the workers can apply the derived events
+    assert event_log is not None
+    try:
+        await event_log.append(derived)
+    except Exception as exc:
+        report.kept[position] = f"projected, but appending its enrichment failed: {exc!r}"
         return
-    appended: list[Appended]
-    if isinstance(event_log, PostgresEventLog):
-        appended = await event_log.append(derived, conn=conn)
-    else:
-        appended = await event_log.append(derived)
-    for output, where in zip(derived, appended, strict=True):
-        logged = LoggedEvent(cast(AnyEvent, output), where.position, where.recorded_at)
-        await _project(cur, logged, ctx)
+    async with conn.transaction():
+        await conn.execute(_DELETE, where)
+    report.revived.append(position)

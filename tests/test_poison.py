@@ -366,3 +366,28 @@ async def test_poison_table_kafka(kafka_service: MemoryService, kafka_worker: Wo
     except BaseException:
         print(kafka_worker.log.read_text()[-5000:])
         raise
+
+    # retry on Kafka: as if an older worker had dead-lettered a memory this version decodes
+    revived = good(1000)
+    [appended] = await kafka_service.log.append([revived])
+    await kafka_service.catch_up(30)
+    async with kafka_service.pool.connection() as conn:
+        await conn.execute("DELETE FROM memories WHERE memory_id = %s", [revived.event_id])
+        await conn.execute(
+            'INSERT INTO dead_letters (consumer, partition, "offset", recorded_at, reason, value)'
+            " VALUES ('projections', %s, %s, %s, 'unknown type (older version)', %s)",
+            [*appended.position, appended.recorded_at, encode_event(revived)],
+        )
+    report = await retry_dead_letters(
+        kafka_service.pool,
+        kafka_service.context,
+        [appended.position, poison["not JSON"]],
+        event_log=kafka_service.log,
+        enrichers=kafka_service.enrichers(),
+    )
+    assert report.revived == [appended.position] and list(report.kept) == [poison["not JSON"]]
+    remaining = {letter.position for letter in await list_dead_letters(kafka_service.pool, 1000)}
+    assert remaining == set(poison.values())
+    # the worker applies the vector the retry appended once the memory row is there
+    found = await kafka_service.recall(SCOPE, "otter survey", top_k=100, mode="dense", timeout=10)
+    assert revived.event_id in [item.id for item in found.items] and found.pending == 0
