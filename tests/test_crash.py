@@ -2,7 +2,7 @@
 
 The full run is `python -m benchmarks.crash` (10 kills of each kind per backend); see that module
 for what is killed and how. Here: 3 projector and 2 Postgres kills (embedded), 3 worker kills
-(Kafka). Every acknowledged memory must be in the log and projected exactly once, and the live
+(Kafka), 3 kills of `spectron serve` (HTTP writer). Every acknowledged memory must be in the log and projected exactly once, and the live
 state must hash like a full replay of the log.
 """
 
@@ -61,9 +61,18 @@ async def test_crash_kafka(
         workdir=tmp_path,
         bootstrap=kafka_broker,
         database_url=database,
+        progress_between_kills=False,  # each wait is a session timeout of writing (too long)
     )
     report = await run_crash(config)
     assert report.kills == {"worker": 3}
+    check(report, capsys)
+
+
+async def test_crash_http_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the writer remembers through `spectron serve`, which is killed (projectors and all)
+    config = CrashConfig(backend="http", kills=3, gap=GAP, writers=2, workdir=tmp_path)
+    report = await run_crash(config)
+    assert report.kills == {"server": 3}
     check(report, capsys)
 
 
