@@ -93,6 +93,7 @@ class CrashReport:
     live_hash: str
     rebuilt_hash: str
     seconds: float
+    seed: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -113,7 +114,7 @@ class CrashReport:
             f"crash[{self.backend}] kills: {kills}; acknowledged {self.acknowledged}"
             f" / projected {self.projected} / lost {self.lost} / duplicated {self.duplicated}"
             f"; replay hash {'equal' if self.live_hash == self.rebuilt_hash else 'DIFFERENT'}"
-            f" ({self.seconds:.0f}s)"
+            f" ({self.seconds:.0f}s, seed {self.seed})"
         )
 
 
@@ -660,7 +661,8 @@ def _writer_errors(workdir: Path) -> int:
 async def run_crash(config: CrashConfig) -> CrashReport:
     """Run one backend's crash test end to end and return its report (raises on harness failure)."""
     started = time.monotonic()
-    rng = random.Random(config.seed)
+    seed = config.seed if config.seed is not None else random.randrange(2**31)
+    rng = random.Random(seed)
     owned = config.workdir is None
     workdir = config.workdir or Path(tempfile.mkdtemp(prefix=f"spectron-crash-{config.backend}-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -703,7 +705,7 @@ async def run_crash(config: CrashConfig) -> CrashReport:
             )
         else:
             raise ValueError(f"unknown backend {config.backend!r}")
-        _say(config, f"workdir {workdir}")
+        _say(config, f"workdir {workdir}, seed {seed}")
         if config.backend == "embedded":
             kills = await _chaos_embedded(harness, home, rng)
         elif config.backend == "http":
@@ -728,6 +730,7 @@ async def run_crash(config: CrashConfig) -> CrashReport:
             live_hash=result["live_hash"],
             rebuilt_hash=result["rebuilt_hash"],
             seconds=time.monotonic() - started,
+            seed=seed,
         )
         if result["examples_lost"]:
             report.notes.append(f"lost ids, e.g. {result['examples_lost']}")

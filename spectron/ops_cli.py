@@ -95,8 +95,7 @@ def dlq_retry(
 ) -> None:
     """Decode dead letters again (e.g. after an upgrade); apply those that decode, keep the rest.
 
-    A revived memory is also embedded (and its facts extracted) as the enrichment passes would
-    have done. Exit code 1 when any dead letter remains among those retried.
+    A revived memory is enriched too (embedded, facts extracted). Exit 1 if any remains dead.
     """
     from spectron.dlq import retry_dead_letters
     from spectron.events import LogPosition
