@@ -135,8 +135,9 @@ class KafkaDeployment:
         self.embedder = embedder
         self.partitions = partitions
         self.topic = f"bench-{uuid.uuid4().hex[:8]}"
-        self.broker = start_tansu(free_port())
-        self.bootstrap = self.broker.args[4].removeprefix("tcp://")  # type: ignore[index]
+        port = free_port()
+        self.broker = start_tansu(port)
+        self.bootstrap = f"127.0.0.1:{port}"
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="spectron-bench-workers-"))
         env = {
             **os.environ,

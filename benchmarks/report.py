@@ -295,7 +295,8 @@ def summary_line(results: dict[str, Any]) -> str:
     postgres = str(v.get("postgres") or "?").split(" on ")[0]
     return (
         f"{m.get('cpu_model')} · {m.get('logical_cores')} cores · {m.get('memory_gib')} GiB ·"
-        f" load before {results.get('load_average_before')} ·"
+        f" load before {results.get('load_average_before')},"
+        f" during {results.get('load_average_during')} ·"
         f" Python {v.get('python')} · spectron {v.get('spectron')} · {postgres} ·"
         f" pgvector {v.get('pgvector')} · mode {results.get('mode')}"
     )

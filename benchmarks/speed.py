@@ -476,7 +476,7 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
     live = deployment.live()
     service = await service_of(live)
     current = await memory_count(service)
-    if not current:
+    if not run.empty_db_bytes:  # before the first load (Kafka: only the warm-up memory)
         run.empty_db_bytes = await database_size(service)
     writer_possible = deployment.separable_writer
     per_step = cfg.warmup * 3 + cfg.remember_ops + cfg.rate_ops + cfg.ryw_ops
