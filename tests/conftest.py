@@ -16,7 +16,9 @@ import psycopg
 import pytest
 
 from spectron import SpectronClient
+from spectron.config import Settings
 from spectron.embedding.hashing import HashingEmbedder
+from tests.kafka_support import KafkaDeployment, run_deployment
 
 
 @pytest.fixture(scope="session")
@@ -111,3 +113,40 @@ async def make_client(
     yield make
     for client in made:
         await client.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_deployment(
+    kafka_broker: str, pg_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaDeployment]:
+    """Two faust workers on their own topic and database, shared by every cross-backend test."""
+    with run_deployment(kafka_broker, pg_server, tmp_path_factory.mktemp("backend-workers")) as d:
+        yield d
+
+
+@pytest.fixture(params=["embedded", "kafka"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run a test once per log backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_backend_client(
+    request: pytest.FixtureRequest, backend: str, make_client: Callable[..., SpectronClient]
+) -> Callable[..., Any]:
+    """Factory of clients on the test's backend: the embedded log, or Kafka with two workers."""
+    if backend == "embedded":
+        return make_client
+    deployment: KafkaDeployment = request.getfixturevalue("kafka_deployment")
+
+    def make(**kwargs: Any) -> SpectronClient:
+        kwargs.setdefault("read_timeout", 10.0)  # first reads also wait for workers to join
+        return make_client(
+            kafka=deployment.bootstrap,
+            database=deployment.database,
+            run_projectors=False,
+            settings=Settings(topic=deployment.topic, partitions=4),
+            **kwargs,
+        )
+
+    return make

@@ -9,14 +9,14 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_http_support import fresh_org, log_size
 
 from spectron.events import EntityTypeRegistered, MemoryRecorded, ReflectionRecorded
 from spectron.http.keys import revoke_key
 from spectron.log import decode_record
 from spectron.scope import canonical_scope, is_visible, is_within, scope_key
+from tests.test_http_support import fresh_org, log_size
 
-pytest_plugins = ["test_http_support"]  # the HTTP fixtures
+pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
 PROBLEM = "application/problem+json"
 CAPABILITY_SETS = ["read", "write", "read,write", "admin", "read,write,forget,admin"]
 # where a session is opened relative to the key's floor {org, project: p}

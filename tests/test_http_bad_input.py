@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 import pytest
-from test_http_support import fresh_org, log_size
 
 from spectron.validation import MAX_CONTENT_CHARS
+from tests.test_http_support import fresh_org, log_size
 
-pytest_plugins = ["test_http_support"]  # the HTTP fixtures
+pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
 
 
 def deep(levels: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from conftest import database_uri
 from fastapi import FastAPI
 
 from spectron.config import Settings
@@ -22,6 +21,7 @@ from spectron.http.app import create_app
 from spectron.http.client import HttpSpectronClient
 from spectron.http.keys import create_key
 from spectron.service import MemoryService
+from tests.conftest import database_uri
 
 BASE = "http://spectron.test"
 MakeKey = Callable[..., Awaitable[str]]

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from test_http_support import fresh_org
 
 from spectron import (
     InvalidCategory,
@@ -20,8 +19,9 @@ from spectron import (
 )
 from spectron.embedding.hashing import HashingEmbedder
 from spectron.models import MemoryItem, Profile, RecallResult, Reflection, RememberResult, State
+from tests.test_http_support import fresh_org
 
-pytest_plugins = ["test_http_support"]  # the HTTP fixtures
+pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
 EXTRACTOR = "patterns"  # the HTTP service extracts facts like the in-process one
 
 

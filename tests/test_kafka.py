@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
 
 from projectors.driver import projection_positions
@@ -35,13 +28,9 @@ from spectron.events import (
 )
 from spectron.log import decode_record, partition_for
 from spectron.log.kafka import KafkaEventLog
+from tests.kafka_support import KafkaDeployment, run_deployment, unique_topic
 
 pytestmark = pytest.mark.kafka
-
-
-def unique_topic(name: str) -> str:
-    """A topic no other test uses (the broker lives for the whole run)."""
-    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 def memory(scope: dict[str, str], content: str) -> MemoryRecorded:
@@ -194,23 +183,6 @@ async def test_agents_fill_gaps_and_skip_redeliveries(
 # ---------------------------------------------------------------- faust workers on Kafka + Postgres
 
 SHARED = {"org": "acme", "project": "market-research-q3"}
-WORKER = [sys.executable, "-m", "projectors.faust_app"]  # what `spectron worker` runs
-
-
-@dataclass(frozen=True)
-class KafkaDeployment:
-    """A topic, a database and two worker processes projecting one into the other."""
-
-    bootstrap: str
-    database: str
-    topic: str
-    logs: tuple[Path, ...]
-
-    def log_tails(self) -> str:
-        """The end of each worker's log, for failure messages."""
-        return "\n".join(
-            f"--- {p}\n" + "".join(p.read_text().splitlines(True)[-30:]) for p in self.logs
-        )
 
 
 @pytest.fixture(scope="module")
@@ -218,38 +190,8 @@ def deployment(
     kafka_broker: str, pg_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KafkaDeployment]:
     """Two `projectors.faust_app` workers on a fresh 4-partition topic, shared by this module."""
-    name = f"k_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database = pg_server.replace("/postgres?", f"/{name}?", 1)
-    topic = unique_topic("spectron")
-    env = {
-        **os.environ,
-        "SPECTRON_KAFKA_BOOTSTRAP": kafka_broker,
-        "SPECTRON_DATABASE_URL": database,
-        "SPECTRON_TOPIC": topic,
-        "SPECTRON_PARTITIONS": "4",
-        "SPECTRON_EMBEDDER": "hashing",
-    }
-    directory = tmp_path_factory.mktemp("workers")
-    logs = tuple(directory / f"worker{i}.log" for i in range(2))
-    procs = []
-    try:
-        for path in logs:
-            with path.open("wb") as out:
-                procs.append(
-                    subprocess.Popen(WORKER, env=env, stdout=out, stderr=subprocess.STDOUT)
-                )
-        yield KafkaDeployment(kafka_broker, database, topic, logs)
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(8)  # the worker exits by itself at most 5 s after SIGTERM
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with run_deployment(kafka_broker, pg_server, tmp_path_factory.mktemp("workers")) as found:
+        yield found
 
 
 @pytest.fixture
