@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from psycopg import AsyncConnection
 
-from spectron.models import MemoryItem, Profile, ProfileReflection, State
-from spectron.recall import visibility_params, visible
+from spectron.models import Profile, ProfileReflection, State
+from spectron.recall import memory_item, visibility_params, visible
 from spectron.scope import Scope
 
 RECENT = 10
@@ -59,20 +59,7 @@ async def load_profile(
         by_scope[label] = by_scope.get(label, 0) + count
         by_principal[principal] = by_principal.get(principal, 0) + count
     cur = await conn.execute(_RECENT, {**params, "limit": RECENT})
-    recent = [
-        MemoryItem(
-            id=row[0],
-            content=row[1],
-            memory_category=row[2],
-            metadata=row[3],
-            scope=row[4],
-            principal=row[5],
-            recorded_at=row[6],
-            embedded=row[7],
-            score=0.0,
-        )
-        for row in await cur.fetchall()
-    ]
+    recent = [memory_item(row) for row in await cur.fetchall()]
     cur = await conn.execute(_REFLECTIONS, {**params, "limit": REFLECTIONS})
     reflections = [
         ProfileReflection(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -106,20 +107,23 @@ async def search(
         await conn.execute("SET LOCAL hnsw.ef_search = 100")
         cur = await conn.execute(_RECALL, params)
         rows = await cur.fetchall()
-    return [
-        MemoryItem(
-            id=row[0],
-            content=row[1],
-            memory_category=row[2],
-            metadata=row[3],
-            scope=row[4],
-            principal=row[5],
-            recorded_at=row[6],
-            embedded=row[7],
-            score=float(row[8]),
-        )
-        for row in rows
-    ]
+    return [memory_item(row, float(row[8])) for row in rows]
+
+
+def memory_item(row: Sequence[Any], score: float = 0.0) -> MemoryItem:
+    """A MemoryItem from a row that starts (memory_id, content, category, metadata, scope,
+    principal, recorded_at, embedded)."""
+    return MemoryItem(
+        id=row[0],
+        content=row[1],
+        memory_category=row[2],
+        metadata=row[3],
+        scope=row[4],
+        principal=row[5],
+        recorded_at=row[6],
+        embedded=row[7],
+        score=score,
+    )
 
 
 def format_items(items: list[MemoryItem], scope: Scope, pending: int = 0) -> str:
