@@ -176,11 +176,11 @@ class Scores:
 def bm25_rankings(conversation: Conversation, k: int) -> list[list[str]] | None:
     """BM25 (bm25s, English stop words and Snowball stemmer) top-k dia_ids per question; None without bm25s."""
     try:
-        import bm25s
+        import bm25s  # type: ignore[import-untyped]
     except ImportError:
         return None
     try:
-        import Stemmer
+        import Stemmer  # type: ignore[import-not-found]
 
         stemmer: Any = Stemmer.Stemmer("english")
     except ImportError:

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -199,12 +200,12 @@ async def _run_all(options: Options) -> dict[str, Any]:
     return results
 
 
-PARTIAL = Path(tempfile.gettempdir()) / "spectron-benchmarks-partial.json"
-
-
 def checkpoint(results: dict[str, Any]) -> None:
     """Save what is measured so far outside the repo, so a crash late in a long run loses little."""
-    PARTIAL.write_text(json.dumps(results, indent=1, default=str))
+    if results.get("mode") == "tiny":
+        return
+    partial = Path(tempfile.gettempdir()) / f"spectron-benchmarks-partial-{os.getpid()}.json"
+    partial.write_text(json.dumps(results, indent=1, default=str))
 
 
 def write_results(results: dict[str, Any], directory: Path) -> Path:
@@ -239,7 +240,7 @@ def parse(argv: list[str]) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--render", type=Path, help="only print the tables of a results file")
     parser.add_argument("--markdown", action="store_true", help="print tables as Markdown")
     args = parser.parse_args(argv)
-    sizes = (2_000,) if args.quick else (10_000, 100_000)
+    sizes: tuple[int, ...] = (2_000,) if args.quick else (10_000, 100_000)
     if args.sizes:
         sizes = tuple(int(s.replace("_", "")) for s in args.sizes.split(",") if s)
     kafka_sizes = None

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -29,6 +29,9 @@ from spectron.embedding import Embedder
 from spectron.recall import _RECALL, RRF_K, search, visibility_params
 from spectron.scope import Scope
 from spectron.service import MemoryService
+
+if TYPE_CHECKING:
+    from spectron.http.client import HttpSession
 
 ENTITY_SCOPE_AGENT = "crm"
 
@@ -123,7 +126,7 @@ class SpeedRun:
     empty_db_bytes: int = 0
 
 
-def _session(run: SpeedRun, client: SpectronClient, scope: Scope) -> Session:
+def _session(run: SpeedRun, client: SpectronClient, scope: Scope) -> Session | HttpSession:
     """A session at `scope` (cheap: sessions hold no connection)."""
     return client.sessions.create(scope=scope)
 
