@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -179,6 +180,7 @@ def bm25_rankings(conversation: Conversation, k: int) -> list[list[str]] | None:
         import bm25s  # type: ignore[import-untyped]
     except ImportError:
         return None
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     try:
         import Stemmer  # type: ignore[import-not-found]
 
