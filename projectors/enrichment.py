@@ -7,6 +7,9 @@ replay uses, so a replay never calls a model, and a new model is simply a new pa
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -31,6 +34,7 @@ from spectron.facts import EntityType
 from spectron.scope import ancestor_keys
 
 ENRICHER_PRINCIPAL = "system:enricher"
+log = logging.getLogger(__name__)
 
 
 class Enricher(Protocol):
@@ -112,6 +116,28 @@ async def registered_types(conn: AsyncConnection[Any], scope: dict[str, str]) ->
     return [chosen[name][1] for name in sorted(chosen)]
 
 
+PROJECTED_BOUND = 10.0
+
+
+async def _await_projected(
+    conn: AsyncConnection[Any], memory_id: uuid.UUID, deadline: float
+) -> None:
+    """Wait (bounded) until the projector has applied the memory, hence every event before it.
+
+    Extraction reads registered entity types from the projection; a type registered just before
+    the memory in the same partition must be there, or a race would miss it. A stalled projection
+    must not stall extraction too, so past the deadline it goes on with what it has.
+    """
+    while True:
+        cur = await conn.execute("SELECT 1 FROM memories WHERE memory_id = %s", [memory_id])
+        if await cur.fetchone() is not None:
+            return
+        if time.monotonic() >= deadline:
+            log.warning("memory %s not projected in time; extracting anyway", memory_id)
+            return
+        await asyncio.sleep(0.05)
+
+
 class ExtractionEnricher:
     """Extracts facts from memories the caller gave none for; a failed memory is recorded, not retried."""
 
@@ -130,9 +156,11 @@ class ExtractionEnricher:
         count the same claims twice.
         """
         out: list[Envelope] = []
+        deadline = time.monotonic() + PROJECTED_BOUND  # one bound for the batch, not per memory
         for memory in memories:
             if not isinstance(memory, MemoryRecorded) or memory.payload.facts is not None:
                 continue
+            await _await_projected(conn, memory.event_id, deadline)
             types = await registered_types(conn, memory.scope)
             try:
                 facts = await asyncio.to_thread(
