@@ -586,6 +586,7 @@ async def _scan_log(service: Any) -> tuple[dict[uuid.UUID, list[tuple[int, int]]
     from spectron.errors import MalformedEvent
     from spectron.events import MemoryRecorded
     from spectron.log import decode_record
+    from spectron.sealing import unseal
 
     positions: dict[uuid.UUID, list[tuple[int, int]]] = defaultdict(list)
     poison = 0
@@ -596,6 +597,8 @@ async def _scan_log(service: Any) -> tuple[dict[uuid.UUID, list[tuple[int, int]]
             batch = await service.log.read(partition, offset, 1000)
             if not batch:
                 raise RuntimeError(f"partition {partition} ends at {offset}, not {end}")
+            async with service.pool.connection() as conn:
+                batch = await unseal(conn, batch)
             for record in batch:
                 try:
                     event = decode_record(record).event

@@ -10,12 +10,14 @@ from psycopg import AsyncConnection
 
 from projectors.base import ProjectionContext, Projector
 from projectors.entities import project_entities
+from projectors.forgetting import project_forgetting
 from projectors.recall import project_recall
 from spectron.errors import MalformedEvent
 from spectron.log import RawRecord, decode_record
+from spectron.sealing import unseal
 
 # every projection, in the order each event is applied to them (entities read memories rows)
-PROJECTORS: tuple[Projector, ...] = (project_recall, project_entities)
+PROJECTORS: tuple[Projector, ...] = (project_recall, project_entities, project_forgetting)
 PROJECTION_CONSUMER = "projections"
 PROJECTED_CHANNEL = "spectron_projected"
 log = logging.getLogger(__name__)
@@ -32,7 +34,8 @@ async def apply_records(
     """Apply a partition's records past the stored position; return how many, None if busy.
 
     Records before the stored position are redeliveries and are skipped, so any driver may hand
-    the same record twice. Poison (undecodable) records are dead-lettered and passed over. With
+    the same record twice. Sealed records are opened here; those of forgotten memories and poison
+    (undecodable) records are passed over, poison being dead-lettered. With
     `wait=False` a partition another process is applying is skipped (None) rather than waited for.
     """
     applied = 0
@@ -50,8 +53,12 @@ async def apply_records(
         if row is None:
             return None
         next_offset = int(row[0])
-        for record in records:
-            if record.position.offset < next_offset:
+        fresh = [record for record in records if record.position.offset >= next_offset]
+        for record in await unseal(conn, fresh, hold_forget_lock=True):
+            if record.forgotten:
+                # crypto-shredded: the record stays in the log, its content is gone for good
+                next_offset = record.position.offset + 1
+                applied += 1
                 continue
             try:
                 logged = decode_record(record)

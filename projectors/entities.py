@@ -41,6 +41,11 @@ INSERT INTO entities (scope_key, scope, type, name_key, name, first_memory_id, f
                       first_seen_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
 """
+_MENTION = """
+INSERT INTO entity_mentions (memory_id, scope_key, type, name_key, name, memory_recorded_at,
+                             seen_at, partition, "offset", ordinal)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+"""
 _VALUE = """
 INSERT INTO attribute_values (memory_id, ordinal, scope_key, type, name_key, key, value,
     cardinality, extractor, principal, recorded_at, partition, "offset", valid_from, source_event)
@@ -125,7 +130,10 @@ async def _apply_facts(
         return  # the memory itself never projected (dead-lettered): nothing to attach facts to
     scope, skey, principal, recorded_at, partition, offset = row
 
+    mentions = 0
+
     async def ensure(ref: EntityRef) -> str:
+        nonlocal mentions
         key = name_key(ref.name)
         await cur.execute(
             _ENTITY,
@@ -140,6 +148,22 @@ async def _apply_facts(
                 logged.recorded_at,
             ],
         )
+        await cur.execute(
+            _MENTION,
+            [
+                memory_id,
+                skey,
+                ref.type,
+                key,
+                ref.name,
+                recorded_at,
+                logged.recorded_at,
+                logged.position.partition,
+                logged.position.offset,
+                mentions,
+            ],
+        )
+        mentions += 1
         return key
 
     for ref in facts.entities:
@@ -167,7 +191,7 @@ async def _apply_facts(
             ],
         )
         if attribute.cardinality == "single":
-            await _relink_chain(cur, skey, attribute.entity.type, entity_key, attribute.key)
+            await relink_chain(cur, skey, attribute.entity.type, entity_key, attribute.key)
     for ordinal, relation in enumerate(facts.relations):
         await ensure(relation.subject)
         await ensure(relation.object)
@@ -191,7 +215,7 @@ async def _apply_facts(
         )
 
 
-async def _relink_chain(cur: AsyncCursor[Any], skey: str, etype: str, ekey: str, key: str) -> None:
+async def relink_chain(cur: AsyncCursor[Any], skey: str, etype: str, ekey: str, key: str) -> None:
     """Store each value's successor per spectron.chains.successors; values with none are current."""
     await cur.execute(_CHAIN, [skey, etype, ekey, key])
     chain = await cur.fetchall()

@@ -40,11 +40,12 @@ from projectors.enrichment import Enricher, enrichment_passes
 from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding import Embedder, make_embedder
-from spectron.errors import LogUnavailable, MalformedEvent, SpectronError
+from spectron.errors import ContentForgotten, LogUnavailable, MalformedEvent, SpectronError
 from spectron.events import LogPosition, MemoryRecorded
 from spectron.extraction import make_extractor
 from spectron.log import RawRecord, decode_record
 from spectron.log.kafka import FETCH_MAX_WAIT_MS, KafkaEventLog, record_time
+from spectron.sealing import drop_forgotten, unseal
 from spectron.service import _projection_context
 
 log = logging.getLogger(__name__)
@@ -128,12 +129,16 @@ class Processors:
     async def _enrich(
         self, enricher: Enricher, partition: int, records: Sequence[RawRecord]
     ) -> None:
+        async def open_sealed() -> list[RawRecord]:
+            async with self.pool.connection() as conn:
+                return await unseal(conn, records)
+
         memories: list[MemoryRecorded] = []
-        for record in records:
+        for record in await _retry(f"opening partition {partition}'s records", open_sealed):
             try:
                 event = decode_record(record).event
-            except MalformedEvent:
-                continue  # the projector dead-letters it; nothing to enrich
+            except (MalformedEvent, ContentForgotten):
+                continue  # the projector dead-letters it, or it is forgotten: nothing to enrich
             if isinstance(event, MemoryRecorded):
                 memories.append(event)
         for start in range(0, len(memories), enricher.batch_size):
@@ -141,7 +146,7 @@ class Processors:
 
             async def attempt(chunk: list[MemoryRecorded] = chunk) -> None:
                 async with self.pool.connection() as conn:
-                    derived = await enricher.enrich(conn, chunk)
+                    derived = await drop_forgotten(conn, await enricher.enrich(conn, chunk))
                 await self.event_log.append(derived)
 
             await _retry(

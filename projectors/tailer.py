@@ -15,10 +15,11 @@ from psycopg_pool import AsyncConnectionPool
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records, projection_positions
 from projectors.enrichment import Enricher
-from spectron.errors import MalformedEvent
+from spectron.errors import ContentForgotten, MalformedEvent
 from spectron.events import MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.log import EventLog, decode_record
 from spectron.log.postgres import PostgresEventLog
+from spectron.sealing import drop_forgotten, unseal
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -96,20 +97,21 @@ async def _enrich_partition(
     if row is None:
         return 0  # another process is running this pass on this partition
     start = int(row[0])
-    records = await event_log.read(partition, start, BATCH)
+    records = await unseal(conn, await event_log.read(partition, start, BATCH))
     memories: list[MemoryLike] = []
     last = start - 1
     for record in records:
         try:
             event = decode_record(record).event
-        except MalformedEvent:
-            event = None  # dead-lettered by the projector; nothing to enrich
+        except (MalformedEvent, ContentForgotten):
+            event = None  # dead-lettered by the projector, or forgotten: nothing to enrich
         if isinstance(event, MemoryRecorded | ReflectionRecorded):
             if len(memories) == enricher.batch_size:
                 break
             memories.append(event)
         last = record.position.offset
-    await event_log.append(await enricher.enrich(conn, memories), conn=conn)
+    derived = await drop_forgotten(conn, await enricher.enrich(conn, memories))
+    await event_log.append(derived, conn=conn)
     await conn.execute(
         "UPDATE spectron_log.consumer_positions SET next_offset = %s"
         " WHERE consumer = %s AND partition = %s",

@@ -3,11 +3,13 @@
 from typing import TYPE_CHECKING, Any
 
 from spectron.errors import (
+    ContentForgotten,
     InvalidCategory,
     InvalidContent,
     InvalidInput,
     InvalidMetadata,
     InvalidScope,
+    MemoryNotFound,
     ReadYourWritesTimeout,
     SessionClosed,
     SpectronError,
@@ -34,6 +36,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MEMORY_CATEGORIES",
+    "ContentForgotten",
     "InvalidCategory",
     "InvalidContent",
     "InvalidInput",
@@ -41,6 +44,7 @@ __all__ = [
     "InvalidScope",
     "LogPosition",
     "MemoryItem",
+    "MemoryNotFound",
     "ReadYourWritesTimeout",
     "RecallResult",
     "RememberResult",

@@ -171,6 +171,47 @@ def history(
 
 
 @app.command()
+def forget(
+    scope: Annotated[str, typer.Option(help="JSON scope to forget at or below.")],
+    memory: Annotated[str | None, typer.Option(help="Only this memory id (within scope).")] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(help="JSON filter: memory_category, principal, metadata, before, after."),
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Recorded in the tombstone.")] = None,
+    principal: Annotated[str, typer.Option(help="Recorded as who forgot.")] = "operator:cli",
+    home: HomeOption = None,
+) -> None:
+    """Crypto-shred memories: destroy their keys, purge projections, log a tombstone."""
+    import orjson
+
+    async def main() -> None:
+        client = SpectronClient(home=home, run_projectors=True, extractor="none")
+        try:
+            service = await client.service()
+            result = await service.forget(
+                orjson.loads(scope),
+                principal,
+                memory,
+                where=orjson.loads(where) if where else None,
+                reason=reason,
+            )
+        finally:
+            await client.close()
+        console.print(f"forgot {result.count} memories; tombstones {len(result.tombstones)}")
+        if result.citing_reflections:
+            cited = ", ".join(str(r) for r in result.citing_reflections)
+            console.print(
+                f"[yellow]persisted reflections citing them (not erased): {cited}[/yellow]"
+            )
+        console.print(
+            "[dim]deleted row versions stay in Postgres files until VACUUM reclaims them[/dim]"
+        )
+
+    run(main())
+
+
+@app.command()
 def audit(
     principal: Annotated[str | None, typer.Option(help="Only events by this principal.")] = None,
     scope: Annotated[str | None, typer.Option(help="Only events within this JSON scope.")] = None,
@@ -193,7 +234,13 @@ def audit(
             end = await resolve_as_of(until, service.log)
             wanted = canonical_scope(orjson.loads(scope)) if scope else None
             async for record in audit_log(
-                service.log, principal=principal, scope=wanted, within=True, since=start, until=end
+                service.log,
+                service.pool,
+                principal=principal,
+                scope=wanted,
+                within=True,
+                since=start,
+                until=end,
             ):
                 where = "/".join(f"{k}={v}" for k, v in record.scope.items())
                 console.print(
@@ -284,11 +331,24 @@ def log_tail(
 
     from spectron.log import MalformedEvent, decode_record, tail
     from spectron.scope import canonical_scope, is_visible
+    from spectron.sealing import envelope_of, unseal
 
     wanted = canonical_scope(orjson.loads(scope)) if scope else None
 
     async def follow_partition(service: Any, partition: int, start: int) -> None:
-        async for record in tail(service.log, partition, start, follow=follow):
+        async for raw in tail(service.log, partition, start, follow=follow):
+            async with service.pool.connection() as conn:
+                [record] = await unseal(conn, [raw])
+            if record.forgotten:
+                envelope = envelope_of(record) or {}
+                console.print(
+                    f"{record.position.partition}:{record.position.offset}"
+                    f" {record.recorded_at:%Y-%m-%d %H:%M:%S} {envelope.get('type')}"
+                    f" {envelope.get('principal')} (content forgotten)",
+                    markup=False,
+                    highlight=False,
+                )
+                continue
             try:
                 event = decode_record(record).event
             except MalformedEvent as exc:

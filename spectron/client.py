@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import uuid
 from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +17,7 @@ from spectron.embedding import Embedder
 from spectron.errors import InvalidScope, SessionClosed, SpectronError
 from spectron.extraction import Extractor
 from spectron.facts import EntityType, Facts
+from spectron.forgetting import ForgetFilter, ForgetResult
 from spectron.history import HistoryEntry
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.reasoning import Reasoner
@@ -222,6 +224,20 @@ class Session:
         """Every value an entity's attribute(s) had at or below this scope, oldest first."""
         service = await self._service()
         return await service.history(self.scope, entity, attribute, as_of)
+
+    async def forget(
+        self,
+        memory_id: uuid.UUID | str | None = None,
+        *,
+        scope: Scope | None = None,
+        where: ForgetFilter | dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> ForgetResult:
+        """Erase one memory, or every memory at or below `scope` (default: this session's) matching `where`."""
+        service = await self._service()
+        return await service.forget(
+            self.scope, self.principal, memory_id, target=scope, where=where, reason=reason
+        )
 
     async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:
         """Register an entity type for extraction at and below this session's scope."""

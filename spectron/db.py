@@ -10,9 +10,10 @@ from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from spectron.migrations import LOG_MIGRATIONS, migrate
+from spectron.migrations import KEY_MIGRATIONS, LOG_MIGRATIONS, migrate
 
 LOG_SCHEMA = "spectron_log"
+KEYS_SCHEMA = "spectron_keys"
 PROJECTION_MIGRATIONS = files("projectors") / "migrations"
 
 
@@ -24,6 +25,7 @@ async def prepare_database(uri: str, projection_schema: str, embedding_dim: int)
         except psycopg.errors.UniqueViolation:
             pass  # another process created it between our check and our insert
         await migrate(conn, LOG_SCHEMA, LOG_MIGRATIONS)
+        await migrate(conn, KEYS_SCHEMA, KEY_MIGRATIONS)
         await migrate(
             conn,
             projection_schema,

@@ -34,8 +34,9 @@ from spectron.events import (
     MemoryRecorded,
     ReflectionRecorded,
 )
-from spectron.log import EventLog, RawRecord, decode_record
+from spectron.log import ContentForgotten, EventLog, RawRecord, decode_record
 from spectron.log.postgres import PostgresEventLog
+from spectron.sealing import unseal
 
 _COLUMNS = 'consumer, partition, "offset", recorded_at, reason, value'
 _DELETE = 'DELETE FROM dead_letters WHERE consumer = %s AND partition = %s AND "offset" = %s'
@@ -156,9 +157,10 @@ async def _retry_one(
             report.missing.append(position)
             return
         letter = _row(row)
+        [raw] = await unseal(conn, [RawRecord(position, letter.recorded_at, None, letter.value)])
         try:
-            logged = decode_record(RawRecord(position, letter.recorded_at, None, letter.value))
-        except MalformedEvent as exc:
+            logged = decode_record(raw)
+        except (MalformedEvent, ContentForgotten) as exc:
             await cur.execute(
                 "UPDATE dead_letters SET reason = %s"
                 ' WHERE consumer = %s AND partition = %s AND "offset" = %s',

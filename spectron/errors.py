@@ -80,3 +80,17 @@ class EmbedderUnavailable(SpectronError):
 
     type = "embedder-unavailable"
     status = 503
+
+
+class ContentForgotten(SpectronError):
+    """The memory was forgotten: its key is destroyed, so its content cannot be read or extended."""
+
+    type = "content-forgotten"
+    status = 410
+
+
+class MemoryNotFound(SpectronError, LookupError):
+    """No memory with that id is at or below the session's scope."""
+
+    type = "memory-not-found"
+    status = 404

@@ -188,6 +188,27 @@ class ReflectionRecorded(Envelope):
     payload: ReflectionRecordedPayload
 
 
+MAX_FORGOTTEN_PER_EVENT = 1000
+
+
+class MemoriesForgottenPayload(_Strict):
+    """Memories whose keys were destroyed: their content is gone from the log and projections."""
+
+    memory_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_FORGOTTEN_PER_EVENT)
+    selector: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the caller asked to forget (memory id, or scope and filters), for audit.",
+    )
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class MemoriesForgotten(Envelope):
+    """forget(): a tombstone for memories already crypto-shredded; stored in plaintext."""
+
+    type: Literal["MemoriesForgotten"] = "MemoriesForgotten"
+    payload: MemoriesForgottenPayload
+
+
 AnyEvent = (
     MemoryRecorded
     | MemoryEmbedded
@@ -195,6 +216,7 @@ AnyEvent = (
     | EnrichmentFailed
     | EntityTypeRegistered
     | ReflectionRecorded
+    | MemoriesForgotten
 )
 MemoryLike = MemoryRecorded | ReflectionRecorded
 Event = Annotated[AnyEvent, Field(discriminator="type")]
@@ -205,6 +227,7 @@ EVENT_TYPES: tuple[type[Envelope], ...] = (
     EnrichmentFailed,
     EntityTypeRegistered,
     ReflectionRecorded,
+    MemoriesForgotten,
 )
 _EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 

@@ -8,13 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict
 
 from spectron.events import AnyEvent, LogPosition
 from spectron.facts import name_key
-from spectron.log import EventLog, MalformedEvent, decode_record
+from spectron.log import EventLog, MalformedEvent, RawRecord, decode_record
 from spectron.recall import visibility_params, visible
 from spectron.scope import Scope, is_visible, is_within
+from spectron.sealing import envelope_of, unseal
 
 
 class HistoryEntry(BaseModel):
@@ -104,6 +106,7 @@ class AuditRecord(BaseModel):
 
 async def audit_log(
     log: EventLog,
+    pool: AsyncConnectionPool[Any],
     *,
     principal: str | None = None,
     scope: Scope | None = None,
@@ -111,52 +114,67 @@ async def audit_log(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> AsyncIterator[AuditRecord]:
-    """Events matching a principal, a scope (visible from it, or `within` it) and a time range."""
+    """Events matching a principal, a scope (visible from it, or `within` it) and a time range.
+
+    Forgotten memories are still listed, from their readable envelope: who, where and when stay
+    auditable, only the content is gone.
+    """
     for partition, end in sorted((await log.end_offsets()).items()):
         offset = await log.offset_for_time(partition, since) if since else 0
         while offset < end:
             batch = await log.read(partition, offset, 1000)
             if not batch:
                 break
+            async with pool.connection() as conn:
+                batch = await unseal(conn, batch)
             for record in batch:
                 if until is not None and record.recorded_at > until:
-                    break
-                try:
-                    event: AnyEvent | None = decode_record(record).event
-                except MalformedEvent as exc:
-                    event = None
-                    reason = str(exc)
-                if event is None:
-                    if principal is None and scope is None:
-                        yield AuditRecord(
-                            position=record.position,
-                            recorded_at=record.recorded_at,
-                            event_id=None,
-                            type="(malformed)",
-                            scope={},
-                            principal="",
-                            summary=reason,
-                        )
+                    return
+                found = _audit_record(record)
+                if found is None:
                     continue
-                if principal is not None and event.principal != principal:
+                if found.event_id is None:  # poison: no principal or scope to match
+                    if principal is None and scope is None:
+                        yield found
+                    continue
+                if principal is not None and found.principal != principal:
                     continue
                 if scope is not None and not (
-                    is_within(event.scope, scope) if within else is_visible(event.scope, scope)
+                    is_within(found.scope, scope) if within else is_visible(found.scope, scope)
                 ):
                     continue
-                yield AuditRecord(
-                    position=record.position,
-                    recorded_at=record.recorded_at,
-                    event_id=event.event_id,
-                    type=event.type,
-                    scope=event.scope,
-                    principal=event.principal,
-                    summary=_summary(event),
-                )
-            else:
-                offset = batch[-1].position.offset + 1
-                continue
-            break
+                yield found
+            offset = batch[-1].position.offset + 1
+
+
+def _audit_record(record: RawRecord) -> AuditRecord | None:
+    at, when = record.position, record.recorded_at
+    if record.forgotten:
+        envelope = envelope_of(record)
+        if envelope is None:
+            return None
+        return AuditRecord(position=at, recorded_at=when, summary="(content forgotten)", **envelope)
+    try:
+        event = decode_record(record).event
+    except MalformedEvent as exc:
+        return AuditRecord(
+            position=at,
+            recorded_at=when,
+            event_id=None,
+            type="(malformed)",
+            scope={},
+            principal="",
+            summary=str(exc),
+        )
+    return AuditRecord(
+        position=at,
+        recorded_at=when,
+        event_id=event.event_id,
+        type=event.type,
+        scope=event.scope,
+        principal=event.principal,
+        summary=_summary(event),
+    )
 
 
 def _summary(event: AnyEvent) -> str:
@@ -167,6 +185,8 @@ def _summary(event: AnyEvent) -> str:
             return text if len(text) <= 120 else text[:119] + "…"
     if hasattr(payload, "memory_id"):
         return f"for memory {payload.memory_id}"
+    if hasattr(payload, "memory_ids"):
+        return f"forgot {len(payload.memory_ids)} memories"
     if hasattr(payload, "entity_type"):
         return f"entity type {payload.entity_type.name}"
     return ""

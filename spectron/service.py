@@ -31,7 +31,7 @@ from spectron.consistency import AWAITING_FACTS, wait_for_projections
 from spectron.db import open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder, embedder_name, make_embedder
-from spectron.errors import InvalidInput, SpectronError
+from spectron.errors import InvalidInput, LogUnavailable, SpectronError
 from spectron.events import (
     EntityTypeRegistered,
     EntityTypeRegisteredPayload,
@@ -43,6 +43,14 @@ from spectron.events import (
 )
 from spectron.extraction import Extractor, make_extractor
 from spectron.facts import EntityType, check_facts
+from spectron.forgetting import (
+    ForgetResult,
+    parse_filter,
+    select_memory,
+    select_scope,
+    shred,
+    tombstones,
+)
 from spectron.history import HistoryEntry, attribute_history
 from spectron.log import EventLog
 from spectron.log.postgres import PostgresEventLog
@@ -50,7 +58,7 @@ from spectron.models import Profile, RecallResult, Reflection, RememberResult, S
 from spectron.profile import load_profile
 from spectron.reasoning import Reasoner, ReflectionInput, make_reasoner
 from spectron.recall import RecallMode, format_items, search
-from spectron.scope import Scope, canonical_scope
+from spectron.scope import Scope, canonical_scope, is_within
 from spectron.state import load_state
 from spectron.statehash import projection_hash
 from spectron.validation import check_category, check_content, check_metadata
@@ -390,6 +398,64 @@ class MemoryService:
         await self.get_state(scope)  # read your writes, as every read does
         async with self.pool.connection() as conn:
             return await attribute_history(conn, scope, entity, attribute, at)
+
+    async def forget(
+        self,
+        scope: Scope,
+        principal: str,
+        memory_id: Any = None,
+        *,
+        target: Scope | None = None,
+        where: Any = None,
+        reason: str | None = None,
+    ) -> ForgetResult:
+        """Crypto-shred one memory, or every memory at or below `target` (matching `where`).
+
+        The keys are destroyed and the projections purged in one transaction before this returns,
+        so no later read sees the content; the tombstone then records it in the log (embedded: in
+        that same transaction). See spectron.forgetting for exactly what is and is not erased.
+        """
+        scope = canonical_scope(scope)
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
+            raise InvalidInput("reason must be a string of at most 2000 characters")
+        if memory_id is not None and (target is not None or where is not None):
+            raise InvalidInput("forget one memory_id, or a scope with filters, not both")
+        chosen = canonical_scope(target) if target is not None else scope
+        if not is_within(chosen, scope):
+            raise InvalidInput("a session can only forget at or below its own scope")
+        condition = parse_filter(where)
+        if memory_id is not None:
+            selector: dict[str, Any] = {"memory_id": str(memory_id)}
+        else:
+            selector = {"scope": chosen}
+            if condition is not None:
+                selector["where"] = condition.model_dump(mode="json", exclude_none=True)
+                await self.get_state(chosen)  # filters read the projection: read your writes
+        embedded_log = self.log if isinstance(self.log, PostgresEventLog) else None
+        async with self.pool.connection() as conn, conn.transaction():
+            if memory_id is not None:
+                ids = await select_memory(conn, scope, memory_id)
+            else:
+                ids = await select_scope(conn, chosen, condition)
+            if not ids:
+                return ForgetResult(forgotten=[], tombstones=[], citing_reflections=[])
+            citing = await shred(conn, ids)
+            events = tombstones(scope, principal, ids, selector, reason)
+            if embedded_log is not None:
+                await embedded_log.append(events, conn=conn)
+        if embedded_log is None:
+            try:
+                await self.log.append(events)
+            except SpectronError as exc:
+                raise LogUnavailable(
+                    f"{len(ids)} memories were erased, but their tombstone could not be logged"
+                    f" ({exc}); the audit trail lacks it: forget the same selection again"
+                ) from exc
+        return ForgetResult(
+            forgotten=ids,
+            tombstones=[event.event_id for event in events],
+            citing_reflections=[rid for rid in citing if rid not in set(ids)],
+        )
 
     async def register_entity_type(
         self, scope: Scope, principal: str, entity_type: Any

@@ -21,6 +21,7 @@ HASHED_TABLES: tuple[tuple[str, str], ...] = (
     ("relations", "memory_id, ordinal"),
     ("enrichment_failures", "memory_id, enricher"),
     ("reflections", "reflection_id"),
+    ("entity_mentions", "memory_id, type, name_key"),
 )
 
 

@@ -17,6 +17,7 @@ from spectron.log import decode_record
 from spectron.profile import load_profile
 from spectron.recall import search
 from spectron.state import load_state
+from tests.log_support import opened
 
 operations = st.lists(
     st.one_of(
@@ -103,7 +104,7 @@ async def test_as_of_equals_projection_of_log_prefix(make_client, ops) -> None:
                 if not batch:
                     break
                 offset = batch[-1].position.offset + 1
-                for record in batch:
+                for record in await opened(service.pool, batch):
                     if decode_record(record).event.scope == scope:
                         mine.setdefault(partition, []).append(record)
         times = sorted({r.recorded_at for records in mine.values() for r in records})

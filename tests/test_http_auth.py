@@ -14,6 +14,7 @@ from spectron.events import EntityTypeRegistered, MemoryRecorded, ReflectionReco
 from spectron.http.keys import revoke_key
 from spectron.log import decode_record
 from spectron.scope import canonical_scope, is_visible, is_within, scope_key
+from tests.log_support import opened
 from tests.test_http_support import fresh_org, log_size
 
 pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
@@ -193,7 +194,7 @@ async def test_events_carry_the_keys_principal_whatever_the_body_says(
 
     appended = []
     for partition in range(service.log.partitions):
-        for record in await service.log.read(partition, 0, limit=10_000):
+        for record in await opened(service.pool, await service.log.read(partition, 0, 10_000)):
             event = decode_record(record).event
             if event.scope.get("org") == org and isinstance(
                 event, MemoryRecorded | ReflectionRecorded | EntityTypeRegistered

@@ -16,6 +16,7 @@ from spectron.http.app import create_app
 from spectron.http.keys import create_key
 from spectron.log import decode_record
 from spectron.service import MemoryService
+from tests.log_support import opened as opened_records
 
 pytestmark = pytest.mark.kafka
 
@@ -62,7 +63,10 @@ async def test_http_on_kafka(kafka_service: MemoryService) -> None:
             metrics = (await client.get("/metrics")).text
 
     result = written.json()
-    [record] = await kafka_service.log.read(result["partition"], result["offset"], limit=1)
+    [record] = await opened_records(
+        kafka_service.pool,
+        await kafka_service.log.read(result["partition"], result["offset"], limit=1),
+    )
     event = decode_record(record).event
     assert str(event.event_id) == result["id"]
     assert event.principal == "agent:k1"

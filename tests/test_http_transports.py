@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,8 @@ from spectron import (
     InvalidInput,
     InvalidMetadata,
     InvalidScope,
+    LogPosition,
+    MemoryNotFound,
     SessionClosed,
     SpectronClient,
 )
@@ -173,3 +176,30 @@ async def test_register_entity_type(client, shared) -> None:
         )
         with pytest.raises(InvalidInput):
             await session.register_entity_type({"name": "lowercase"})
+
+
+async def test_forget_history_and_as_of(client, shared) -> None:
+    facts = [{"entity": {"type": "Competitor", "name": "X"}, "key": "price", "value": "$10"}]
+    async with client.sessions.create(scope=shared) as session:
+        first = await session.remember("Competitor X costs $10.", facts=facts)
+        second = await session.remember(
+            "Competitor X costs $20.", facts=[{**facts[0], "value": "$20"}]
+        )
+        then = LogPosition(first.partition, first.offset)
+        assert (await session.get_state(as_of=then)).entity("Competitor", "X").current == {
+            "price": "$10"
+        }
+        past = await session.recall("Competitor X costs", as_of=first.recorded_at)
+        assert [item.id for item in past.items] == [first.id]
+        assert (await session.profile(as_of=then)).state.entity("Competitor", "X") is not None
+        entries = await session.history("X", "price")
+        assert [(e.value, e.superseded_by) for e in entries] == [("$10", "$20"), ("$20", None)]
+
+        result = await session.forget(second.id, reason="wrong figure")
+        assert [str(i) for i in result.forgotten] == [str(second.id)]
+        assert [e.value for e in await session.history("X", "price")] == ["$10"]
+        assert [i.id for i in (await session.recall("Competitor X costs")).items] == [first.id]
+        with pytest.raises(MemoryNotFound):
+            await session.forget(uuid.uuid4())
+        with pytest.raises(InvalidInput):
+            await session.forget(where={"nonsense": 1})

@@ -22,13 +22,13 @@ from spectron.events import (
     MemoryEmbedded,
     MemoryRecorded,
     MemoryRecordedPayload,
-    encode_event,
     new_event_fields,
     partition_key,
 )
 from spectron.log import decode_record, partition_for
 from spectron.log.kafka import KafkaEventLog
 from tests.kafka_support import KafkaDeployment, run_deployment, unique_topic
+from tests.log_support import opened
 
 pytestmark = pytest.mark.kafka
 
@@ -74,9 +74,10 @@ async def test_append_gives_dense_positions_and_reads_back(kafka_log: KafkaEvent
     for partition, offsets in per_partition.items():
         records = await kafka_log.read(partition, 0)
         assert [r.position.offset for r in records] == offsets
-        for record in records:
+        for raw, record in zip(records, await opened(kafka_log.pool, records), strict=True):
             event, appended = by_position[record.position]
-            assert record.value == encode_event(event)
+            assert decode_record(record).event == event
+            assert event.payload.content.encode() not in raw.value  # sealed in the topic
             assert record.key == partition_key(event)
             assert record.recorded_at == appended.recorded_at
         tail = await kafka_log.read(partition, 2, limit=2)
@@ -171,7 +172,10 @@ async def test_agents_fill_gaps_and_skip_redeliveries(
                 [embedding.name],
             )
             assert await cur.fetchone() == (10,)
-        vectors = [decode_record(r).event for r in await kafka_log.read(partition, 10)]
+        vectors = [
+            decode_record(r).event
+            for r in await opened(kafka_log.pool, await kafka_log.read(partition, 10))
+        ]
         assert sorted(v.payload.memory_id for v in vectors if isinstance(v, MemoryEmbedded)) == (
             sorted(e.event_id for e in events)
         )
@@ -272,7 +276,7 @@ async def test_seed_snippet_and_bulk_exactly_once(
         while offset < end:
             batch = await service.log.read(partition, offset)
             offset = batch[-1].position.offset + 1
-            for record in batch:
+            for record in await opened(service.pool, batch):
                 event = decode_record(record).event
                 if isinstance(event, MemoryRecorded) and event.scope["org"] == "bulk":
                     recorded[event.event_id] = (*record.position, record.recorded_at)

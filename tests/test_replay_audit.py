@@ -77,13 +77,22 @@ async def test_audit_by_principal_scope_and_time(make_client) -> None:
     client = make_client()
     ids = await fill(client)
     service = await client.service()
-    by_b = [r async for r in audit_log(service.log, principal="agent:b")]
+    by_b = [r async for r in audit_log(service.log, service.pool, principal="agent:b")]
     assert [r.event_id for r in by_b] == [ids["b"]]
     assert by_b[0].type == "MemoryRecorded" and by_b[0].position.offset >= 0
-    worker = [r async for r in audit_log(service.log, scope={**SCOPE, "agent": "w1"}, within=True)]
+    worker = [
+        r
+        async for r in audit_log(
+            service.log, service.pool, scope={**SCOPE, "agent": "w1"}, within=True
+        )
+    ]
     assert {r.principal for r in worker} <= {"agent:b", "system:enricher"}
     assert ids["b"] in {r.event_id for r in worker}
     since = by_b[0].recorded_at
-    later = [r async for r in audit_log(service.log, principal="agent:c", since=since)]
+    later = [
+        r async for r in audit_log(service.log, service.pool, principal="agent:c", since=since)
+    ]
     assert {r.type for r in later} == {"MemoryRecorded", "ReflectionRecorded"}
-    assert [r async for r in audit_log(service.log, principal=f"nobody-{uuid.uuid4()}")] == []
+    assert [
+        r async for r in audit_log(service.log, service.pool, principal=f"nobody-{uuid.uuid4()}")
+    ] == []

@@ -16,13 +16,19 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 
+from spectron.asof import AsOf
 from spectron.config import Settings
 from spectron.errors import InvalidScope, SpectronError
+from spectron.events import LogPosition
 from spectron.facts import EntityType
+from spectron.forgetting import ForgetResult
+from spectron.history import HistoryEntry
 from spectron.http import keys as keystore
 from spectron.http.bodies import (
     MAX_TIMEOUT,
+    AsOfIn,
     Consistency,
+    ForgetRequest,
     Health,
     KeyCreate,
     KeyCreated,
@@ -104,6 +110,7 @@ async def any_session(request: Request, session_id: str) -> OpenSession:
 
 Reader = Annotated[OpenSession, Depends(session_with("read"))]
 Writer = Annotated[OpenSession, Depends(session_with("write"))]
+Forgetter = Annotated[OpenSession, Depends(session_with("forget"))]
 Admin = Annotated[keystore.ApiKey, Depends(request_key)]
 
 
@@ -283,6 +290,7 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
             consistency=body.consistency,
             timeout=body.timeout,
             mode=body.mode,
+            as_of=_as_of(body.as_of),
         )
 
     @app.post("/v1/sessions/{session_id}/reflect", tags=["memory"], dependencies=auth)
@@ -304,9 +312,12 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
         service: Service,
         consistency: Consistency = "strong",
         timeout: TimeoutQuery = None,
+        as_of: AsOfIn = None,
     ) -> Profile:
         """Entity state, persisted reflections, contributions and recent memory (needs `read`)."""
-        return await service.profile(session.scope, consistency=consistency, timeout=timeout)
+        return await service.profile(
+            session.scope, consistency=consistency, timeout=timeout, as_of=_as_of(as_of)
+        )
 
     @app.get("/v1/sessions/{session_id}/state", tags=["memory"], dependencies=auth)
     async def state(
@@ -317,13 +328,43 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
         ] = None,
         consistency: Consistency = "strong",
         timeout: TimeoutQuery = None,
+        as_of: AsOfIn = None,
     ) -> State:
         """Entities, attribute chains and relations visible from a scope (needs `read`)."""
         target = session.scope if scope is None else _scope_param(scope)
         session.key.require_scope(target)
         if not is_within(target, session.scope):
             raise InvalidScope(f"a session at {session.scope} cannot read state at {target}")
-        return await service.get_state(target, consistency=consistency, timeout=timeout)
+        return await service.get_state(
+            target, consistency=consistency, timeout=timeout, as_of=_as_of(as_of)
+        )
+
+    @app.get("/v1/sessions/{session_id}/history", tags=["memory"], dependencies=auth)
+    async def history(
+        session: Reader,
+        service: Service,
+        entity: Annotated[str, Query(min_length=1, max_length=500)],
+        attribute: Annotated[str | None, Query(max_length=200)] = None,
+        as_of: AsOfIn = None,
+    ) -> list[HistoryEntry]:
+        """Every value an entity's attribute(s) had at or below the scope (needs `read`)."""
+        return await service.history(session.scope, entity, attribute, _as_of(as_of))
+
+    @app.post("/v1/sessions/{session_id}/forget", tags=["memory"], dependencies=auth)
+    async def forget(body: ForgetRequest, session: Forgetter, service: Service) -> ForgetResult:
+        """Crypto-shred one memory or a scope's memories (needs `forget`); see README "Forgetting"."""
+        target = None if body.scope is None else canonical_scope(body.scope)
+        if target is not None:
+            session.key.require_scope(target)
+        with metrics.append("forget"):
+            return await service.forget(
+                session.scope,
+                session.key.principal,
+                body.memory_id,
+                target=target,
+                where=body.where,
+                reason=body.reason,
+            )
 
     @app.post(
         "/v1/sessions/{session_id}/entity-types",
@@ -337,6 +378,14 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
         """Register an entity type for extraction at and below the scope (needs `write`)."""
         with metrics.append("entity-type"):
             return await service.register_entity_type(session.scope, session.key.principal, body)
+
+
+def _as_of(text: str | None) -> AsOf:
+    """'partition:offset' is a log position; anything else is an ISO time, checked by the service."""
+    if text is not None and text.count(":") == 1 and all(p.isdigit() for p in text.split(":")):
+        partition, offset = text.split(":")
+        return LogPosition(int(partition), int(offset))
+    return text
 
 
 def _scope_param(text: str) -> dict[str, str]:

@@ -98,6 +98,28 @@ class RecallRequest(_Request):
     consistency: Consistency = "strong"
     timeout: Timeout = None
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    as_of: AsOfIn = None
+
+
+AsOfIn = Annotated[
+    str | None,
+    Field(
+        None,
+        description="Answer as of a log time (ISO 8601 with zone) or position ('partition:offset').",
+        max_length=64,
+    ),
+]
+
+
+class ForgetRequest(_Request):
+    """Forget one memory, or every memory at or below a scope (default: the session's) matching `where`."""
+
+    memory_id: Annotated[uuid.UUID | None, Field(strict=False)] = None
+    scope: ScopeIn = Field(None, description="At or below the session's scope.")
+    where: dict[str, Any] | None = Field(
+        None, description="memory_category, principal, metadata (containment), before, after."
+    )
+    reason: Annotated[str | None, Field(max_length=2000)] = None
 
 
 class ReflectRequest(_Request):

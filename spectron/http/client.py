@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Generator
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -11,8 +13,12 @@ import httpx
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from spectron.asof import AsOf
 from spectron.errors import InvalidInput, SessionClosed, SpectronError
+from spectron.events import LogPosition
 from spectron.facts import EntityType, Facts, check_facts
+from spectron.forgetting import ForgetFilter, ForgetResult
+from spectron.history import HistoryEntry
 from spectron.http.problems import ServerUnavailable, error_from_problem
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.recall import RecallMode
@@ -194,6 +200,7 @@ class HttpSession:
         consistency: Consistency = "strong",
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
+        as_of: AsOf = None,
     ) -> RecallResult:
         """Memories visible from this scope that best match `query` (read-your-writes by default)."""
         metadata = check_metadata(metadata) if metadata is not None else None
@@ -205,6 +212,7 @@ class HttpSession:
             "consistency": consistency,
             "timeout": timeout,
             "mode": mode,
+            "as_of": _as_of_text(as_of),
         }
         return _parse(RecallResult, await self._call("POST", "recall", body, wait=timeout))
 
@@ -214,9 +222,10 @@ class HttpSession:
         *,
         consistency: Consistency = "strong",
         timeout: float | None = None,
+        as_of: AsOf = None,
     ) -> State:
         """Entities, attributes (with supersession chains) and relations visible from a scope."""
-        params = _params(consistency, timeout)
+        params = _params(consistency, timeout, as_of)
         if scope is not None:
             params["scope"] = orjson.dumps(canonical_scope(scope)).decode()
         return _parse(State, await self._call("GET", "state", params=params, wait=timeout))
@@ -227,11 +236,46 @@ class HttpSession:
         return _parse(Reflection, await self._call("POST", "reflect", body))
 
     async def profile(
-        self, *, consistency: Consistency = "strong", timeout: float | None = None
+        self,
+        *,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        as_of: AsOf = None,
     ) -> Profile:
         """This scope's entity state, persisted reflections, contributions and recent memory."""
-        params = _params(consistency, timeout)
+        params = _params(consistency, timeout, as_of)
         return _parse(Profile, await self._call("GET", "profile", params=params, wait=timeout))
+
+    async def history(
+        self, entity: str, attribute: str | None = None, *, as_of: AsOf = None
+    ) -> list[HistoryEntry]:
+        """Every value an entity's attribute(s) had at or below this scope, oldest first."""
+        params = {"entity": entity}
+        if attribute is not None:
+            params["attribute"] = attribute
+        if (text := _as_of_text(as_of)) is not None:
+            params["as_of"] = text
+        entries = await self._call("GET", "history", params=params)
+        return [_parse(HistoryEntry, entry) for entry in entries]
+
+    async def forget(
+        self,
+        memory_id: uuid.UUID | str | None = None,
+        *,
+        scope: Scope | None = None,
+        where: ForgetFilter | dict[str, Any] | None = None,
+        reason: str | None = None,
+    ) -> ForgetResult:
+        """Erase one memory, or every memory at or below `scope` (default: this session's) matching `where`."""
+        if isinstance(where, ForgetFilter):
+            where = where.model_dump(mode="json", exclude_none=True)
+        body = {
+            "memory_id": str(memory_id) if memory_id is not None else None,
+            "scope": canonical_scope(scope) if scope is not None else None,
+            "where": where,
+            "reason": reason,
+        }
+        return _parse(ForgetResult, await self._call("POST", "forget", body))
 
     async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:
         """Register an entity type for extraction at and below this session's scope."""
@@ -240,11 +284,24 @@ class HttpSession:
         await self._call("POST", "entity-types", entity_type)
 
 
-def _params(consistency: str, timeout: float | None) -> dict[str, str]:
+def _params(consistency: str, timeout: float | None, as_of: AsOf = None) -> dict[str, str]:
     params = {"consistency": consistency}
     if timeout is not None:
         params["timeout"] = repr(float(timeout))
+    if (text := _as_of_text(as_of)) is not None:
+        params["as_of"] = text
     return params
+
+
+def _as_of_text(as_of: AsOf) -> str | None:
+    """as_of on the wire: 'partition:offset' for a position, ISO 8601 for a time."""
+    if as_of is None or isinstance(as_of, str):
+        return as_of
+    if isinstance(as_of, LogPosition):
+        return f"{as_of.partition}:{as_of.offset}"
+    if isinstance(as_of, datetime):
+        return as_of.isoformat()
+    raise InvalidInput("as_of must be a datetime, an ISO 8601 string or a LogPosition")
 
 
 def _facts_json(facts: Facts | list[Any] | dict[str, Any]) -> Any:

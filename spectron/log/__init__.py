@@ -14,7 +14,7 @@ from typing import Protocol
 
 from aiokafka.partitioner import murmur2
 
-from spectron.errors import MalformedEvent
+from spectron.errors import ContentForgotten, MalformedEvent
 from spectron.events import Envelope, LoggedEvent, LogPosition, decode_event
 
 
@@ -26,6 +26,8 @@ class RawRecord:
     recorded_at: datetime
     key: bytes | None
     value: bytes
+    forgotten: bool = False  # its memory's key is destroyed (spectron.sealing.unseal)
+    fault: str | None = None  # why unsealing failed: decoding dead-letters it with this reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,22 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 def decode_record(record: RawRecord) -> LoggedEvent:
-    """Decode a raw record into a logged event; raise MalformedEvent for poison."""
-    return LoggedEvent(decode_event(record.value), record.position, record.recorded_at)
+    """Decode a raw record into a logged event; raise MalformedEvent for poison.
+
+    Sealed records must be opened first (spectron.sealing.unseal); a forgotten one raises
+    ContentForgotten, which is not poison.
+    """
+    if record.forgotten:
+        raise ContentForgotten(f"the memory at {record.position} is forgotten")
+    if record.fault is not None:
+        raise MalformedEvent(record.fault)
+    try:
+        event = decode_event(record.value)
+    except MalformedEvent:
+        if b'"sealed":{' in record.value:  # a bug, not poison: never dead-letter a sealed event
+            raise RuntimeError(f"record at {record.position} decoded before unsealing") from None
+        raise
+    return LoggedEvent(event, record.position, record.recorded_at)
 
 
 async def tail(
@@ -102,6 +118,7 @@ async def tail(
 
 __all__ = [
     "Appended",
+    "ContentForgotten",
     "EventLog",
     "MalformedEvent",
     "RawRecord",

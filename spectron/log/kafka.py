@@ -22,8 +22,9 @@ from aiokafka.errors import KafkaError, OffsetOutOfRangeError, TopicAlreadyExist
 from psycopg_pool import AsyncConnectionPool
 
 from spectron.errors import LogUnavailable
-from spectron.events import Envelope, LogPosition, encode_event, partition_key
+from spectron.events import Envelope, LogPosition, partition_key
 from spectron.log import Appended, RawRecord, partition_for
+from spectron.sealing import seal_events
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -124,6 +125,11 @@ class KafkaEventLog:
             if code not in (0, TopicAlreadyExistsError.errno):
                 raise LogUnavailable(f"cannot create topic {self._topic!r}: {message} ({code})")
 
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The database holding acknowledged heads and data keys beside this log."""
+        return self._pool
+
     async def close(self) -> None:
         """Flush and disconnect the producer and the reader."""
         producer, consumer = self._producer, self._consumer
@@ -142,10 +148,14 @@ class KafkaEventLog:
 
     async def append(self, events: Sequence[Envelope]) -> list[Appended]:
         """Produce a batch and wait for every acknowledgement (acks=all)."""
+        async with self._pool.connection() as conn:
+            # keys of new memories commit before their records are produced: a record must never
+            # be in the topic while its key is not in Postgres
+            values = await seal_events(conn, events)
         sends = []
-        for event in events:
+        for event, value in zip(events, values, strict=True):
             key = partition_key(event)
-            sends.append((partition_for(key, self._partitions), key, encode_event(event)))
+            sends.append((partition_for(key, self._partitions), key, value))
         return await self._produce(sends)
 
     async def append_raw(self, partition: int, key: bytes | None, value: bytes) -> Appended:

@@ -20,9 +20,10 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from spectron.events import Envelope, LogPosition, encode_event, partition_key
+from spectron.events import Envelope, LogPosition, partition_key
 from spectron.log import Appended, RawRecord, partition_for
 from spectron.log.chain import ChainBreak, ChainedRecord, record_hash, verify_partition
+from spectron.sealing import seal_events
 
 CHANNEL = "spectron_log"
 log = logging.getLogger(__name__)
@@ -94,11 +95,12 @@ class PostgresEventLog:
         for index, key in enumerate(keys):
             by_partition[partition_for(key, self._partitions)].append(index)
         result: list[Appended | None] = [None] * len(events)
+        sealed = await seal_events(conn, events)
         async with conn.cursor() as cur:
             # lock partitions in a fixed order so concurrent multi-partition batches cannot deadlock
             for partition in sorted(by_partition):
                 indexes = by_partition[partition]
-                values = [(keys[index], encode_event(events[index])) for index in indexes]
+                values = [(keys[index], sealed[index]) for index in indexes]
                 first, recorded_at = await self._append_partition(cur, partition, values)
                 for i, index in enumerate(indexes):
                     result[index] = Appended(LogPosition(partition, first + i), recorded_at)

@@ -69,3 +69,4 @@ async def migrate(
 
 
 LOG_MIGRATIONS = files("spectron.migrations") / "log"
+KEY_MIGRATIONS = files("spectron.migrations") / "keys"

@@ -1,0 +1,216 @@
+"""Sealing: memory content in the log is ciphertext under a per-memory data key held outside it.
+
+A memory's key (AES-256-GCM, random) lives in Postgres (`spectron_keys.data_keys`), never in the
+log. Every event that carries a memory's content or something derived from it (MemoryRecorded,
+ReflectionRecorded, MemoryEmbedded, FactsExtracted, EnrichmentFailed) is stored with its payload
+sealed under that memory's key; the envelope (id, type, scope, principal, times) stays readable so
+the log can be partitioned, audited and hash-chained. Forgetting destroys the key: the log keeps
+its bytes and its chain, but the content is gone for good (crypto-shredding).
+
+Sealed record value: the envelope's JSON with `payload` replaced by
+`"sealed": {"key": "<memory id>", "box": "<base64 nonce ‖ ciphertext ‖ tag>"}`; the event id and
+type are authenticated as associated data, so a box cannot be moved onto another event.
+Records another producer wrote in plaintext pass through; a memory id with a destroyed key (or a
+tombstone row) marks them forgotten as well.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from spectron.db import KEYS_SCHEMA
+from spectron.errors import ContentForgotten
+from spectron.events import (
+    EnrichmentFailed,
+    Envelope,
+    FactsExtracted,
+    MemoryEmbedded,
+    MemoryRecorded,
+    ReflectionRecorded,
+    encode_event,
+)
+from spectron.log import RawRecord
+from spectron.scope import scope_key
+
+# Projection batches hold it shared, forgetting holds it exclusively: a batch that read a key
+# before it was destroyed has committed before the purge runs, so nothing it wrote survives.
+FORGET_LOCK = 0x5BEC7_F0E
+_CREATES = (MemoryRecorded, ReflectionRecorded)
+_DERIVED = (MemoryEmbedded, FactsExtracted, EnrichmentFailed)
+_CREATE_TYPES = frozenset(cls.__name__ for cls in _CREATES)
+_DERIVED_TYPES = frozenset(cls.__name__ for cls in _DERIVED)
+
+
+def sealing_key_id(event: Envelope) -> uuid.UUID | None:
+    """The memory whose key seals this event, or None for events stored in plaintext."""
+    if isinstance(event, _CREATES):
+        return event.event_id
+    if isinstance(event, _DERIVED):
+        return event.payload.memory_id
+    return None
+
+
+def seal(event: Envelope, memory_id: uuid.UUID, key: bytes) -> bytes:
+    """The record value of `event` with its payload encrypted under the memory's key."""
+    document = event.model_dump(mode="json")
+    payload = orjson.dumps(document.pop("payload"))
+    nonce = os.urandom(12)
+    box = nonce + AESGCM(key).encrypt(nonce, payload, _associated(document))
+    document["sealed"] = {"key": str(memory_id), "box": base64.b64encode(box).decode()}
+    return orjson.dumps(document)
+
+
+def _associated(document: dict[str, Any]) -> bytes:
+    return f"{document.get('event_id')}:{document.get('type')}".encode()
+
+
+async def seal_events(conn: AsyncConnection[Any], events: Sequence[Envelope]) -> list[bytes]:
+    """Record values for a batch: new memories get a fresh key, derived events use their memory's.
+
+    Raises ContentForgotten when an event derives from a forgotten memory (e.g. an enricher racing
+    a forget): its output has nowhere to go.
+    """
+    created = [event for event in events if isinstance(event, _CREATES)]
+    if created:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO {KEYS_SCHEMA}.data_keys (memory_id, scope, scope_key, key)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (memory_id) DO NOTHING",
+                [
+                    (event.event_id, Jsonb(event.scope), scope_key(event.scope), os.urandom(32))
+                    for event in created
+                ],
+            )
+    wanted = {key_id for event in events if (key_id := sealing_key_id(event)) is not None}
+    keys = await _keys(conn, wanted)
+    values = []
+    for event in events:
+        key_id = sealing_key_id(event)
+        if key_id is None:
+            values.append(encode_event(event))
+            continue
+        if key_id not in keys:  # a memory another producer wrote in plaintext: so is its output
+            values.append(encode_event(event))
+            continue
+        key = keys[key_id]
+        if key is None:
+            raise ContentForgotten(
+                f"memory {key_id} is forgotten; {type(event).__name__} not appended"
+            )
+        values.append(seal(event, key_id, key))
+    return values
+
+
+async def _keys(
+    conn: AsyncConnection[Any], memory_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, bytes | None]:
+    """Key per memory id that has a row: bytes, or None once forgotten."""
+    if not memory_ids:
+        return {}
+    cur = await conn.execute(
+        f"SELECT memory_id, key FROM {KEYS_SCHEMA}.data_keys WHERE memory_id = ANY(%s)",
+        [list(memory_ids)],
+    )
+    return {row[0]: (bytes(row[1]) if row[1] is not None else None) for row in await cur.fetchall()}
+
+
+async def drop_forgotten(conn: AsyncConnection[Any], events: Sequence[Envelope]) -> list[Envelope]:
+    """The events minus those deriving from a memory forgotten meanwhile (enrichment output)."""
+    keys = await _keys(conn, {k for event in events if (k := sealing_key_id(event)) is not None})
+    return [
+        event
+        for event in events
+        if (key_id := sealing_key_id(event)) is None or keys.get(key_id, b"") is not None
+    ]
+
+
+def _memory_id(document: dict[str, Any]) -> uuid.UUID | None:
+    """Which memory a (sealed or plaintext) record belongs to, if it is about one."""
+    try:
+        if "sealed" in document:
+            return uuid.UUID(document["sealed"]["key"])
+        kind = document.get("type")
+        if kind in _CREATE_TYPES:
+            return uuid.UUID(document["event_id"])
+        if kind in _DERIVED_TYPES:
+            return uuid.UUID(document["payload"]["memory_id"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # malformed: decoding dead-letters it with the reason
+    return None
+
+
+async def unseal(
+    conn: AsyncConnection[Any], records: Sequence[RawRecord], *, hold_forget_lock: bool = False
+) -> list[RawRecord]:
+    """Records with sealed payloads opened; those of forgotten memories marked `forgotten`.
+
+    With `hold_forget_lock` (projection batches, inside their transaction) a concurrent forget
+    waits until this transaction ends; see FORGET_LOCK.
+    """
+    if hold_forget_lock:
+        await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", [FORGET_LOCK])
+    documents: list[tuple[dict[str, Any] | None, uuid.UUID | None]] = []
+    for record in records:
+        try:
+            document = orjson.loads(record.value)
+        except orjson.JSONDecodeError:
+            document = None
+        if not isinstance(document, dict):
+            documents.append((None, None))
+            continue
+        documents.append((document, _memory_id(document)))
+    keys = await _keys(conn, {key_id for _, key_id in documents if key_id is not None})
+    opened = []
+    for record, (document, key_id) in zip(records, documents, strict=True):
+        if document is None or key_id is None:
+            opened.append(record)
+            continue
+        if key_id in keys and keys[key_id] is None:
+            opened.append(dataclasses.replace(record, forgotten=True))
+            continue
+        if "sealed" not in document:
+            opened.append(record)
+            continue
+        key = keys.get(key_id)
+        if key is None:
+            opened.append(dataclasses.replace(record, forgotten=True))  # no key: never ours to open
+            continue
+        opened.append(_open(record, document, key))
+    return opened
+
+
+def _open(record: RawRecord, document: dict[str, Any], key: bytes) -> RawRecord:
+    sealed = document.pop("sealed")
+    try:
+        box = base64.b64decode(sealed["box"], validate=True)
+        payload = AESGCM(key).decrypt(box[:12], box[12:], _associated(document))
+    except (InvalidTag, ValueError, TypeError, KeyError) as exc:
+        reason = "sealed payload does not authenticate under its memory's key"
+        return dataclasses.replace(record, fault=f"{reason} ({type(exc).__name__})")
+    document["payload"] = orjson.loads(payload)
+    return dataclasses.replace(record, value=orjson.dumps(document))
+
+
+def envelope_of(record: RawRecord) -> dict[str, Any] | None:
+    """The readable envelope of a (forgotten) record: event id, type, scope, principal."""
+    try:
+        document = orjson.loads(record.value)
+        return {
+            "event_id": uuid.UUID(document["event_id"]),
+            "type": str(document["type"]),
+            "scope": dict(document["scope"]),
+            "principal": str(document["principal"]),
+        }
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None

