@@ -16,6 +16,7 @@ class ProjectionContext:
     """Facts about the projection being built that projectors need: which model's vectors it indexes."""
 
     embedding_model: str
+    embedding_dim: int | None = None  # vectors of another length cannot be indexed: skipped
 
 
 Projector = Callable[[AsyncCursor[Any], LoggedEvent, ProjectionContext], Awaitable[None]]

@@ -13,9 +13,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import numpy as np
 from psycopg import AsyncConnection
 
 from spectron.embedding import Embedder
+from spectron.errors import EmbedderUnavailable
 from spectron.events import (
     EnrichmentFailed,
     EnrichmentFailedPayload,
@@ -64,6 +66,15 @@ def embed_memories(embedder: Embedder, memories: Sequence[MemoryLike]) -> list[M
     if not memories:
         return []
     vectors = embedder.embed_passages([memory_text(memory) or "" for memory in memories])
+    if len(vectors) != len(memories):
+        raise EmbedderUnavailable(f"{len(vectors)} vectors for {len(memories)} passages")
+    for vector in vectors:
+        # garbage is a model down, not an answer: never append it (the pass retries the batch)
+        if len(vector) != embedder.dim or not np.isfinite(np.asarray(vector, dtype=float)).all():
+            raise EmbedderUnavailable(
+                f"{embedder.model_id} answered a vector of {len(vector)} dimensions"
+                f" (expected {embedder.dim}) or with non-finite values"
+            )
     return [
         MemoryEmbedded(
             **_derived(memory),

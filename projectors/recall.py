@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,8 @@ from psycopg.types.json import Jsonb
 from projectors.base import ProjectionContext
 from spectron.events import LoggedEvent, MemoryEmbedded, MemoryRecorded, ReflectionRecorded
 from spectron.scope import scope_key
+
+log = logging.getLogger(__name__)
 
 _INSERT_MEMORY = """
 INSERT INTO memories (memory_id, scope, scope_key, content, memory_category, metadata, principal,
@@ -91,6 +94,17 @@ async def project_recall(
     elif isinstance(event, MemoryEmbedded):
         payload_e = event.payload
         if payload_e.model != ctx.embedding_model:
+            return
+        if ctx.embedding_dim is not None and len(payload_e.vector) != ctx.embedding_dim:
+            # another producer's vector that the index cannot hold: skip it, as replay will,
+            # rather than fail the partition's projection for good
+            log.warning(
+                "skipping the %d-dimensional vector of memory %s at %s (index: %d)",
+                len(payload_e.vector),
+                payload_e.memory_id,
+                logged.position,
+                ctx.embedding_dim,
+            )
             return
         await cur.execute(
             _SET_EMBEDDING,

@@ -58,8 +58,14 @@ sparse AS (
 )
 SELECT m.memory_id, m.content, m.memory_category, m.metadata, m.scope, m.principal, m.recorded_at,
        {_EMBEDDED} AS embedded,
-       coalesce(1.0 / (%(rrf_k)s + dense.rank), 0) + coalesce(1.0 / (%(rrf_k)s + sparse.rank), 0)
-         AS score
+       -- a memory with no vector yet cannot rank in the dense leg: lend it its keyword rank
+       -- there, or any memory matching one query word in both legs would bury the writer's own
+       -- best keyword match while it waits for its embedding
+       coalesce(
+         1.0 / (%(rrf_k)s + dense.rank),
+         CASE WHEN %(use_dense)s AND NOT {_EMBEDDED} THEN 1.0 / (%(rrf_k)s + sparse.rank) END,
+         0
+       ) + coalesce(1.0 / (%(rrf_k)s + sparse.rank), 0) AS score
 FROM (SELECT memory_id FROM dense UNION SELECT memory_id FROM sparse) hits
 JOIN memories m USING (memory_id)
 LEFT JOIN dense USING (memory_id)

@@ -535,4 +535,4 @@ async def _projection_context(pool: AsyncConnectionPool, embedder: Embedder) -> 
             f"the projection indexes vectors of {row[0]!r} but the embedder is"
             f" {embedder.model_id!r}: configure that model, or rebuild with `spectron rebuild`"
         )
-    return ProjectionContext(embedding_model=embedder.model_id)
+    return ProjectionContext(embedding_model=embedder.model_id, embedding_dim=embedder.dim)

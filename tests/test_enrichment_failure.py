@@ -154,16 +154,6 @@ async def test_memory_is_recallable_while_the_embedder_is_down_and_embedded_afte
         embedder.recover()  # never leave a worker thread hanging
 
 
-GARBAGE_BUG = (
-    "bug: projectors/enrichment.py embed_memories appends whatever the embedder returns. A vector"
-    " of the wrong dimension then fails every projection attempt of its partition in"
-    " projectors/recall.py (pgvector: expected 384 dimensions), stalling live projection and"
-    " replay for good; NaNs are written by orjson as null, so the enricher's own MemoryEmbedded"
-    " is dead-lettered and the memory is never embedded"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=GARBAGE_BUG)
 @pytest.mark.parametrize("garbage", ["wrong dimension", "NaN"])
 async def test_a_garbage_embedding_is_retried_and_blocks_nothing(
     make_client: Callable[..., SpectronClient], garbage: str
@@ -239,14 +229,6 @@ async def test_extraction_retries_unexpected_errors_and_records_extraction_faile
     assert await service.state_hash() == before
 
 
-PENDING_RANK_BUG = (
-    "bug: spectron/recall.py fuses the legs by RRF (line ~60): a memory with no vector yet scores"
-    " only its keyword term, 1/(60+1) at best, so any 5 embedded memories matching one query word"
-    " in both legs outrank it and hybrid recall drops the writer's own pending memory"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=PENDING_RANK_BUG)
 async def test_a_pending_memory_is_not_buried_by_embedded_ones(
     make_client: Callable[..., SpectronClient],
 ) -> None:
@@ -266,3 +248,34 @@ async def test_a_pending_memory_is_not_buried_by_embedded_ones(
         embedder.recover()
     assert hybrid.pending == 1
     assert remembered.id in [item.id for item in hybrid.items]
+
+
+async def test_a_foreign_vector_of_another_length_is_skipped_not_stalling(
+    make_client: Callable[..., SpectronClient],
+) -> None:
+    """Another producer's MemoryEmbedded the index cannot hold must not stop the partition."""
+    from spectron.events import (
+        MemoryEmbedded,
+        MemoryEmbeddedPayload,
+        encode_event,
+        new_event_fields,
+        partition_key,
+    )
+
+    embedder = FlakyEmbedder("raise")  # down: the foreign vector is projected before any other
+    client = make_client(embedder=embedder, extractor="none")
+    async with client.sessions.create(scope=SCOPE) as s:
+        first = await s.remember(WALRUS)
+        service = await client.service()
+        foreign = MemoryEmbedded(
+            **new_event_fields(SCOPE, "producer:other"),
+            payload=MemoryEmbeddedPayload(
+                memory_id=first.id, model=service.embedder.model_id, vector=[0.5] * 7
+            ),
+        )
+        await service.log.append_raw(first.partition, partition_key(foreign), encode_event(foreign))
+        second = await s.remember("The narwhal survey starts in May.")
+        assert (await s.recall("narwhal survey", timeout=1)).items[0].id == second.id
+        embedder.recover()
+        found = await s.recall("walrus budget", mode="dense", timeout=10)
+        assert first.id in [item.id for item in found.items if item.embedded]
