@@ -121,14 +121,14 @@ async def project_entities(
 async def _apply_facts(
     cur: AsyncCursor[Any], memory_id: uuid.UUID, extractor: str, facts: Facts, logged: LoggedEvent
 ) -> None:
-    await cur.execute(_CLAIM, [memory_id, extractor, logged.recorded_at])
-    if cur.rowcount == 0:
-        return  # this memory's facts were already projected (redelivery or a second extractor)
     await cur.execute(_MEMORY, [memory_id])
     row = await cur.fetchone()
     if row is None:
         return  # the memory itself never projected (dead-lettered): nothing to attach facts to
     scope, skey, principal, recorded_at, partition, offset = row
+    await cur.execute(_CLAIM, [memory_id, extractor, logged.recorded_at])
+    if cur.rowcount == 0:
+        return  # this memory's facts were already projected (redelivery or a second extractor)
 
     mentions = 0
 

@@ -1,5 +1,6 @@
 """A real `spectron serve` (uvicorn subprocess) with keys made by the CLI: the TypeScript client's
-tests (the seed's snippet unchanged among them), the Python client over HTTP, probes and metrics.
+tests (the seed's snippet unchanged among them; forget, history and as_of with a `forget` key), the
+Python client over HTTP, probes and metrics.
 """
 
 from __future__ import annotations
@@ -106,7 +107,16 @@ def test_typescript_client_and_the_seed_snippet(server) -> None:
             pytest.fail("npm and clients/typescript/node_modules are needed: run scripts/test.sh")
         pytest.skip("run `npm --prefix clients/typescript ci` first (scripts/test.sh does)")
     key = create_key(env, "agent:ts", SEED_FLOOR, "read,write")
-    run_env = {**env, "SPECTRON_BASE_URL": url, "SPECTRON_AGENT_KEY": key["secret"]}
+    # forget, history and as_of run in a project of their own, with a key that may forget
+    forgetter = create_key(
+        env, "agent:ts-forget", {"org": "acme", "project": "time-travel"}, "read,write,forget"
+    )
+    run_env = {
+        **env,
+        "SPECTRON_BASE_URL": url,
+        "SPECTRON_AGENT_KEY": key["secret"],
+        "SPECTRON_FORGET_KEY": forgetter["secret"],
+    }
     done = subprocess.run(
         [npm, "test"], cwd=TS, env=run_env, capture_output=True, text=True, timeout=300, check=False
     )

@@ -1,15 +1,21 @@
 /** The Spectron client over HTTP: `new SpectronClient({ baseUrl, apiKey }).sessions.create({ scope })`. */
 import { camelize, snakeTop } from "./case.js";
 import {
+  apiError,
   SessionClosedError,
-  SpectronApiError,
   SpectronConnectionError,
   SpectronError,
   toProblem,
 } from "./errors.js";
 import type {
+  AsOf,
   Capability,
   EntityType,
+  ForgetParams,
+  ForgetResult,
+  ForgetWhere,
+  HistoryEntry,
+  HistoryParams,
   Profile,
   ReadParams,
   RecallParams,
@@ -104,7 +110,7 @@ export class SpectronClient {
       }
     }
     if (!response.ok) {
-      throw new SpectronApiError(response.status, toProblem(response.status, data, url.pathname));
+      throw apiError(response.status, toProblem(response.status, data, url.pathname));
     }
     return camelize(data) as T;
   }
@@ -164,9 +170,13 @@ export class Session {
     return this.#call("POST", "remember", snakeTop(params));
   }
 
-  /** Memories visible from this scope that best match the query (read-your-writes). Needs `read`. */
-  recall(params: RecallParams): Promise<RecallResult> {
-    return this.#call("POST", "recall", snakeTop(params), undefined, params.timeout);
+  /**
+   * Memories visible from this scope that best match the query (read-your-writes). Needs `read`.
+   * `asOf` answers as the log stood then: a time, a Date or a position (see `AsOf`).
+   */
+  async recall(params: RecallParams): Promise<RecallResult> {
+    const body = snakeTop({ ...params, asOf: asOfText(params.asOf) });
+    return this.#call("POST", "recall", body, undefined, params.timeout);
   }
 
   /** Synthesise what this scope can see; `persist: true` records it (needs `write` too). */
@@ -174,18 +184,48 @@ export class Session {
     return this.#call("POST", "reflect", snakeTop(params));
   }
 
-  /** Entity state, persisted reflections, contributions and recent memory. Needs `read`. */
-  profile(params: ReadParams = {}): Promise<Profile> {
+  /** Entity state, persisted reflections, contributions and recent memory (`asOf`: then). Needs `read`. */
+  async profile(params: ReadParams = {}): Promise<Profile> {
     return this.#call("GET", "profile", undefined, readQuery(params), params.timeout);
   }
 
-  /** Entities, attributes (with supersession) and relations visible from this scope or one below. */
-  getState(params: StateParams = {}): Promise<State> {
+  /**
+   * Entities, attributes (with supersession) and relations visible from this scope or one below;
+   * with `asOf`, as they stood then. Needs `read`.
+   */
+  async getState(params: StateParams = {}): Promise<State> {
     const query = {
       ...readQuery(params),
       scope: params.scope ? JSON.stringify(params.scope) : undefined,
     };
     return this.#call("GET", "state", undefined, query, params.timeout);
+  }
+
+  /**
+   * Every value an entity's attribute (or all its attributes) had, oldest first: who asserted it,
+   * when, in which memory and log position, and what superseded it. Needs `read`.
+   */
+  async history(params: HistoryParams): Promise<HistoryEntry[]> {
+    const query = {
+      entity: params.entity,
+      attribute: params.attribute ?? undefined,
+      as_of: asOfText(params.asOf),
+    };
+    return this.#call("GET", "history", undefined, query);
+  }
+
+  /**
+   * Crypto-shred one memory (`memoryId`), or every memory at or below `scope` (default: this
+   * session's) matching `where`; later reads never see their content. Needs `forget`. An unknown id
+   * (or one outside this scope) rejects with MemoryNotFoundError; a key without `forget`, with
+   * ForbiddenError (`missing-capability`).
+   */
+  async forget(params: ForgetParams): Promise<ForgetResult> {
+    const body = snakeTop({
+      ...params,
+      where: params.where ? whereBody(params.where) : params.where,
+    });
+    return this.#call("POST", "forget", body);
   }
 
   /** Register an entity type for extraction at and below this scope. Needs `write`. */
@@ -205,5 +245,37 @@ function readQuery(params: ReadParams): Record<string, string | undefined> {
   return {
     consistency: params.consistency,
     timeout: params.timeout === undefined || params.timeout === null ? undefined : String(params.timeout),
+    as_of: asOfText(params.asOf),
   };
+}
+
+/** `asOf` as the server reads it: an ISO 8601 time or `"partition:offset"`. */
+function asOfText(asOf: AsOf | null | undefined): string | undefined {
+  if (asOf === undefined || asOf === null) return undefined;
+  if (typeof asOf === "string") return asOf;
+  if (asOf instanceof Date) return isoTime(asOf, "asOf");
+  const [partition, offset] = Array.isArray(asOf)
+    ? asOf
+    : [(asOf as { partition?: unknown }).partition, (asOf as { offset?: unknown }).offset];
+  if (!Number.isSafeInteger(partition) || !Number.isSafeInteger(offset)) {
+    throw new SpectronError(
+      "asOf must be an ISO 8601 time, a Date, {partition, offset} or [partition, offset]",
+    );
+  }
+  return `${String(partition)}:${String(offset)}`;
+}
+
+function isoTime(date: Date, field: string): string {
+  if (Number.isNaN(date.getTime())) throw new SpectronError(`${field} is an invalid Date`);
+  return date.toISOString();
+}
+
+/** `where` with snake_case names and times as ISO strings (its `metadata` keeps its keys). */
+function whereBody(where: ForgetWhere): Record<string, unknown> {
+  const { before, after } = where;
+  return snakeTop({
+    ...where,
+    before: before instanceof Date ? isoTime(before, "where.before") : before,
+    after: after instanceof Date ? isoTime(after, "where.after") : after,
+  });
 }

@@ -25,11 +25,54 @@ export class SpectronApiError extends SpectronError {
     this.status = status;
     this.problem = problem;
     this.type = problem.type;
-    this.slug = problem.type.startsWith(PROBLEM_BASE)
-      ? problem.type.slice(PROBLEM_BASE.length)
-      : problem.type;
+    this.slug = slugOf(problem.type);
     this.title = problem.title;
     this.detail = problem.detail;
+  }
+}
+
+/** 401 (`unauthenticated`): no API key, an unknown one or a revoked one. */
+export class UnauthenticatedError extends SpectronApiError {
+  override name = "UnauthenticatedError";
+}
+
+/**
+ * 403: the key is valid but may not do this; `slug` says why (`scope-outside-floor`,
+ * `missing-capability`, e.g. `forget` without the `forget` capability, or `forbidden`).
+ */
+export class ForbiddenError extends SpectronApiError {
+  override name = "ForbiddenError";
+}
+
+/** 404: `session-not-found`, `key-not-found`, `not-found` (and `memory-not-found`, a subclass). */
+export class NotFoundError extends SpectronApiError {
+  override name = "NotFoundError";
+}
+
+/** 404 `memory-not-found`: no memory with that id at or below the session's scope. */
+export class MemoryNotFoundError extends NotFoundError {
+  override name = "MemoryNotFoundError";
+}
+
+/** 422: the input was rejected and nothing was appended (`invalid-input`, `invalid-scope`, ...). */
+export class InvalidInputError extends SpectronApiError {
+  override name = "InvalidInputError";
+}
+
+/** The most specific SpectronApiError for a problem: by its slug, else by its status. */
+export function apiError(status: number, problem: Problem): SpectronApiError {
+  if (slugOf(problem.type) === "memory-not-found") return new MemoryNotFoundError(status, problem);
+  switch (status) {
+    case 401:
+      return new UnauthenticatedError(status, problem);
+    case 403:
+      return new ForbiddenError(status, problem);
+    case 404:
+      return new NotFoundError(status, problem);
+    case 422:
+      return new InvalidInputError(status, problem);
+    default:
+      return new SpectronApiError(status, problem);
   }
 }
 
@@ -41,6 +84,11 @@ export class SpectronConnectionError extends SpectronError {
 /** An operation on a session after `close()`. */
 export class SessionClosedError extends SpectronError {
   override name = "SessionClosedError";
+}
+
+/** A problem type's last segment: `https://spectron.dev/problems/memory-not-found` → `memory-not-found`. */
+function slugOf(type: string): string {
+  return type.startsWith(PROBLEM_BASE) ? type.slice(PROBLEM_BASE.length) : type;
 }
 
 /** A problem document from whatever the server sent, so an error always carries one. */

@@ -21,8 +21,8 @@ export type OpaqueField =
   | "counts_by_principal";
 
 /** A server response with every field name in camelCase (user maps left as they are). */
-export type Camelize<T> = T extends readonly (infer Item)[]
-  ? Camelize<Item>[]
+export type Camelize<T> = T extends readonly unknown[]
+  ? { -readonly [I in keyof T]: Camelize<T[I]> } // arrays stay arrays, tuples tuples
   : T extends object
     ? {
         [K in keyof T as K extends string ? CamelCase<K> : K]: K extends OpaqueField
@@ -39,14 +39,55 @@ export type Scope = Schemas["SessionCreate"]["scope"];
 export type MemoryCategory = NonNullable<Schemas["RememberRequest"]["memory_category"]>;
 export type Capability = Schemas["SessionInfo"]["capabilities"][number];
 
+/** A log position, e.g. a `RememberResult` (`{ id, partition, offset, recordedAt }` is one). */
+export interface LogPosition {
+  partition: number;
+  offset: number;
+}
+
+/**
+ * Read as the log stood at a moment: an ISO 8601 time with a zone (`"2026-11-20T10:00:00Z"`), a
+ * `Date` (sent as `toISOString()`), or a log position: `{ partition, offset }`, a
+ * `[partition, offset]` pair (a history entry's `position`) or the string `"partition:offset"`.
+ * A position means the time its record was logged.
+ */
+export type AsOf = string | Date | LogPosition | readonly [number, number];
+
+/** Parameters with an `asOf` that may be a Date or a position, not only the wire's string. */
+type WithAsOf<T> = Omit<T, "asOf"> & { asOf?: AsOf | null | undefined };
+
 export type RememberParams = CamelizeTop<Schemas["RememberRequest"]>;
-export type RecallParams = CamelizeTop<Schemas["RecallRequest"]>;
+export type RecallParams = WithAsOf<CamelizeTop<Schemas["RecallRequest"]>>;
 export type ReflectParams = CamelizeTop<Schemas["ReflectRequest"]>;
-export type ReadParams = CamelizeTop<NonNullable<operations["profile"]["parameters"]["query"]>>;
+export type ReadParams = WithAsOf<
+  CamelizeTop<NonNullable<operations["profile"]["parameters"]["query"]>>
+>;
 export type StateParams = Omit<
-  CamelizeTop<NonNullable<operations["state"]["parameters"]["query"]>>,
+  WithAsOf<CamelizeTop<NonNullable<operations["state"]["parameters"]["query"]>>>,
   "scope"
 > & { scope?: Scope };
+export type HistoryParams = WithAsOf<
+  CamelizeTop<NonNullable<operations["history"]["parameters"]["query"]>>
+>;
+
+/** `where` of `forget`: which memories of the scope to forget (all given conditions hold). */
+export interface ForgetWhere {
+  memoryCategory?: MemoryCategory | MemoryCategory[];
+  /** Only memories this principal wrote, e.g. `agent:w1`. */
+  principal?: string;
+  /** Containment match on the memories' metadata. */
+  metadata?: Record<string, unknown>;
+  /** Logged before this time (ISO 8601 with zone, or a Date). */
+  before?: string | Date;
+  /** Logged at or after this time (ISO 8601 with zone, or a Date). */
+  after?: string | Date;
+}
+
+/** `memoryId` for one memory; else every memory at or below `scope` (default: the session's) matching `where`. */
+export type ForgetParams = Omit<CamelizeTop<Schemas["ForgetRequest"]>, "where" | "scope"> & {
+  scope?: Scope | null;
+  where?: ForgetWhere | null;
+};
 export type EntityType = Schemas["EntityType"];
 
 export type SessionInfo = Camelize<Schemas["SessionInfo"]>;
@@ -59,6 +100,8 @@ export type Entity = Camelize<Schemas["Entity"]>;
 export type Attribute = Camelize<Schemas["Attribute"]>;
 export type Relation = Camelize<Schemas["Relation"]>;
 export type Profile = Camelize<Schemas["Profile"]>;
+export type ForgetResult = Camelize<Schemas["ForgetResult"]>;
+export type HistoryEntry = Camelize<Schemas["HistoryEntry"]>;
 
 /** An RFC 9457 problem document, exactly as the server sent it. */
 export type Problem = Schemas["Problem"];

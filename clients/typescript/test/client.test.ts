@@ -3,12 +3,18 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
+  ForbiddenError,
+  InvalidInputError,
+  MemoryNotFoundError,
+  NotFoundError,
   SessionClosedError,
   SpectronApiError,
   SpectronClient,
   SpectronConnectionError,
   SpectronError,
+  UnauthenticatedError,
 } from "spectron";
+import type { RememberResult } from "spectron";
 
 interface Sent {
   method: string;
@@ -153,6 +159,145 @@ test("getState and profile send their options as query parameters", async () => 
   const query = new URLSearchParams(sent.url.split("?")[1]);
   assert.equal(query.get("consistency"), "eventual");
   assert.deepEqual(JSON.parse(query.get("scope") ?? ""), { org: "acme", project: "p", agent: "w1" });
+});
+
+test("asOf is sent as an ISO time or 'partition:offset', whatever form it is given in", async () => {
+  const state = { scope: SESSION.scope, entities: [], relations: [], pending: 0 };
+  const server = fakeServer({
+    "POST /v1/sessions": [201, SESSION],
+    "GET /v1/sessions/ID/state": [200, state],
+    "GET /v1/sessions/ID/profile": [200, {}],
+    "POST /v1/sessions/ID/recall": [200, { items: [], formatted: "", pending: 0, waited_ms: 0 }],
+  });
+  const client = new SpectronClient({ baseUrl: "http://spectron.test", fetch: server.fetch });
+  const session = await client.sessions.create({ scope: SESSION.scope });
+  const asOfSent = (): string | null => {
+    const sent = server.sent.at(-1);
+    assert.ok(sent);
+    if (sent.method === "POST") return (sent.body as { as_of?: string }).as_of ?? null;
+    return new URLSearchParams(sent.url.split("?")[1]).get("as_of");
+  };
+  await session.getState({ asOf: { partition: 2, offset: 41 } });
+  assert.equal(asOfSent(), "2:41");
+  // a RememberResult is a position: { id, partition, offset, recordedAt }
+  const written: RememberResult = { id: ITEM.id, partition: 0, offset: 7, recordedAt: ITEM.recorded_at };
+  await session.getState({ asOf: written });
+  assert.equal(asOfSent(), "0:7");
+  await session.profile({ asOf: [1, 3] }); // a history entry's `position`
+  assert.equal(asOfSent(), "1:3");
+  await session.profile({ asOf: new Date(Date.UTC(2026, 10, 20, 10, 0, 0)) });
+  assert.equal(asOfSent(), "2026-11-20T10:00:00.000Z");
+  await session.recall({ query: "x", asOf: "2026-11-20T10:00:00+01:00" });
+  assert.equal(asOfSent(), "2026-11-20T10:00:00+01:00");
+  await session.recall({ query: "x", asOf: { partition: 0, offset: 5 } });
+  assert.equal(asOfSent(), "0:5");
+  await session.recall({ query: "x" });
+  assert.equal(asOfSent(), null);
+  assert.equal("as_of" in (server.sent.at(-1)?.body as object), false);
+  const before = server.sent.length;
+  await assert.rejects(session.getState({ asOf: new Date(Number.NaN) }), SpectronError);
+  await assert.rejects(
+    session.recall({ query: "x", asOf: { partition: 1 } as unknown as [number, number] }),
+    SpectronError,
+  );
+  assert.equal(server.sent.length, before, "nothing is sent for an unusable asOf");
+});
+
+test("history sends its query; forget sends snake_case, times as ISO, metadata keys untouched", async () => {
+  const entry = {
+    entity_type: "Competitor",
+    entity: "X",
+    scope: { org: "acme", project_id: "p" },
+    key: "price",
+    value: "$10",
+    principal: "agent:w1",
+    memory_id: ITEM.id,
+    facts_event_id: null,
+    extractor: "caller",
+    recorded_at: ITEM.recorded_at,
+    valid_from: null,
+    position: [0, 4],
+    superseded_by: "$20",
+    superseded_by_memory: "4f1c6c1e-0000-4000-8000-000000000003",
+    superseded_at: "2026-01-01T00:00:01Z",
+  };
+  const forgotten = { forgotten: [ITEM.id], tombstones: ["4f1c6c1e-0000-4000-8000-000000000004"], citing_reflections: [] };
+  const server = fakeServer({
+    "POST /v1/sessions": [201, SESSION],
+    "GET /v1/sessions/ID/history": [200, [entry]],
+    "POST /v1/sessions/ID/forget": [200, forgotten],
+  });
+  const client = new SpectronClient({ baseUrl: "http://spectron.test", fetch: server.fetch });
+  const session = await client.sessions.create({ scope: SESSION.scope });
+
+  const [first] = await session.history({ entity: "X", attribute: "price", asOf: [0, 9] });
+  assert.ok(first);
+  assert.equal(first.supersededBy, "$20");
+  assert.equal(first.supersededByMemory, entry.superseded_by_memory);
+  assert.deepEqual(first.position, [0, 4]);
+  assert.deepEqual(first.scope, entry.scope);
+  const query = new URLSearchParams(server.sent.at(-1)?.url.split("?")[1]);
+  assert.deepEqual(Object.fromEntries(query), { entity: "X", attribute: "price", as_of: "0:9" });
+  await session.history({ entity: "X" });
+  assert.equal(server.sent.at(-1)?.url, `/v1/sessions/${SESSION.session_id}/history?entity=X`);
+
+  const result = await session.forget({ memoryId: ITEM.id, reason: "wrong figure" });
+  assert.deepEqual(result, { forgotten: [ITEM.id], tombstones: forgotten.tombstones, citingReflections: [] });
+  assert.deepEqual(server.sent.at(-1)?.body, { memory_id: ITEM.id, reason: "wrong figure" });
+  await session.forget({
+    scope: { ...SESSION.scope, agent: "w1" },
+    where: {
+      memoryCategory: ["episodic", "preference"],
+      principal: "agent:w1",
+      metadata: { source_doc: "q2_report" },
+      before: new Date(Date.UTC(2026, 0, 2)),
+      after: "2026-01-01T00:00:00Z",
+    },
+  });
+  assert.deepEqual(server.sent.at(-1)?.body, {
+    scope: { org: "acme", project: "p", agent: "w1" },
+    where: {
+      memory_category: ["episodic", "preference"],
+      principal: "agent:w1",
+      metadata: { source_doc: "q2_report" },
+      before: "2026-01-02T00:00:00.000Z",
+      after: "2026-01-01T00:00:00Z",
+    },
+  });
+});
+
+test("problems become the most specific typed error, all SpectronApiError", async () => {
+  const problem = (slug: string, status: number) => ({
+    type: `https://spectron.dev/problems/${slug}`,
+    title: slug,
+    status,
+    detail: `${slug} detail`,
+    instance: "/v1/sessions/x/forget",
+  });
+  const cases: [string, number, new (...args: never[]) => SpectronApiError][] = [
+    ["memory-not-found", 404, MemoryNotFoundError],
+    ["session-not-found", 404, NotFoundError],
+    ["missing-capability", 403, ForbiddenError],
+    ["scope-outside-floor", 403, ForbiddenError],
+    ["unauthenticated", 401, UnauthenticatedError],
+    ["invalid-input", 422, InvalidInputError],
+    ["log-unavailable", 503, SpectronApiError],
+  ];
+  for (const [slug, status, kind] of cases) {
+    const server = fakeServer({ "POST /v1/sessions": [status, problem(slug, status)] });
+    const client = new SpectronClient({ baseUrl: "http://spectron.test", fetch: server.fetch });
+    await assert.rejects(client.sessions.create({ scope: { org: "a" } }), (error: unknown) => {
+      assert.ok(error instanceof kind, `${slug} → ${kind.name}`);
+      assert.ok(error instanceof SpectronApiError);
+      assert.equal(error.slug, slug);
+      assert.equal(error.status, status);
+      if (kind === SpectronApiError) assert.equal(error.constructor, SpectronApiError);
+      return true;
+    });
+  }
+  const memory = new MemoryNotFoundError(404, problem("memory-not-found", 404));
+  assert.ok(memory instanceof NotFoundError);
+  assert.equal(memory.name, "MemoryNotFoundError");
 });
 
 test("a client needs a server address", () => {
