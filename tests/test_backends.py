@@ -90,3 +90,32 @@ async def test_seed_supervisor_code(make_backend_client, monkeypatch) -> None:
                 item.scope.get("agent") in (None, data.scope["agent"]) for item in data.memories
             )
             assert draft.sources
+
+
+async def test_crypto_shredded_scope_is_gone_from_log_and_database(make_backend_client) -> None:
+    from tests.test_forgetting import dump_database, raw_log
+
+    client = make_backend_client(extractor="patterns")
+    shared = unique({"org": "acme", "project": "shred"})
+    worker = {**shared, "agent": "w1"}
+    secret = f"Quokka-{uuid.uuid4().hex[:10]}"
+    async with client.sessions.create(scope=worker) as w:
+        await w.remember(f"Competitor Q's launch codename is {secret}.")
+        await w.remember(f"Competitor Q's price is $777/mo, says {secret}.")
+    async with client.sessions.create(scope=shared) as supervisor:
+        assert secret in (await supervisor.recall("launch codename", top_k=5)).formatted
+        service = await client.service()
+        await service.catch_up()  # the enrichment output (vectors, facts) is in the log too
+        assert secret.encode() not in await raw_log(service)
+        result = await supervisor.forget(scope=worker)
+        assert result.count == 2
+        assert secret not in (await supervisor.recall("launch codename Q", top_k=10)).formatted
+        assert "$777" not in (await supervisor.get_state()).formatted
+    await service.catch_up()
+    assert secret.encode() not in await raw_log(service)
+    assert secret.encode() not in dump_database(service.settings.database_url or "")
+    before = await service.state_hash()
+    report = await service.rebuild()
+    await service.catch_up()
+    assert report.events > 0
+    assert await service.state_hash() == before
