@@ -113,7 +113,7 @@ test("asOf, history and forget over the wire", { skip: skipForget }, async () =>
   assert.deepEqual(entries[0]?.position, [first.partition, first.offset]);
   assert.equal(entries[0]?.principal, session.principal);
   const early = await session.history({ entity: "Y", asOf: entries[0]?.position ?? null });
-  assert.deepEqual(early.map((entry) => entry.value), ["$10"]);
+  assert.deepEqual(early.map((entry) => [entry.value, entry.supersededBy]), [["$10", null]]);
 
   const result = await session.forget({ memoryId: second.id, reason: "wrong figure" });
   assert.deepEqual(result.forgotten, [second.id]);
