@@ -27,7 +27,6 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 from spectron.db import KEYS_SCHEMA
 from spectron.errors import ContentForgotten
@@ -75,32 +74,56 @@ def _associated(document: dict[str, Any]) -> bytes:
     return f"{document.get('event_id')}:{document.get('type')}".encode()
 
 
+# One round trip: create new memories' keys (a redelivered memory keeps its first key: the no-op
+# update makes the conflict return the stored row) and read the keys derived events need.
+_CREATE_KEYS = f"""
+INSERT INTO {KEYS_SCHEMA}.data_keys (memory_id, scope, scope_key, key) VALUES {{rows}}
+ON CONFLICT (memory_id) DO UPDATE SET memory_id = EXCLUDED.memory_id
+RETURNING memory_id, key
+"""
+_READ_KEYS = f"SELECT memory_id, key FROM {KEYS_SCHEMA}.data_keys WHERE memory_id = ANY(%s)"
+
+
+def _keys_query(created: Sequence[Envelope], derived: set[uuid.UUID]) -> tuple[str, list[Any]]:
+    parts: list[str] = []
+    params: list[Any] = []
+    if created:
+        parts.append(
+            "WITH created AS ("
+            + _CREATE_KEYS.format(rows=", ".join(["(%s, %s::jsonb, %s, %s)"] * len(created)))
+            + ") SELECT memory_id, key FROM created"
+        )
+        for event in created:
+            scope = orjson.dumps(event.scope).decode()
+            params += [event.event_id, scope, scope_key(event.scope), os.urandom(32)]
+    if derived:
+        parts.append(_READ_KEYS)
+        params.append(list(derived))
+    return " UNION ALL ".join(parts), params
+
+
 async def seal_events(conn: AsyncConnection[Any], events: Sequence[Envelope]) -> list[bytes]:
     """Record values for a batch: new memories get a fresh key, derived events use their memory's.
 
-    Raises ContentForgotten when an event derives from a forgotten memory (e.g. an enricher racing
-    a forget): its output has nowhere to go.
+    Raises ContentForgotten for output of a forgotten memory (e.g. an enricher racing a forget).
     """
     created = [event for event in events if isinstance(event, _CREATES)]
-    if created:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                f"INSERT INTO {KEYS_SCHEMA}.data_keys (memory_id, scope, scope_key, key)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (memory_id) DO NOTHING",
-                [
-                    (event.event_id, Jsonb(event.scope), scope_key(event.scope), os.urandom(32))
-                    for event in created
-                ],
-            )
-    wanted = {key_id for event in events if (key_id := sealing_key_id(event)) is not None}
-    keys = await _keys(conn, wanted)
+    derived = {
+        key_id
+        for event in events
+        if not isinstance(event, _CREATES) and (key_id := sealing_key_id(event)) is not None
+    }
+    keys: dict[uuid.UUID, bytes | None] = {}
+    if created or derived:
+        query, params = _keys_query(created, derived)
+        cur = await conn.execute(query.encode(), params)
+        for memory_id, key in await cur.fetchall():
+            keys[memory_id] = bytes(key) if key is not None else None
     values = []
     for event in events:
         key_id = sealing_key_id(event)
-        if key_id is None:
-            values.append(encode_event(event))
-            continue
-        if key_id not in keys:  # a memory another producer wrote in plaintext: so is its output
+        if key_id is None or key_id not in keys:
+            # control events; or a memory another producer wrote in plaintext: so is its output
             values.append(encode_event(event))
             continue
         key = keys[key_id]

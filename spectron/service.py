@@ -478,9 +478,15 @@ class MemoryService:
         )
 
     async def catch_up(self, bound: float = 60.0) -> int:
-        """Wait until projections and embeddings cover the whole log; return vectors still missing."""
+        """Wait until projections, embeddings and extracted facts cover the whole log.
+
+        Returns how many memories still lack a vector (or, failing that, facts) at the bound.
+        """
         heads = await self.log.end_offsets()
-        return await wait_for_projections(self.pool, heads, None, bound)
+        missing = await wait_for_projections(self.pool, heads, None, bound)
+        if self.extractor is not None:
+            missing += await wait_for_projections(self.pool, heads, None, bound, AWAITING_FACTS)
+        return missing
 
     async def state_hash(self) -> str:
         """Stable hash of the projected state (see spectron.statehash)."""

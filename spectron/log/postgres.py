@@ -20,12 +20,14 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from spectron.errors import LogUnavailable
 from spectron.events import Envelope, LogPosition, partition_key
 from spectron.log import Appended, RawRecord, partition_for
 from spectron.log.chain import ChainBreak, ChainedRecord, record_hash, verify_partition
 from spectron.sealing import seal_events
 
 CHANNEL = "spectron_log"
+GROUP_MAX = 64  # requests per group commit: bounds a transaction's size and lock time
 log = logging.getLogger(__name__)
 
 
@@ -44,6 +46,9 @@ class PostgresEventLog:
         self._seen: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
         self._wakeup = asyncio.Event()  # replaced after each NOTIFY; waiters hold the current one
         self._listening = asyncio.Lock()
+        # group commit: appends that arrive while a commit is in flight share the next one
+        self._queued: list[tuple[Sequence[Envelope], asyncio.Future[list[Appended]]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     @property
     def partitions(self) -> int:
@@ -66,7 +71,10 @@ class PostgresEventLog:
             self._partitions = int(row[0])
 
     async def close(self) -> None:
-        """Stop listening for appends."""
+        """Let queued appends commit, then stop listening for appends."""
+        if self._committer is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._committer
         if self._listen_task is not None:
             self._listen_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -84,66 +92,77 @@ class PostgresEventLog:
             return []
         if conn is not None:
             return await self._append(conn, events)
-        async with self._pool.connection() as own, own.transaction():
-            return await self._append(own, events)
+        done: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        self._queued.append((events, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued())
+        return await asyncio.shield(done)  # a cancelled caller must not cancel the others' commit
+
+    async def _commit_queued(self) -> None:
+        """Commit queued appends, as many per transaction as arrived meanwhile (one fsync each)."""
+        batch: list[tuple[Sequence[Envelope], asyncio.Future[list[Appended]]]] = []
+        try:
+            while self._queued:
+                batch, self._queued = self._queued[:GROUP_MAX], self._queued[GROUP_MAX:]
+                await self._commit_batch(batch)
+        except BaseException:
+            # cancelled (shutdown): nobody may wait forever for an answer
+            for _, done in batch + self._queued:
+                _settle(done, LogUnavailable("the event log closed before the append committed"))
+            self._queued = []
+            raise
+
+    async def _commit_batch(
+        self, batch: list[tuple[Sequence[Envelope], asyncio.Future[list[Appended]]]]
+    ) -> None:
+        """One transaction for the batch; if it fails, each request alone (one bad one fails alone)."""
+        try:
+            async with self._pool.connection() as own, own.transaction():
+                appended = await self._append(own, [e for events, _ in batch for e in events])
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
+                return
+            for events, done in batch:
+                try:
+                    async with self._pool.connection() as own, own.transaction():
+                        _settle(done, await self._append(own, events))
+                except Exception as alone:
+                    _settle(done, alone)
+            return
+        start = 0
+        for events, done in batch:
+            _settle(done, appended[start : start + len(events)])
+            start += len(events)
 
     async def _append(
         self, conn: AsyncConnection[Any], events: Sequence[Envelope]
     ) -> list[Appended]:
+        """Round trips: the keys, each partition's head (usually one), the chained records."""
         by_partition: dict[int, list[int]] = defaultdict(list)
         keys = [partition_key(event) for event in events]
         for index, key in enumerate(keys):
             by_partition[partition_for(key, self._partitions)].append(index)
+        values = await seal_events(conn, events)
         result: list[Appended | None] = [None] * len(events)
-        sealed = await seal_events(conn, events)
-        async with conn.cursor() as cur:
-            # lock partitions in a fixed order so concurrent multi-partition batches cannot deadlock
-            for partition in sorted(by_partition):
-                indexes = by_partition[partition]
-                values = [(keys[index], sealed[index]) for index in indexes]
-                first, recorded_at = await self._append_partition(cur, partition, values)
-                for i, index in enumerate(indexes):
-                    result[index] = Appended(LogPosition(partition, first + i), recorded_at)
-            await cur.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        rows: list[_Row] = []
+        # lock partitions in a fixed order so concurrent multi-partition batches cannot deadlock
+        for partition, indexes in sorted(by_partition.items()):
+            first, recorded_at = await _reserve_and_chain(
+                conn, partition, [(keys[i], values[i]) for i in indexes], rows
+            )
+            for n, index in enumerate(indexes):
+                result[index] = Appended(LogPosition(partition, first + n), recorded_at)
+        await _write(conn, rows)
         return [appended for appended in result if appended is not None]
 
     async def append_raw(self, partition: int, key: bytes | None, value: bytes) -> Appended:
         """Append bytes as another producer would (no validation): for tools and poison tests."""
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            first, recorded_at = await self._append_partition(cur, partition, [(key, value)])
-            await cur.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        async with self._pool.connection() as conn, conn.transaction():
+            rows: list[_Row] = []
+            first, recorded_at = await _reserve_and_chain(conn, partition, [(key, value)], rows)
+            await _write(conn, rows)
         return Appended(LogPosition(partition, first), recorded_at)
-
-    async def _append_partition(
-        self, cur: Any, partition: int, values: Sequence[tuple[bytes | None, bytes]]
-    ) -> tuple[int, datetime]:
-        """Number and chain records under the partition's row lock; the caller commits."""
-        await cur.execute(
-            "UPDATE spectron_log.partitions"
-            " SET next_offset = next_offset + %s,"
-            "     last_time = greatest(clock_timestamp(), last_time)"
-            " WHERE partition = %s RETURNING next_offset - %s, last_time, last_hash",
-            [len(values), partition, len(values)],
-        )
-        row = await cur.fetchone()
-        assert row is not None, f"partition {partition} missing"
-        first, recorded_at, prev = int(row[0]), row[1], bytes(row[2])
-        rows = []
-        for i, (key, value) in enumerate(values):
-            digest = record_hash(prev, partition, first + i, recorded_at, key, value)
-            rows.append((partition, first + i, recorded_at, key, value, prev, digest))
-            prev = digest
-        await cur.executemany(
-            "INSERT INTO spectron_log.events"
-            ' (partition, "offset", recorded_at, key, value, prev_hash, hash)'
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            rows,
-        )
-        await cur.execute(
-            "UPDATE spectron_log.partitions SET last_hash = %s WHERE partition = %s",
-            [prev, partition],
-        )
-        return first, recorded_at
 
     async def verify_chain(self) -> tuple[int, list[ChainBreak]]:
         """Check every partition's hash chain end to end; return records checked and breaks."""
@@ -250,3 +269,61 @@ class PostgresEventLog:
         self._generation += 1
         self._wakeup.set()
         self._wakeup = asyncio.Event()
+
+
+def _settle(done: asyncio.Future[list[Appended]], outcome: list[Appended] | Exception) -> None:
+    if done.done():
+        return
+    if isinstance(outcome, Exception):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)
+
+
+_Row = tuple[int, int, datetime, bytes | None, bytes, bytes, bytes]
+
+
+async def _reserve_and_chain(
+    conn: AsyncConnection[Any],
+    partition: int,
+    values: Sequence[tuple[bytes | None, bytes]],
+    rows: list[_Row],
+) -> tuple[int, datetime]:
+    """Take the partition's row lock and offsets, then number and chain its records into `rows`."""
+    cur = await conn.execute(
+        "UPDATE spectron_log.partitions"
+        " SET next_offset = next_offset + %s,"
+        "     last_time = greatest(clock_timestamp(), last_time)"
+        " WHERE partition = %s RETURNING next_offset - %s, last_time, last_hash",
+        [len(values), partition, len(values)],
+    )
+    row = await cur.fetchone()
+    assert row is not None, f"partition {partition} missing"
+    first, recorded_at, prev = int(row[0]), row[1], bytes(row[2])
+    for n, (key, value) in enumerate(values):
+        digest = record_hash(prev, partition, first + n, recorded_at, key, value)
+        rows.append((partition, first + n, recorded_at, key, value, prev, digest))
+        prev = digest
+    return first, recorded_at
+
+
+async def _write(conn: AsyncConnection[Any], rows: Sequence[_Row]) -> None:
+    """One statement: insert the chained records, move each partition's last hash, wake tailers."""
+    last = {row[0]: row[6] for row in rows}  # rows are in offset order within a partition
+    # VALUES lists rather than arrays: scalar parameters skip array text-escaping on the hot path
+    records = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    hashes = ", ".join(["(%s, %s)"] * len(last))
+    query = (
+        "WITH inserted AS ("
+        "  INSERT INTO spectron_log.events"
+        '   (partition, "offset", recorded_at, key, value, prev_hash, hash)'
+        f"  VALUES {records}"
+        "), moved AS ("
+        "  UPDATE spectron_log.partitions p SET last_hash = u.hash"
+        f"  FROM (VALUES {hashes}) AS u(partition, hash)"
+        "  WHERE p.partition = u.partition"
+        ") SELECT pg_notify(%s, '')"
+    )
+    params = [value for row in rows for value in row]
+    params += [value for item in last.items() for value in item]
+    await conn.execute(query.encode(), [*params, CHANNEL])

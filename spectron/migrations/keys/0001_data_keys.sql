@@ -11,4 +11,4 @@ CREATE TABLE data_keys (
     forgotten_at timestamptz,
     CHECK ((key IS NULL) = (forgotten_at IS NOT NULL))
 );
-CREATE INDEX data_keys_scope ON data_keys USING gin (scope jsonb_path_ops);
+-- no index on scope: forgetting a scope scans (rare), remembering inserts (hot)
