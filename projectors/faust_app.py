@@ -6,9 +6,9 @@ holds back the projections that read-your-writes waits for:
 * `spectron-projectors-<topic>` applies records with `apply_records`, whose Postgres transaction
   also stores the position: a redelivered record is skipped, so each is applied exactly once.
 * `spectron-<enricher name>-<topic>`, one per enricher (embedding, fact extraction), turns
-  `MemoryRecorded` events into derived events appended to the log. At least once: the projector
-  keeps the first vector (or facts) of a memory. A new model is a new name, so a new group that
-  starts from the beginning of the log: a new pass.
+  `MemoryRecorded` and `ReflectionRecorded` events into derived events appended to the log. At
+  least once: the projector keeps the first vector (or facts) of a memory. A new model is a new
+  name, so a new group that starts from the beginning of the log: a new pass.
 
 Kafka's committed offsets are only a hint. Faust acks a batch even when its processing was
 cancelled or failed, so a group can resume past records never applied; both agents compare the
@@ -41,7 +41,7 @@ from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding import Embedder, make_embedder
 from spectron.errors import LogUnavailable, MalformedEvent, SpectronError
-from spectron.events import LogPosition, MemoryRecorded
+from spectron.events import LogPosition, MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.extraction import make_extractor
 from spectron.log import RawRecord, decode_record
 from spectron.log.kafka import FETCH_MAX_WAIT_MS, KafkaEventLog, record_time
@@ -128,18 +128,19 @@ class Processors:
     async def _enrich(
         self, enricher: Enricher, partition: int, records: Sequence[RawRecord]
     ) -> None:
-        memories: list[MemoryRecorded] = []
+        memories: list[MemoryLike] = []
         for record in records:
             try:
                 event = decode_record(record).event
             except MalformedEvent:
                 continue  # the projector dead-letters it; nothing to enrich
-            if isinstance(event, MemoryRecorded):
+            # reflections are embedded too (the extractor skips them itself), as in embedded mode
+            if isinstance(event, MemoryRecorded | ReflectionRecorded):
                 memories.append(event)
         for start in range(0, len(memories), enricher.batch_size):
             chunk = memories[start : start + enricher.batch_size]
 
-            async def attempt(chunk: list[MemoryRecorded] = chunk) -> None:
+            async def attempt(chunk: list[MemoryLike] = chunk) -> None:
                 async with self.pool.connection() as conn:
                     derived = await enricher.enrich(conn, chunk)
                 await self.event_log.append(derived)
