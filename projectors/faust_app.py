@@ -5,6 +5,8 @@ holds back the projections that read-your-writes waits for:
 
 * `spectron-projectors-<topic>` applies records with `apply_records`, whose Postgres transaction
   also stores the position: a redelivered record is skipped, so each is applied exactly once.
+* `spectron-chain-<topic>` links each partition's records into the hash chain that makes the topic
+  tamper-evident (spectron.log.kafka_chain); the head it moves is its position.
 * `spectron-<enricher name>-<topic>`, one per enricher (embedding, fact extraction), turns
   `MemoryRecorded` and `ReflectionRecorded` events into derived events appended to the log. At
   least once: the projector keeps the first vector (or facts) of a memory. A new model is a new
@@ -45,6 +47,7 @@ from spectron.events import LogPosition, MemoryLike, MemoryRecorded, ReflectionR
 from spectron.extraction import make_extractor
 from spectron.log import RawRecord, decode_record
 from spectron.log.kafka import FETCH_MAX_WAIT_MS, KafkaEventLog, record_time
+from spectron.log.kafka_chain import chain_head, extend_chain
 from spectron.service import _projection_context
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,19 @@ class Processors:
                 await apply_records(conn, partition, records, self.ctx, wait=True)
 
         await _retry(f"projecting partition {partition}", attempt)
+
+    async def chain(self, partition: int, records: Sequence[RawRecord]) -> None:
+        """Link one partition's batch (and any gap before it) into the log's hash chain."""
+        async with self.pool.connection() as conn:
+            head = await chain_head(conn, partition)
+        await self._with_gap(partition, records, head.next_offset, self._chain)
+
+    async def _chain(self, partition: int, records: Sequence[RawRecord]) -> None:
+        async def attempt() -> None:
+            async with self.pool.connection() as conn:
+                await extend_chain(conn, partition, records)
+
+        await _retry(f"chaining partition {partition}", attempt)
 
     async def enrich(
         self, enricher: Enricher, partition: int, records: Sequence[RawRecord]
@@ -251,6 +267,11 @@ def projection_group(topic: str) -> str:
     return f"spectron-projectors-{topic}"
 
 
+def chain_group(topic: str) -> str:
+    """Faust app id (= consumer group) of the chainer of a topic."""
+    return f"spectron-chain-{topic}"
+
+
 def enrichment_group(topic: str, enricher: str) -> str:
     """Faust app id of one enricher: it names internal topics too, so only topic-safe characters."""
     return f"spectron-{re.sub(r'[^A-Za-z0-9._-]', '_', enricher)}-{topic}"
@@ -318,7 +339,10 @@ async def serve(
     processors = await Processors.open(settings, embedder, enrichers)
     try:
         topic = processors.event_log.topic
-        apps = [make_app(processors, projection_group(topic), processors.project)] + [
+        apps = [
+            make_app(processors, projection_group(topic), processors.project),
+            make_app(processors, chain_group(topic), processors.chain),
+        ] + [
             make_app(
                 processors,
                 enrichment_group(topic, enricher.name),
