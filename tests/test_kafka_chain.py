@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from psycopg_pool import AsyncConnectionPool
 
+from projectors.faust_app import Processors
 from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding.hashing import HashingEmbedder
@@ -192,6 +193,28 @@ async def test_concurrent_chainers_link_each_record_once(
         assert (await chain_head(conn, p)).next_offset == 12, "nothing linked over a hole"
     report = await verify_kafka_chain(chained.log, chained.pool)
     assert (report.checked, report.unchained, report.breaks) == (12, 2, [])
+
+
+async def test_worker_chainer_fills_gaps_and_skips_redeliveries(
+    kafka_broker: str, database: str, hashing: HashingEmbedder
+) -> None:
+    topic = unique_topic("chain-gaps")
+    settings = Settings(
+        kafka_bootstrap=kafka_broker, database_url=database, topic=topic, partitions=PARTITIONS
+    )
+    processors = await Processors.open(settings, hashing, enrichers=[])
+    try:
+        log = processors.event_log
+        p = (await log.append([memory(f"gap {i}") for i in range(10)]))[0].position.partition
+        records = await log.read(p, 0)
+        # faust may resume a group past records never chained: the chainer reads them first
+        await processors.chain(p, records[6:])
+        await processors.chain(p, records[2:8])  # a redelivery links nothing twice
+        report = await verify_kafka_chain(log, processors.pool)
+        assert (report.checked, report.unchained, report.breaks) == (10, 0, [])
+        assert report.heads[p].next_offset == 10
+    finally:
+        await processors.close()
 
 
 def cli_verify(bootstrap: str, database: str, topic: str) -> subprocess.CompletedProcess[str]:
