@@ -5,10 +5,12 @@ holds back the projections that read-your-writes waits for:
 
 * `spectron-projectors-<topic>` applies records with `apply_records`, whose Postgres transaction
   also stores the position: a redelivered record is skipped, so each is applied exactly once.
+* `spectron-chain-<topic>` links each partition's records into the hash chain that makes the topic
+  tamper-evident (spectron.log.kafka_chain); the head it moves is its position.
 * `spectron-<enricher name>-<topic>`, one per enricher (embedding, fact extraction), turns
-  `MemoryRecorded` events into derived events appended to the log. At least once: the projector
-  keeps the first vector (or facts) of a memory. A new model is a new name, so a new group that
-  starts from the beginning of the log: a new pass.
+  `MemoryRecorded` and `ReflectionRecorded` events into derived events appended to the log. At
+  least once: the projector keeps the first vector (or facts) of a memory. A new model is a new
+  name, so a new group that starts from the beginning of the log: a new pass.
 
 Kafka's committed offsets are only a hint. Faust acks a batch even when its processing was
 cancelled or failed, so a group can resume past records never applied; both agents compare the
@@ -41,10 +43,11 @@ from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding import Embedder, make_embedder
 from spectron.errors import ContentForgotten, LogUnavailable, MalformedEvent, SpectronError
-from spectron.events import LogPosition, MemoryRecorded
+from spectron.events import LogPosition, MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.extraction import make_extractor
 from spectron.log import RawRecord, decode_record
 from spectron.log.kafka import FETCH_MAX_WAIT_MS, KafkaEventLog, record_time
+from spectron.log.kafka_chain import chain_head, extend_chain
 from spectron.sealing import drop_forgotten, unseal
 from spectron.service import _projection_context
 
@@ -110,6 +113,19 @@ class Processors:
 
         await _retry(f"projecting partition {partition}", attempt)
 
+    async def chain(self, partition: int, records: Sequence[RawRecord]) -> None:
+        """Link one partition's batch (and any gap before it) into the log's hash chain."""
+        async with self.pool.connection() as conn:
+            head = await chain_head(conn, partition)
+        await self._with_gap(partition, records, head.next_offset, self._chain)
+
+    async def _chain(self, partition: int, records: Sequence[RawRecord]) -> None:
+        async def attempt() -> None:
+            async with self.pool.connection() as conn:
+                await extend_chain(conn, partition, records)
+
+        await _retry(f"chaining partition {partition}", attempt)
+
     async def enrich(
         self, enricher: Enricher, partition: int, records: Sequence[RawRecord]
     ) -> None:
@@ -133,18 +149,19 @@ class Processors:
             async with self.pool.connection() as conn:
                 return await unseal(conn, records)
 
-        memories: list[MemoryRecorded] = []
+        memories: list[MemoryLike] = []
         for record in await _retry(f"opening partition {partition}'s records", open_sealed):
             try:
                 event = decode_record(record).event
             except (MalformedEvent, ContentForgotten):
                 continue  # the projector dead-letters it, or it is forgotten: nothing to enrich
-            if isinstance(event, MemoryRecorded):
+            # reflections are embedded too (the extractor skips them itself), as in embedded mode
+            if isinstance(event, MemoryRecorded | ReflectionRecorded):
                 memories.append(event)
         for start in range(0, len(memories), enricher.batch_size):
             chunk = memories[start : start + enricher.batch_size]
 
-            async def attempt(chunk: list[MemoryRecorded] = chunk) -> None:
+            async def attempt(chunk: list[MemoryLike] = chunk) -> None:
                 async with self.pool.connection() as conn:
                     derived = await drop_forgotten(conn, await enricher.enrich(conn, chunk))
                 await self.event_log.append(derived)
@@ -255,6 +272,11 @@ def projection_group(topic: str) -> str:
     return f"spectron-projectors-{topic}"
 
 
+def chain_group(topic: str) -> str:
+    """Faust app id (= consumer group) of the chainer of a topic."""
+    return f"spectron-chain-{topic}"
+
+
 def enrichment_group(topic: str, enricher: str) -> str:
     """Faust app id of one enricher: it names internal topics too, so only topic-safe characters."""
     return f"spectron-{re.sub(r'[^A-Za-z0-9._-]', '_', enricher)}-{topic}"
@@ -322,7 +344,10 @@ async def serve(
     processors = await Processors.open(settings, embedder, enrichers)
     try:
         topic = processors.event_log.topic
-        apps = [make_app(processors, projection_group(topic), processors.project)] + [
+        apps = [
+            make_app(processors, projection_group(topic), processors.project),
+            make_app(processors, chain_group(topic), processors.chain),
+        ] + [
             make_app(
                 processors,
                 enrichment_group(topic, enricher.name),

@@ -9,13 +9,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projectors.driver import apply_records
+from projectors.driver import apply_records, projection_positions
 from projectors.replay import reset_projection
-from spectron import InvalidInput, LogPosition
+from spectron import InvalidInput, LogPosition, SpectronClient
+from spectron.config import Settings
+from spectron.consistency import AWAITING_FACTS, AWAITING_VECTOR, wait_for_projections
 from spectron.db import open_pool
 from spectron.log import decode_record
 from spectron.profile import load_profile
 from spectron.recall import search
+from spectron.service import MemoryService
 from spectron.state import load_state
 from tests.log_support import opened
 
@@ -70,8 +73,34 @@ def profile_shape(profile) -> tuple:
 )
 @given(ops=operations)
 async def test_as_of_equals_projection_of_log_prefix(make_client, ops) -> None:
+    await check_as_of_against_prefixes(make_client(), ops)
+
+
+@settings(
+    max_examples=6,  # each example is a few Kafka round trips and up to eight fresh projections
+    deadline=None,
+    derandomize=True,  # the same examples every run: a failure here is never a fluke of the seed
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=operations)
+async def test_as_of_equals_projection_of_log_prefix_on_kafka(
+    make_client, kafka_deployment, ops
+) -> None:
+    client = make_client(
+        kafka=kafka_deployment.bootstrap,
+        database=kafka_deployment.database,
+        run_projectors=False,
+        read_timeout=10.0,  # the first reads also wait for the workers to join
+        settings=Settings(topic=kafka_deployment.topic, partitions=4),
+    )
+    await check_as_of_against_prefixes(client, ops)
+
+
+async def check_as_of_against_prefixes(client: SpectronClient, ops: list) -> None:
+    """Write `ops` in a scope of its own; at every log time, as-of reads equal a fresh projection."""
+    # its own org: the Kafka deployment's database is shared with other tests
     scope = {"org": f"o{uuid.uuid4().hex[:8]}", "project": "p"}
-    async with make_client() as client:
+    async with client:
         service = await client.service()
         database = service.settings.database_url
         assert database is not None
@@ -94,19 +123,7 @@ async def test_as_of_equals_projection_of_log_prefix(make_client, ops) -> None:
                     await s.remember(f"pricing note number {entity}")
                 else:
                     await s.reflect("pricing", persist=True)
-        await service.catch_up()
-        # this example's records (other scopes cannot change its answers), read from the log once
-        mine: dict[int, list] = {}
-        for partition, end in (await service.log.end_offsets()).items():
-            offset = 0
-            while offset < end:
-                batch = await service.log.read(partition, offset, 1000)
-                if not batch:
-                    break
-                offset = batch[-1].position.offset + 1
-                for record in await opened(service.pool, batch):
-                    if decode_record(record).event.scope == scope:
-                        mine.setdefault(partition, []).append(record)
+        mine = await settled_records(service, scope)
         times = sorted({r.recorded_at for records in mine.values() for r in records})
         vector = service.embedder.embed_query("price of competitor")
         schema = f"prefix_{uuid.uuid4().hex[:8]}"
@@ -138,6 +155,33 @@ async def test_as_of_equals_projection_of_log_prefix(make_client, ops) -> None:
             async with prefix_pool.connection() as conn:
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             await prefix_pool.close()
+
+
+async def settled_records(service: MemoryService, scope: dict[str, str]) -> dict[int, list]:
+    """Once the scope's memories are embedded and extracted, its records as the projection saw them.
+
+    Waiting for the vectors alone would leave a FactsExtracted event in flight: logged after the
+    log is read, yet stamped (by the producer's clock, or at the same microsecond) no later than
+    an as-of time checked, so the live projection would know a fact the prefix cannot.
+    """
+    heads = await service.log.end_offsets()
+    for awaiting in (AWAITING_VECTOR, AWAITING_FACTS):
+        pending = await wait_for_projections(service.pool, heads, scope, 30.0, awaiting)
+        assert pending == 0, f"{pending} memories still awaiting {awaiting}"
+    async with service.pool.connection() as conn:
+        # nothing more is owed to this scope: what the live projection applied is the whole story
+        applied = await projection_positions(conn)
+    mine: dict[int, list] = {}
+    for partition, end in applied.items():
+        offset = 0
+        while offset < end:
+            batch = await service.log.read(partition, offset, 1000)
+            assert batch, f"records {offset}..{end - 1} of partition {partition} unreadable"
+            offset = batch[-1].position.offset + 1
+            for raw, record in zip(batch, await opened(service.pool, batch), strict=True):
+                if record.position.offset < end and decode_record(record).event.scope == scope:
+                    mine.setdefault(partition, []).append(raw)  # as stored: replay unseals
+    return mine
 
 
 async def test_as_of_through_the_session_api(make_client) -> None:
