@@ -148,7 +148,7 @@ CASES = [
     Case("unknown mode", RECALL, 422, "invalid-request", body={"query": "x", "mode": "fuzzy"}),
     Case("negative timeout", RECALL, 422, "invalid-request", body={"query": "x", "timeout": -1}),
     Case("huge timeout", RECALL, 422, "invalid-request", body={"query": "x", "timeout": 1e9}),
-    # time travel is not served yet: as_of is an unknown field or parameter
+    # as_of is an ISO time or "partition:offset" string: a number is refused
     Case("negative as_of", RECALL, 422, "invalid-request", body={"query": "x", "as_of": -1}),
     Case(
         "huge as_of",
