@@ -39,7 +39,9 @@ async def apply_records(
     `wait=False` a partition another process is applying is skipped (None) rather than waited for.
     """
     applied = 0
-    async with conn.transaction(), conn.cursor() as cur:
+    # pipeline mode: statements are sent without waiting for each result, so a batch costs one
+    # round trip per statement whose result a projector reads (fetch*), not one per statement
+    async with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
         await cur.execute(
             "INSERT INTO positions (consumer, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             [PROJECTION_CONSUMER, partition],

@@ -30,7 +30,7 @@ CALLER_EXTRACTOR = "caller"
 
 _CLAIM = """
 INSERT INTO fact_sources (memory_id, extractor, recorded_at) VALUES (%s, %s, %s)
-ON CONFLICT (memory_id) DO NOTHING
+ON CONFLICT (memory_id) DO NOTHING RETURNING memory_id
 """
 _MEMORY = """
 SELECT scope, scope_key, principal, recorded_at, partition, "offset" FROM memories
@@ -127,7 +127,9 @@ async def _apply_facts(
         return  # the memory itself never projected (dead-lettered): nothing to attach facts to
     scope, skey, principal, recorded_at, partition, offset = row
     await cur.execute(_CLAIM, [memory_id, extractor, logged.recorded_at])
-    if cur.rowcount == 0:
+    # RETURNING and a fetch rather than rowcount: under the driver's pipeline mode, only a fetch
+    # waits for the statement's result
+    if await cur.fetchone() is None:
         return  # this memory's facts were already projected (redelivery or a second extractor)
 
     mentions = 0
