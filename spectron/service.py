@@ -17,11 +17,13 @@ from pydantic import ValidationError
 from projectors.base import ProjectionContext
 from projectors.enrichment import Enricher, enrichment_passes
 from projectors.replay import (
+    Progress,
     ReplayReport,
     RowDifference,
     differing_rows,
     replay,
     reset_projection,
+    restore_indexes,
     swap_schemas,
 )
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
@@ -127,6 +129,10 @@ class MemoryService:
             await prepare_database(uri, settings.projection_schema, embedder.dim)
             pool = await open_pool(uri, settings.projection_schema)
             context = await _projection_context(pool, embedder)
+            async with pool.connection() as conn:
+                # a replay that died left its deferred indexes recorded: build them now
+                await conn.set_autocommit(True)
+                await restore_indexes(conn)
             event_log: EventLog
             if settings.kafka_bootstrap is None:
                 event_log = PostgresEventLog(pool, uri, settings.partitions)
@@ -347,7 +353,9 @@ class MemoryService:
         async with self.pool.connection() as conn:
             return await load_profile(conn, state.scope, state, state.pending, at)
 
-    async def blue_green_replay(self, verify: bool = False) -> BlueGreenReport:
+    async def blue_green_replay(
+        self, verify: bool = False, progress: Progress | None = None
+    ) -> BlueGreenReport:
         """Rebuild the projections from offset 0 into a fresh schema, then switch to it atomically.
 
         With `verify`, the rebuilt state must hash like the live one; if it does not, nothing is
@@ -365,7 +373,7 @@ class MemoryService:
                 await reset_projection(conn, rebuilt, self.embedder.dim, self.context)
             build_pool = await open_pool(self._uri, rebuilt, 4)
             try:
-                report = await replay(build_pool, self.log, self.context)
+                report = await replay(build_pool, self.log, self.context, progress=progress)
                 async with build_pool.connection() as conn:
                     rebuilt_hash = await projection_hash(conn)
             finally:
@@ -493,7 +501,7 @@ class MemoryService:
         async with self.pool.connection() as conn:
             return await projection_hash(conn)
 
-    async def rebuild(self) -> ReplayReport:
+    async def rebuild(self, progress: Progress | None = None) -> ReplayReport:
         """Drop the projections and replay the log into them; embeddings come from the log."""
         running = bool(self._tasks)
         await self._stop_tasks()
@@ -502,7 +510,7 @@ class MemoryService:
             await reset_projection(
                 conn, self.settings.projection_schema, self.embedder.dim, self.context
             )
-        report = await replay(self.pool, self.log, self.context)
+        report = await replay(self.pool, self.log, self.context, progress=progress)
         if running:
             self.start_projectors()
         return report
