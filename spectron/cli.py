@@ -10,8 +10,20 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
+from projectors.replay import ReplayReport
 from spectron.client import SpectronClient
 from spectron.config import Settings
 from spectron.errors import SpectronError
@@ -31,6 +43,37 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     except SpectronError as exc:
         console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(1) from None
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second of a task (events/s while replaying)."""
+
+    def render(self, task: Task) -> Text:
+        """The task's current speed, or nothing before rich has measured one."""
+        unit = task.fields.get("unit")
+        return Text(f"{task.speed:,.0f} {unit}" if unit and task.speed else "", style="cyan")
+
+
+class _ReplayBar:
+    """A rich progress bar fed by replay()'s progress callback: events, then index builds."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        """replay()'s Progress callback."""
+        if phase not in self._tasks:
+            label, unit = ("events", "events/s") if phase == "events" else ("indexes", "")
+            self._tasks[phase] = self.bar.add_task(label, total=total, unit=unit)
+        self.bar.update(self._tasks[phase], completed=done, total=total)
 
 
 HomeOption = Annotated[
@@ -85,20 +128,29 @@ def rebuild(
         service = await client.service()
         try:
             before = await service.state_hash() if verify else None
-            report = await service.rebuild()
+            progress = _ReplayBar()
+            with progress.bar:
+                report = await service.rebuild(progress=progress)
             after = await service.state_hash()
         finally:
             await client.close()
-        console.print(
-            f"replayed {report.events} events in {report.seconds:.2f}s"
-            f" ({report.events_per_second:,.0f} events/s); state hash {after[:16]}"
-        )
+        console.print(f"{_rate_line(report)}; state hash {after[:16]}")
         if verify and before != after:
             console.print(f"[red]state differs: live {before} != rebuilt {after}[/red]")
             return 1
         return 0
 
     raise typer.Exit(run(main()))
+
+
+def _rate_line(report: ReplayReport) -> str:
+    """How fast a replay went, end to end and for the events alone."""
+    return (
+        f"replayed {report.events:,} events in {report.seconds:.2f}s"
+        f" ({report.events_per_second:,.0f} events/s; applying {report.apply_seconds:.2f}s ="
+        f" {report.apply_events_per_second:,.0f} events/s, indexes and ANALYZE"
+        f" {report.index_seconds:.2f}s)"
+    )
 
 
 @app.command()
@@ -114,15 +166,12 @@ def replay(
         client = SpectronClient(home=home, run_projectors=True, extractor="none")
         service = await client.service()
         try:
-            with console.status("replaying the log into a fresh schema…"):
-                outcome = await service.blue_green_replay(verify=verify)
+            progress = _ReplayBar()
+            with progress.bar:
+                outcome = await service.blue_green_replay(verify=verify, progress=progress)
         finally:
             await client.close()
-        rate = outcome.replay.events_per_second
-        console.print(
-            f"replayed {outcome.replay.events:,} events in {outcome.replay.seconds:.2f}s"
-            f" ({rate:,.0f} events/s)"
-        )
+        console.print(_rate_line(outcome.replay))
         console.print(f"live hash    {outcome.live_hash}\nrebuilt hash {outcome.rebuilt_hash}")
         if outcome.switched:
             console.print("switched to the rebuilt projections")

@@ -1,0 +1,140 @@
+"""Fast replay (deferred indexes, pipelined batches) builds exactly what live projection built."""
+
+from __future__ import annotations
+
+from spectron.events import EnrichmentFailed, EnrichmentFailedPayload, new_event_fields
+from spectron.service import MemoryService
+
+SCOPE = {"org": "acme", "project": "fast-replay"}
+
+
+async def fill_every_event_type(client) -> None:
+    """Memories (embedded), explicit facts that supersede each other in and across scopes,
+    multi values, relations, entity types (one redefined), reflections, an enrichment failure and
+    poison records from another producer."""
+    service = await client.service()
+    async with client.sessions.create(scope=SCOPE, principal="agent:a") as s:
+        await s.register_entity_type({"name": "Customer", "triggers": ["client"]})
+        await s.register_entity_type({"name": "Customer", "triggers": ["client", "account"]})
+        for n, tier in enumerate(["free", "pro", "free", "enterprise", "pro"]):
+            await s.remember(
+                f"Initech moved to the {tier} tier (update {n}).",
+                facts=[
+                    {
+                        "entity": {"type": "Customer", "name": "Initech"},
+                        "key": "tier",
+                        "value": tier,
+                    },
+                    {
+                        "entity": {"type": "Customer", "name": "initech"},
+                        "key": "tag",
+                        "value": f"t{n % 2}",
+                        "cardinality": "multi",
+                    },
+                    {
+                        "subject": {"type": "Customer", "name": "Initech"},
+                        "predicate": "referred_by",
+                        "object": {"type": "Customer", "name": f"Acme {n}"},
+                    },
+                ],
+            )
+        first = await s.remember("Budget review is on Friday.", memory_category="episodic")
+    async with client.sessions.create(scope={**SCOPE, "agent": "w1"}, principal="agent:b") as s:
+        await s.remember(
+            "Initech is on the pro tier, says w1.",
+            facts=[
+                {"entity": {"type": "Customer", "name": "Initech"}, "key": "tier", "value": "pro"}
+            ],
+        )
+        await s.remember("Worker w1 found the cache bug.", metadata={"ticket": 7})
+    await service.log.append(
+        [
+            EnrichmentFailed(
+                **new_event_fields(SCOPE, "system:enricher"),
+                payload=EnrichmentFailedPayload(
+                    memory_id=first.id, enricher="extract:test", reason="malformed answer"
+                ),
+            )
+        ]
+    )
+    for partition in (0, 1):
+        await service.log.append_raw(partition, None, b"{not json")  # type: ignore[attr-defined]
+    async with client.sessions.create(scope=SCOPE, principal="agent:c") as s:
+        await s.reflect("Initech tier", persist=True)
+        await s.remember("After the reflection.")
+    assert await service.catch_up() == 0
+
+
+async def schema_indexes(service: MemoryService) -> list[str]:
+    """Every index definition of the projection schema, schema name left out."""
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT replace(indexdef, schemaname || '.', '') FROM pg_indexes"
+            " WHERE schemaname = current_schema() ORDER BY indexname"
+        )
+        return [row[0] for row in await cur.fetchall()]
+
+
+async def test_fast_rebuild_and_blue_green_hash_like_live(make_client) -> None:
+    client = make_client(extractor="none")
+    await fill_every_event_type(client)
+    service = await client.service()
+    live = await service.state_hash()
+    indexes = await schema_indexes(service)
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM memories WHERE embedding IS NOT NULL"
+            " UNION ALL SELECT count(*) FROM attribute_values WHERE superseded_by_memory IS NOT NULL"
+            " UNION ALL SELECT count(*) FROM dead_letters"
+            " UNION ALL SELECT count(*) FROM reflections"
+            " UNION ALL SELECT count(*) FROM enrichment_failures"
+        )
+        counts = [row[0] for row in await cur.fetchall()]
+    assert counts[0] == 10 and counts[1] >= 3 and counts[2] == 2 and counts[3] == 1, counts
+    assert counts[4] == 1
+
+    phases: set[str] = set()
+    outcome = await service.blue_green_replay(
+        verify=True, progress=lambda phase, done, total: phases.add(phase)
+    )
+    assert outcome.switched and outcome.rebuilt_hash == live, outcome.differences
+    assert phases == {"events", "indexes"}
+    assert outcome.replay.apply_seconds > 0 and outcome.replay.index_seconds > 0
+
+    report = await service.rebuild()
+    assert await service.state_hash() == live
+    assert report.events == outcome.replay.events
+    # every deferred index is back, none is left recorded, and the planner has statistics
+    assert await schema_indexes(service) == indexes
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM projection_meta WHERE key LIKE 'deferred_index:%'"
+        )
+        assert (await cur.fetchone())[0] == 0
+        cur = await conn.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+            " WHERE schemaname = current_schema() AND relname = 'memories'"
+        )
+        assert (await cur.fetchone())[0]
+    async with client.sessions.create(scope=SCOPE) as s:  # projectors resumed after the rebuild
+        await s.remember("Written after the rebuild.")
+        found = await s.recall("after the rebuild")
+        assert found.items[0].content == "Written after the rebuild."
+
+
+async def test_indexes_of_a_replay_that_died_are_built_at_next_start(make_client) -> None:
+    from projectors.replay import defer_indexes
+
+    client = make_client(extractor="none")
+    async with client.sessions.create(scope=SCOPE) as s:
+        await s.remember("Something to index.")
+    service = await client.service()
+    indexes = await schema_indexes(service)
+    async with service.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        dropped = await defer_indexes(conn)  # ...and the process dies before restore_indexes
+    assert "memories_embedding" in dropped and "attribute_values_chain" not in dropped
+    assert len(await schema_indexes(service)) < len(indexes)
+    await client.close()
+    again = make_client(extractor="none")
+    assert await schema_indexes(await again.service()) == indexes
