@@ -32,7 +32,8 @@ from spectron.config import Settings
 from spectron.consistency import AWAITING_FACTS, wait_for_projections
 from spectron.db import open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
-from spectron.embedding import Embedder, embedder_name, make_embedder
+from spectron.embedding import Embedder, Vectors, embedder_name, make_embedder
+from spectron.embedding.cache import QueryVectorCache
 from spectron.errors import InvalidInput, LogUnavailable, SpectronError
 from spectron.events import (
     EntityTypeRegistered,
@@ -104,6 +105,7 @@ class MemoryService:
         self._server = server
         self._uri = uri
         self._tasks: list[asyncio.Task[None]] = []
+        self.query_vectors = QueryVectorCache()
 
     @classmethod
     async def open(
@@ -249,7 +251,7 @@ class MemoryService:
         pending = 0
         vector_task = None
         if mode != "keyword":
-            vector_task = asyncio.create_task(asyncio.to_thread(self.embedder.embed_query, query))
+            vector_task = asyncio.create_task(self._query_vector(query))
         try:
             if consistency == "strong":
                 heads = await self.log.end_offsets()
@@ -278,6 +280,15 @@ class MemoryService:
             pending=pending,
             waited_ms=round(waited_ms, 3),
         )
+
+    async def _query_vector(self, query: str) -> Vectors:
+        """The query's vector: from the cache, else embedded off the event loop and cached."""
+        model_id = self.embedder.model_id
+        vector = self.query_vectors.get(model_id, query)
+        if vector is None:
+            embedded = await asyncio.to_thread(self.embedder.embed_query, query)
+            vector = self.query_vectors.put(model_id, query, embedded)
+        return vector
 
     async def get_state(
         self,
