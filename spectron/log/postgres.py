@@ -200,6 +200,7 @@ class PostgresEventLog:
                 'SELECT "offset", recorded_at, key, value FROM spectron_log.events'
                 ' WHERE partition = %s AND "offset" >= %s ORDER BY "offset" LIMIT %s',
                 [partition, from_offset, limit],
+                binary=True,  # values arrive as raw bytes, not hex text to encode and decode
             )
             rows = await cur.fetchall()
         return [
