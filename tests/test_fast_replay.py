@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from spectron.events import EnrichmentFailed, EnrichmentFailedPayload, new_event_fields
 from spectron.service import MemoryService
 
@@ -138,3 +141,36 @@ async def test_indexes_of_a_replay_that_died_are_built_at_next_start(make_client
     await client.close()
     again = make_client(extractor="none")
     assert await schema_indexes(await again.service()) == indexes
+
+
+def test_cli_replay_verify_prints_rate_and_names_an_injected_difference(tmp_path) -> None:
+    script = (
+        "import asyncio\n"
+        "from spectron import SpectronClient\n"
+        "async def main():\n"
+        f"    async with SpectronClient(home={str(tmp_path)!r}, embedder='hashing',"
+        " extractor='none') as c:\n"
+        "        async with c.sessions.create(scope={'org': 'a'}) as s:\n"
+        "            for n in range(20):\n"
+        "                await s.remember(f'memory number {n}')\n"
+        "        service = await c.service()\n"
+        "        assert await service.catch_up() == 0\n"
+        "        if {!r}:\n"
+        "            async with service.pool.connection() as conn:\n"
+        "                await conn.execute(\"UPDATE memories SET content = 'tampered'"
+        " WHERE content = 'memory number 7'\")\n"
+        "asyncio.run(main())\n"
+    )
+    cli = [sys.executable, "-m", "spectron.cli", "replay", "--verify", "--home", str(tmp_path)]
+    subprocess.run([sys.executable, "-c", script.replace("{!r}", "False")], check=True, timeout=120)
+    ok = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    said = " ".join(ok.stdout.split())
+    assert "events/s" in said and "switched to the rebuilt projections" in said
+    subprocess.run([sys.executable, "-c", script.replace("{!r}", "True")], check=True, timeout=120)
+    failed = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    said = " ".join(failed.stdout.split())  # the terminal width wraps long rows
+    assert "nothing was switched" in said
+    assert "memories (live only)" in said and "tampered" in said
+    assert "memories (rebuilt only)" in said and "memory number 7" in said
