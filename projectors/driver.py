@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self, overload
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg.abc import Params, Query, QueryNoTemplate
+from psycopg.rows import Row
 
 from projectors.base import ProjectionContext, Projector
 from projectors.entities import project_entities
@@ -16,11 +18,81 @@ from spectron.errors import MalformedEvent
 from spectron.log import RawRecord, decode_record
 from spectron.sealing import unseal
 
+if TYPE_CHECKING:
+    from psycopg._compat import Template  # t-strings (Python 3.14); only for the overloads
+
 # every projection, in the order each event is applied to them (entities read memories rows)
 PROJECTORS: tuple[Projector, ...] = (project_recall, project_entities, project_forgetting)
 PROJECTION_CONSUMER = "projections"
 PROJECTED_CHANNEL = "spectron_projected"
 log = logging.getLogger(__name__)
+
+
+class PipelinedCursor(AsyncCursor[Row]):
+    """The projectors' cursor under the driver's pipeline mode: a result exists once fetched.
+
+    Statements are sent without waiting for their results, so the `rowcount` of a statement
+    not fetched yet is unknown (psycopg would say -1, or a count that depends on timing); it
+    raises instead. Read results with RETURNING and a fetch, which waits for them.
+    """
+
+    _unfetched = False
+
+    @overload
+    async def execute(
+        self,
+        query: QueryNoTemplate,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self: ...
+
+    @overload
+    async def execute(
+        self, query: Template, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Self: ...
+
+    async def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        """Send a statement; its result arrives with the next fetch."""
+        self._unfetched = True
+        if isinstance(query, str | bytes | sql.Composable):
+            return await super().execute(query, params, prepare=prepare, binary=binary)
+        return await super().execute(query, prepare=prepare, binary=binary)
+
+    async def fetchone(self) -> Row | None:
+        """Wait for the results sent so far; the next row of the last statement."""
+        row = await super().fetchone()
+        self._unfetched = False
+        return row
+
+    async def fetchmany(self, size: int = 0) -> list[Row]:
+        """Wait for the results sent so far; rows of the last statement."""
+        rows = await super().fetchmany(size)
+        self._unfetched = False
+        return rows
+
+    async def fetchall(self) -> list[Row]:
+        """Wait for the results sent so far; every row of the last statement."""
+        rows = await super().fetchall()
+        self._unfetched = False
+        return rows
+
+    @property
+    def rowcount(self) -> int:
+        """Rows of the last statement, once fetched; raises before (see the class)."""
+        if self._unfetched:
+            raise RuntimeError(
+                "rowcount is unknown until a fetch under pipeline mode: use RETURNING and fetch"
+            )
+        return super().rowcount
 
 
 async def apply_records(
@@ -41,7 +113,7 @@ async def apply_records(
     applied = 0
     # pipeline mode: statements are sent without waiting for each result, so a batch costs one
     # round trip per statement whose result a projector reads (fetch*), not one per statement
-    async with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
+    async with conn.pipeline(), conn.transaction(), PipelinedCursor[Any](conn) as cur:
         await cur.execute(
             "INSERT INTO positions (consumer, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             [PROJECTION_CONSUMER, partition],

@@ -19,7 +19,7 @@ from projectors.entities import relink_chain
 from spectron.events import LoggedEvent, MemoriesForgotten
 
 _DELETE_BY_MEMORY = (
-    "DELETE FROM memories WHERE memory_id = ANY(%s)",
+    "DELETE FROM memories WHERE memory_id = ANY(%s) RETURNING memory_id",
     "DELETE FROM reflections WHERE reflection_id = ANY(%s)",
     "DELETE FROM relations WHERE memory_id = ANY(%s)",
     "DELETE FROM fact_sources WHERE memory_id = ANY(%s)",
@@ -48,7 +48,8 @@ async def purge_memories(cur: AsyncCursor[Any], memory_ids: Sequence[uuid.UUID])
     """Remove the memories and what was derived from them; return how many memory rows went."""
     ids = list(memory_ids)
     await cur.execute(_DELETE_BY_MEMORY[0], [ids])
-    purged = cur.rowcount
+    # counted from RETURNING: under the projection driver's pipeline mode rowcount is not known
+    purged = len(await cur.fetchall())
     for statement in _DELETE_BY_MEMORY[1:]:
         await cur.execute(statement, [ids])
     await cur.execute(_DELETE_VALUES, [ids])

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
+import psycopg
+import pytest
+
+from projectors.driver import PipelinedCursor
 from spectron.events import EnrichmentFailed, EnrichmentFailedPayload, new_event_fields
 from spectron.service import MemoryService
 
@@ -13,8 +18,8 @@ SCOPE = {"org": "acme", "project": "fast-replay"}
 
 async def fill_every_event_type(client) -> None:
     """Memories (embedded), explicit facts that supersede each other in and across scopes,
-    multi values, relations, entity types (one redefined), reflections, an enrichment failure and
-    poison records from another producer."""
+    multi values, relations, entity types (one redefined), reflections, an enrichment failure,
+    poison records from another producer, and a forgotten memory."""
     service = await client.service()
     async with client.sessions.create(scope=SCOPE, principal="agent:a") as s:
         await s.register_entity_type({"name": "Customer", "triggers": ["client"]})
@@ -65,6 +70,15 @@ async def fill_every_event_type(client) -> None:
     async with client.sessions.create(scope=SCOPE, principal="agent:c") as s:
         await s.reflect("Initech tier", persist=True)
         await s.remember("After the reflection.")
+        # forgotten: its records are skipped on replay, and its tombstone purges nothing more
+        forgotten = await s.remember(
+            "Initech moved to the trial tier.",
+            facts=[
+                {"entity": {"type": "Customer", "name": "Initech"}, "key": "tier", "value": "trial"}
+            ],
+        )
+        assert await service.catch_up() == 0
+        await s.forget(forgotten.id)
     assert await service.catch_up() == 0
 
 
@@ -137,6 +151,7 @@ async def test_indexes_of_a_replay_that_died_are_built_at_next_start(make_client
         await conn.set_autocommit(True)
         dropped = await defer_indexes(conn)  # ...and the process dies before restore_indexes
     assert "memories_embedding" in dropped and "attribute_values_chain" not in dropped
+    assert "entity_mentions_entity" not in dropped
     assert len(await schema_indexes(service)) < len(indexes)
     await client.close()
     again = make_client(extractor="none")
@@ -174,3 +189,13 @@ def test_cli_replay_verify_prints_rate_and_names_an_injected_difference(tmp_path
     assert "nothing was switched" in said
     assert "memories (live only)" in said and "tampered" in said
     assert "memories (rebuilt only)" in said and "memory number 7" in said
+
+
+async def test_pipelined_cursor_refuses_a_rowcount_not_yet_known(database) -> None:
+    async with await psycopg.AsyncConnection.connect(database) as conn:
+        async with conn.pipeline(), conn.transaction(), PipelinedCursor[Any](conn) as cur:
+            await cur.execute("CREATE TEMP TABLE t (x int)")
+            await cur.execute("INSERT INTO t VALUES (1), (2) RETURNING x")
+            with pytest.raises(RuntimeError, match="RETURNING"):
+                _ = cur.rowcount
+            assert len(await cur.fetchall()) == 2 and cur.rowcount == 2
