@@ -186,22 +186,34 @@ class Processors:
     async def _with_gap(
         self, partition: int, records: Sequence[RawRecord], position: int, apply: Apply
     ) -> None:
+        """Apply the batch in offset order, reading any record missing before or within it from
+        the log: a consumer may hand a batch that skips offsets (after a rebalance, say)."""
         # records before the stored position were handled already (a redelivery)
-        records = [r for r in records if r.position.offset >= position]
-        if not records:
-            return
-        first = records[0].position.offset
-        while position < first:
-            missing = await _retry(
-                f"reading a gap of partition {partition}",
-                functools.partial(self._read_gap, partition, position, first),
-            )
-            log.info(
-                "filled records %s..%s of partition %s from the log", position, first, partition
-            )
-            await apply(partition, missing)
-            position = missing[-1].position.offset + 1
-        await apply(partition, records)
+        pending = sorted(
+            {r.position.offset: r for r in records if r.position.offset >= position}.items()
+        )
+        run: list[RawRecord] = []
+        for offset, record in pending:
+            if offset > position and run:
+                await apply(partition, run)
+                run = []
+            while position < offset:
+                missing = await _retry(
+                    f"reading a gap of partition {partition}",
+                    functools.partial(self._read_gap, partition, position, offset),
+                )
+                log.info(
+                    "filled records %s..%s of partition %s from the log",
+                    position,
+                    offset,
+                    partition,
+                )
+                await apply(partition, missing)
+                position = missing[-1].position.offset + 1
+            run.append(record)
+            position = offset + 1
+        if run:
+            await apply(partition, run)
 
     async def _read_gap(self, partition: int, start: int, end: int) -> list[RawRecord]:
         found = await self.event_log.read(partition, start, BATCH)

@@ -207,7 +207,10 @@ async def unseal(
             continue
         key = keys.get(key_id)
         if key is None:
-            opened.append(dataclasses.replace(record, forgotten=True))  # no key: never ours to open
+            # no key row at all: sealed elsewhere, or the key store lost rows. Not a forget:
+            # dead-letter it where `spectron dlq` shows it, rather than skip it silently
+            fault = f"no data key for memory {key_id}: sealed elsewhere, or the key store lost it"
+            opened.append(dataclasses.replace(record, fault=fault))
             continue
         opened.append(_open(record, document, key))
     return opened

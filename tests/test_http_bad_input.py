@@ -157,7 +157,7 @@ CASES = [
         "invalid-request",
         raw=b'{"query": "x", "as_of": 1' + b"0" * 40 + b"}",
     ),
-    Case("as_of query parameter", "{s}/state?as_of=-1", 422, "invalid-request", method="GET"),
+    Case("as_of query parameter", "{s}/state?as_of=-1", 422, "invalid-input", method="GET"),
     # reflect, state, entity types
     Case(
         "persist as string", REFLECT, 422, "invalid-request", body={"query": "x", "persist": "yes"}

@@ -184,6 +184,34 @@ async def test_agents_fill_gaps_and_skip_redeliveries(
         await processors.close()
 
 
+async def test_agents_fill_holes_inside_a_batch(
+    kafka_broker: str, database: str, hashing: HashingEmbedder, kafka_log: KafkaEventLog
+) -> None:
+    """A batch that skips offsets must not move the position past the records it skipped."""
+    settings = Settings(
+        kafka_bootstrap=kafka_broker, database_url=database, topic=kafka_log.topic, partitions=4
+    )
+    processors = await Processors.open(settings, hashing)
+    try:
+        events = [memory({"org": "acme", "team": "holes"}, f"hole {i}") for i in range(10)]
+        partition = (await kafka_log.append(events))[0].position.partition
+        records = await kafka_log.read(partition, 0)
+        await processors.project(partition, records[:3] + records[5:8] + records[9:])
+        embedding = processors.enrichers[0]
+        await processors.enrich(embedding, partition, records[7:] + records[:2])
+        async with processors.pool.connection() as conn:
+            assert (await projection_positions(conn))[partition] == 10
+            cur = await conn.execute("SELECT count(*) FROM memories")
+            assert await cur.fetchone() == (10,)
+            cur = await conn.execute(
+                "SELECT next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
+                [embedding.name],
+            )
+            assert await cur.fetchone() == (10,)
+    finally:
+        await processors.close()
+
+
 # ---------------------------------------------------------------- faust workers on Kafka + Postgres
 
 SHARED = {"org": "acme", "project": "market-research-q3"}
