@@ -106,7 +106,8 @@ async def apply_records(
     """Apply a partition's records past the stored position; return how many, None if busy.
 
     Records before the stored position are redeliveries and are skipped, so any driver may hand
-    the same record twice. Sealed records are opened here; those of forgotten memories and poison
+    the same record twice. Records are applied as given: a driver whose source may skip offsets
+    fills the holes first (projectors.faust_app), while a prefix projection may leave them. Sealed records are opened here; those of forgotten memories and poison
     (undecodable) records are passed over, poison being dead-lettered. With
     `wait=False` a partition another process is applying is skipped (None) rather than waited for.
     """
@@ -127,7 +128,7 @@ async def apply_records(
         if row is None:
             return None
         next_offset = int(row[0])
-        fresh = _contiguous([r for r in records if r.position.offset >= next_offset], next_offset)
+        fresh = [record for record in records if record.position.offset >= next_offset]
         for record in await unseal(conn, fresh, hold_forget_lock=True):
             if record.forgotten:
                 # crypto-shredded: the record stays in the log, its content is gone for good
@@ -163,28 +164,6 @@ async def apply_records(
             )
             await cur.execute("SELECT pg_notify(%s, '')", [PROJECTED_CHANNEL])
     return applied
-
-
-def _contiguous(records: Sequence[RawRecord], start: int) -> list[RawRecord]:
-    """The run of records from offset `start` without a hole: a record after a hole waits.
-
-    Advancing the position past a record never applied would lose it for good; the caller
-    fills the hole from the log (see projectors.faust_app) and hands the rest again.
-    """
-    run: list[RawRecord] = []
-    for record in records:
-        if record.position.offset < start + len(run):
-            continue  # the same record twice in one batch
-        if record.position.offset > start + len(run):
-            log.warning(
-                "partition %s: offset %s arrived before %s; applying up to the hole",
-                record.position.partition,
-                record.position.offset,
-                start + len(run),
-            )
-            break
-        run.append(record)
-    return run
 
 
 async def projection_positions(conn: AsyncConnection[Any]) -> dict[int, int]:
