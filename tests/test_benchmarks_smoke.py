@@ -103,3 +103,11 @@ async def test_tiny_run_writes_tables_and_json(tmp_path: Path) -> None:
     assert markdown_table(header, rows).count("\n") == len(rows) + 1
     render(results, Console(file=io.StringIO()))
     render(results, Console(file=io.StringIO()), markdown=True)
+
+
+async def test_appends_benchmark_runs() -> None:
+    """The appends benchmark's measurement, at a size that takes a second."""
+    from benchmarks.appends import measure
+
+    row = await measure(agents=2, per_agent=5, projectors=False)
+    assert row["n"] == 10 and row["per_second"] > 0 and row["p99_ms"] >= row["p50_ms"]
