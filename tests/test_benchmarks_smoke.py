@@ -111,3 +111,13 @@ async def test_appends_benchmark_runs() -> None:
 
     row = await measure(agents=2, per_agent=5, projectors=False)
     assert row["n"] == 10 and row["per_second"] > 0 and row["p99_ms"] >= row["p50_ms"]
+
+
+async def test_replay_benchmark_runs(tmp_path: Path) -> None:
+    """The replay benchmark builds a small log of every event type and replays it hash-equal."""
+    from benchmarks.replay import build_log, measure
+
+    await build_log(tmp_path / "home", 60)
+    rows = await measure(tmp_path / "home", rebuild=True)
+    assert [row["what"] for row in rows] == ["replay --verify", "rebuild"]
+    assert all(row["equal"] and row["events"] > 60 for row in rows), rows
