@@ -33,7 +33,7 @@ from spectron.events import (
 )
 from spectron.extraction import ExtractionFailed, Extractor
 from spectron.facts import EntityType
-from spectron.scope import ancestor_keys
+from spectron.scope import ancestor_keys, scope_key
 
 ENRICHER_PRINCIPAL = "system:enricher"
 log = logging.getLogger(__name__)
@@ -130,21 +130,23 @@ async def registered_types(conn: AsyncConnection[Any], scope: dict[str, str]) ->
 PROJECTED_BOUND = 10.0
 
 
-async def _await_projected(
-    conn: AsyncConnection[Any], memory_id: uuid.UUID, deadline: float
-) -> None:
-    """Wait (bounded) until the projector has applied the memory, hence every event before it.
+async def _await_projected(conn: AsyncConnection[Any], memory_ids: list[uuid.UUID]) -> None:
+    """Wait (bounded) until the projector has applied the memories, hence every event before them.
 
     Extraction reads registered entity types from the projection; a type registered just before
-    the memory in the same partition must be there, or a race would miss it. A stalled projection
-    must not stall extraction too, so past the deadline it goes on with what it has.
+    a memory in the same partition must be there, or a race would miss it. A stalled projection
+    must not stall extraction too, so past the bound it goes on with what it has.
     """
+    deadline = time.monotonic() + PROJECTED_BOUND
     while True:
-        cur = await conn.execute("SELECT 1 FROM memories WHERE memory_id = %s", [memory_id])
-        if await cur.fetchone() is not None:
+        cur = await conn.execute(
+            "SELECT count(*) FROM memories WHERE memory_id = ANY(%s)", [memory_ids]
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0] == len(memory_ids):
             return
         if time.monotonic() >= deadline:
-            log.warning("memory %s not projected in time; extracting anyway", memory_id)
+            log.warning("memories not projected in time; extracting anyway")
             return
         await asyncio.sleep(0.05)
 
@@ -167,12 +169,19 @@ class ExtractionEnricher:
         count the same claims twice.
         """
         out: list[Envelope] = []
-        deadline = time.monotonic() + PROJECTED_BOUND  # one bound for the batch, not per memory
-        for memory in memories:
-            if not isinstance(memory, MemoryRecorded) or memory.payload.facts is not None:
-                continue
-            await _await_projected(conn, memory.event_id, deadline)
-            types = await registered_types(conn, memory.scope)
+        pending = [
+            memory
+            for memory in memories
+            if isinstance(memory, MemoryRecorded) and memory.payload.facts is None
+        ]
+        if pending:  # one bounded wait for the batch, not one query per memory
+            await _await_projected(conn, [memory.event_id for memory in pending])
+        types_by_scope: dict[str, list[EntityType]] = {}  # a batch is mostly one scope
+        for memory in pending:
+            where = scope_key(memory.scope)
+            if where not in types_by_scope:
+                types_by_scope[where] = await registered_types(conn, memory.scope)
+            types = types_by_scope[where]
             try:
                 facts = await asyncio.to_thread(
                     self.extractor.extract, memory.payload.content, types

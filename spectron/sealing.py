@@ -141,10 +141,7 @@ async def _keys(
     """Key per memory id that has a row: bytes, or None once forgotten."""
     if not memory_ids:
         return {}
-    cur = await conn.execute(
-        f"SELECT memory_id, key FROM {KEYS_SCHEMA}.data_keys WHERE memory_id = ANY(%s)",
-        [list(memory_ids)],
-    )
+    cur = await conn.execute(_READ_KEYS, [list(memory_ids)])
     return {row[0]: (bytes(row[1]) if row[1] is not None else None) for row in await cur.fetchall()}
 
 

@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -145,71 +146,69 @@ async def test_unreachable_broker_is_log_unavailable(kafka_log: KafkaEventLog) -
         await dead.append([memory({"org": "acme"}, "lost")])
 
 
-async def test_agents_fill_gaps_and_skip_redeliveries(
+@pytest.fixture
+async def processors(
     kafka_log: KafkaEventLog, kafka_broker: str, database: str, hashing: HashingEmbedder
-) -> None:
+) -> AsyncIterator[Processors]:
+    """The faust agents' processing, driven by hand on the test topic."""
     settings = Settings(
         kafka_bootstrap=kafka_broker, database_url=database, topic=kafka_log.topic, partitions=4
     )
-    processors = await Processors.open(settings, hashing)
+    found = await Processors.open(settings, hashing)
     try:
-        events = [memory({"org": "acme", "team": "gaps"}, f"gap {i}") for i in range(10)]
-        partition = (await kafka_log.append(events))[0].position.partition
-        records = await kafka_log.read(partition, 0)
-        # faust acks a batch even when its processing was cancelled, so a group can resume past
-        # records never applied: the agents read such a gap from the log first
-        await processors.project(partition, records[6:])
-        await processors.project(partition, records[2:8])  # a redelivery changes nothing
-        embedding = processors.enrichers[0]  # the embedding pass comes first
-        await processors.enrich(embedding, partition, records[4:])
-        await processors.enrich(embedding, partition, records)  # nor here: no second vector
-        async with processors.pool.connection() as conn:
-            assert (await projection_positions(conn))[partition] == 10
-            cur = await conn.execute("SELECT count(*) FROM memories")
-            assert await cur.fetchone() == (10,)
-            cur = await conn.execute(
-                "SELECT next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
-                [embedding.name],
-            )
-            assert await cur.fetchone() == (10,)
-        vectors = [
-            decode_record(r).event
-            for r in await opened(kafka_log.pool, await kafka_log.read(partition, 10))
-        ]
-        assert sorted(v.payload.memory_id for v in vectors if isinstance(v, MemoryEmbedded)) == (
-            sorted(e.event_id for e in events)
-        )
-        assert len(vectors) == 10
+        yield found
     finally:
-        await processors.close()
+        await found.close()
+
+
+async def assert_all_applied(processors: Processors, partition: int, embedding: Any) -> None:
+    """The 10 records of the partition are projected once and the embedding pass is past them."""
+    async with processors.pool.connection() as conn:
+        assert (await projection_positions(conn))[partition] == 10
+        cur = await conn.execute("SELECT count(*) FROM memories")
+        assert await cur.fetchone() == (10,)
+        cur = await conn.execute(
+            "SELECT next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
+            [embedding.name],
+        )
+        assert await cur.fetchone() == (10,)
+
+
+async def test_agents_fill_gaps_and_skip_redeliveries(
+    kafka_log: KafkaEventLog, processors: Processors
+) -> None:
+    events = [memory({"org": "acme", "team": "gaps"}, f"gap {i}") for i in range(10)]
+    partition = (await kafka_log.append(events))[0].position.partition
+    records = await kafka_log.read(partition, 0)
+    # faust acks a batch even when its processing was cancelled, so a group can resume past
+    # records never applied: the agents read such a gap from the log first
+    await processors.project(partition, records[6:])
+    await processors.project(partition, records[2:8])  # a redelivery changes nothing
+    embedding = processors.enrichers[0]  # the embedding pass comes first
+    await processors.enrich(embedding, partition, records[4:])
+    await processors.enrich(embedding, partition, records)  # nor here: no second vector
+    await assert_all_applied(processors, partition, embedding)
+    vectors = [
+        decode_record(r).event
+        for r in await opened(kafka_log.pool, await kafka_log.read(partition, 10))
+    ]
+    assert sorted(v.payload.memory_id for v in vectors if isinstance(v, MemoryEmbedded)) == (
+        sorted(e.event_id for e in events)
+    )
+    assert len(vectors) == 10
 
 
 async def test_agents_fill_holes_inside_a_batch(
-    kafka_broker: str, database: str, hashing: HashingEmbedder, kafka_log: KafkaEventLog
+    kafka_log: KafkaEventLog, processors: Processors
 ) -> None:
     """A batch that skips offsets must not move the position past the records it skipped."""
-    settings = Settings(
-        kafka_bootstrap=kafka_broker, database_url=database, topic=kafka_log.topic, partitions=4
-    )
-    processors = await Processors.open(settings, hashing)
-    try:
-        events = [memory({"org": "acme", "team": "holes"}, f"hole {i}") for i in range(10)]
-        partition = (await kafka_log.append(events))[0].position.partition
-        records = await kafka_log.read(partition, 0)
-        await processors.project(partition, records[:3] + records[5:8] + records[9:])
-        embedding = processors.enrichers[0]
-        await processors.enrich(embedding, partition, records[7:] + records[:2])
-        async with processors.pool.connection() as conn:
-            assert (await projection_positions(conn))[partition] == 10
-            cur = await conn.execute("SELECT count(*) FROM memories")
-            assert await cur.fetchone() == (10,)
-            cur = await conn.execute(
-                "SELECT next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
-                [embedding.name],
-            )
-            assert await cur.fetchone() == (10,)
-    finally:
-        await processors.close()
+    events = [memory({"org": "acme", "team": "holes"}, f"hole {i}") for i in range(10)]
+    partition = (await kafka_log.append(events))[0].position.partition
+    records = await kafka_log.read(partition, 0)
+    await processors.project(partition, records[:3] + records[5:8] + records[9:])
+    embedding = processors.enrichers[0]
+    await processors.enrich(embedding, partition, records[7:] + records[:2])
+    await assert_all_applied(processors, partition, embedding)
 
 
 # ---------------------------------------------------------------- faust workers on Kafka + Postgres

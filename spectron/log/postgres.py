@@ -27,6 +27,8 @@ from spectron.log.chain import ChainBreak, ChainedRecord, record_hash, verify_pa
 from spectron.sealing import seal_events
 
 CHANNEL = "spectron_log"
+# an append waiting for the group commit: its events, and where its positions are delivered
+_Request = tuple[Sequence[Envelope], asyncio.Future[list[Appended]]]
 GROUP_MAX = 64  # requests per group commit: bounds a transaction's size and lock time
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class PostgresEventLog:
         self._wakeup = asyncio.Event()  # replaced after each NOTIFY; waiters hold the current one
         self._listening = asyncio.Lock()
         # group commit: appends that arrive while a commit is in flight share the next one
-        self._queued: list[tuple[Sequence[Envelope], asyncio.Future[list[Appended]]]] = []
+        self._queued: list[_Request] = []
         self._committer: asyncio.Task[None] | None = None
 
     @property
@@ -100,7 +102,7 @@ class PostgresEventLog:
 
     async def _commit_queued(self) -> None:
         """Commit queued appends, as many per transaction as arrived meanwhile (one fsync each)."""
-        batch: list[tuple[Sequence[Envelope], asyncio.Future[list[Appended]]]] = []
+        batch: list[_Request] = []
         try:
             while self._queued:
                 batch, self._queued = self._queued[:GROUP_MAX], self._queued[GROUP_MAX:]
@@ -112,9 +114,7 @@ class PostgresEventLog:
             self._queued = []
             raise
 
-    async def _commit_batch(
-        self, batch: list[tuple[Sequence[Envelope], asyncio.Future[list[Appended]]]]
-    ) -> None:
+    async def _commit_batch(self, batch: list[_Request]) -> None:
         """One transaction for the batch; if it fails, each request alone (one bad one fails alone)."""
         try:
             async with self._pool.connection() as own, own.transaction():
