@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.load_http import create_key
+
 REPO = Path(__file__).resolve().parents[1]
 SCOPES = 8  # agents of the writer, each at its own scope (spread over the partitions)
 READY = "ready"
@@ -480,24 +482,10 @@ async def _restart_postgres(harness: Harness) -> None:
     raise RuntimeError(f"Postgres did not restart\n{harness.log_tails()}")
 
 
-def _create_key(env: dict[str, str]) -> str:
-    """A read/write API key on every scope, via `spectron keys create` (the secret)."""
-    argv = ["keys", "create", "--principal", "crash:writer", "--scope-floor", "{}", "--json"]
-    out = subprocess.run(
-        [sys.executable, "-m", "spectron.cli", *argv],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    return str(json.loads(out.stdout.decode().strip().splitlines()[-1])["secret"])
-
-
 async def _chaos_http(harness: Harness, rng: random.Random) -> dict[str, int]:
     config = harness.config
     kills: Counter[str] = Counter()
-    secret = await asyncio.to_thread(_create_key, harness.env)
+    secret = await asyncio.to_thread(create_key, harness.env, "crash:writer")
     port = free_port()
     serve = [sys.executable, "-m", "spectron.cli", "serve", "--port", str(port)]
     server = harness.spawn([*serve, "--log-level", "warning"], "serve")

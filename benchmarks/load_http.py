@@ -117,20 +117,20 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "spectron.cli", *args]
 
 
-def create_key(env: dict[str, str]) -> str:
-    """An API key with read and write on every scope, via `spectron keys create`."""
+def create_key(env: dict[str, str], principal: str = "bench:load") -> str:
+    """An API key with read and write on every scope, via `spectron keys create` (the secret)."""
     out = subprocess.run(
         _cli(
             "keys",
             "create",
             "--principal",
-            "bench:load",
+            principal,
             "--scope-floor",
             "{}",
             "--capabilities",
             "read,write",
             "--description",
-            "load test",
+            "benchmark",
             "--json",
         ),
         env=env,
