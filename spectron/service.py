@@ -473,7 +473,7 @@ class MemoryService:
         return ForgetResult(
             forgotten=ids,
             tombstones=[event.event_id for event in events],
-            citing_reflections=[rid for rid in citing if rid not in set(ids)],
+            citing_reflections=citing,  # forgotten reflections were purged before this was read
         )
 
     async def register_entity_type(
