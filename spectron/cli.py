@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from projectors.replay import ReplayReport
+from spectron.cli_input import json_flag
 from spectron.client import SpectronClient
 from spectron.config import Settings
 from spectron.errors import SpectronError
@@ -192,13 +193,13 @@ def history(
     home: HomeOption = None,
 ) -> None:
     """Every value an entity's attribute had: who, when, which event, superseded by what."""
-    import orjson
+    wanted = json_flag(scope, "--scope")
 
     async def main() -> None:
         client = SpectronClient(home=home, run_projectors=True, extractor="none")
         try:
             service = await client.service()
-            entries = await service.history(orjson.loads(scope), entity, attribute)
+            entries = await service.history(wanted, entity, attribute)
         finally:
             await client.close()
         table = Table(
@@ -232,17 +233,18 @@ def forget(
     home: HomeOption = None,
 ) -> None:
     """Crypto-shred memories: destroy their keys, purge projections, log a tombstone."""
-    import orjson
+    wanted = json_flag(scope, "--scope")
+    condition = json_flag(where, "--where") if where else None
 
     async def main() -> None:
         client = SpectronClient(home=home, run_projectors=True, extractor="none")
         try:
             service = await client.service()
             result = await service.forget(
-                orjson.loads(scope),
+                wanted,
                 principal,
                 memory,
-                where=orjson.loads(where) if where else None,
+                where=condition,
                 reason=reason,
             )
         finally:
@@ -269,11 +271,11 @@ def audit(
     home: HomeOption = None,
 ) -> None:
     """Who did what: events by principal, scope and time range, each with its id and position."""
-    import orjson
-
     from spectron.asof import resolve_as_of
     from spectron.history import audit_log
     from spectron.scope import canonical_scope
+
+    scoped = json_flag(scope, "--scope") if scope else None
 
     async def main() -> None:
         client = SpectronClient(home=home, run_projectors=False, extractor="none")
@@ -281,7 +283,7 @@ def audit(
         try:
             start = await resolve_as_of(since, service.log)
             end = await resolve_as_of(until, service.log)
-            wanted = canonical_scope(orjson.loads(scope)) if scope else None
+            wanted = canonical_scope(scoped) if scoped is not None else None
             async for record in audit_log(
                 service.log,
                 service.pool,
@@ -394,13 +396,12 @@ def log_tail(
     last: Annotated[int, typer.Option(help="Start this many events before the end.")] = 20,
 ) -> None:
     """Print events readably: position, log time, type, scope, principal and a gist."""
-    import orjson
 
     from spectron.log import MalformedEvent, decode_record, tail
     from spectron.scope import canonical_scope, is_visible
     from spectron.sealing import envelope_of, unseal
 
-    wanted = canonical_scope(orjson.loads(scope)) if scope else None
+    wanted = canonical_scope(json_flag(scope, "--scope")) if scope else None
 
     async def follow_partition(service: Any, partition: int, start: int) -> None:
         async for raw in tail(service.log, partition, start, follow=follow):

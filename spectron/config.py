@@ -30,6 +30,8 @@ ENV_VARS = (
     "SPECTRON_RUN_PROJECTORS",
     "SPECTRON_BASE_URL",
     "SPECTRON_API_KEY",
+    "SPECTRON_SESSION_IDLE_SECONDS",
+    "SPECTRON_SESSIONS_PER_KEY",
 )
 
 
@@ -74,6 +76,13 @@ class Settings:
     # None: run the projectors in-process in embedded mode, leave them to workers with Kafka
     run_projectors: bool | None = field(
         default_factory=lambda: _flag(_env("SPECTRON_RUN_PROJECTORS"))
+    )
+    # HTTP sessions: idle lifetime and how many one API key may hold open
+    session_idle_seconds: float = field(
+        default_factory=lambda: float(_env("SPECTRON_SESSION_IDLE_SECONDS") or 24 * 3600)
+    )
+    sessions_per_key: int = field(
+        default_factory=lambda: int(_env("SPECTRON_SESSIONS_PER_KEY") or 1000)
     )
 
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import types
 
 from rich.console import Console
@@ -12,6 +11,7 @@ from rich.text import Text
 
 from spectron.client import SpectronClient
 from spectron.models import RecallResult
+from spectron.prompt_text import QUOTE
 
 SHARED_SCOPE = {"org": "acme", "project": "market-research-q3"}
 SUPERVISOR_SCOPE = {"org": "acme", "project": "research-pipeline"}
@@ -24,9 +24,12 @@ WORKER_NOTES = [
 ]
 
 
+CONTENT = "    " + QUOTE  # how a recalled memory's text lines begin in `formatted`
+
+
 async def research(topic: str, context: str) -> str:
     """Deterministic stand-in for the seed's `llm.research`: restates the recalled memories."""
-    found = [line[4:] for line in context.splitlines() if re.match(r"^\[\d+\] ", line)]
+    found = [line[len(CONTENT) :] for line in context.splitlines() if line.startswith(CONTENT)]
     return f"Findings about {topic}. " + (" ".join(found[:2]) if found else "Nothing known yet.")
 
 

@@ -33,7 +33,7 @@ from spectron.events import (
 )
 from spectron.scope import Scope, is_within
 from spectron.sealing import FORGET_LOCK
-from spectron.validation import check_category
+from spectron.validation import check_category, check_metadata, check_text
 
 
 class ForgetFilter(BaseModel):
@@ -53,6 +53,16 @@ class ForgetFilter(BaseModel):
         for category in [value] if isinstance(value, str) else value or []:
             check_category(category)
         return value
+
+    @field_validator("principal")
+    @classmethod
+    def _storable_principal(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value, "principal", 200)
+
+    @field_validator("metadata")
+    @classmethod
+    def _storable_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else check_metadata(value)
 
 
 class ForgetResult(BaseModel):

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from spectron.prompt_text import inline, json_text, quoted, scope_label
+
 
 class _Result(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -66,6 +68,9 @@ class Attribute(_Result):
     key: str
     value: str
     cardinality: str
+    scope: dict[str, str] = Field(
+        description="The scope the value was asserted at: supersession chains run per scope."
+    )
     memory_id: uuid.UUID
     principal: str
     recorded_at: datetime
@@ -92,14 +97,27 @@ class Relation(_Result):
     recorded_at: datetime
 
 
+class Disagreement(_Result):
+    """Scopes whose current values of one single-valued attribute differ."""
+
+    key: str
+    values: list[Attribute] = Field(description="The current value at each disagreeing scope.")
+
+
 class Entity(_Result):
-    """An entity at one scope, with every value asserted for it (current and superseded)."""
+    """An entity as seen from the query's scope: one entry however many scopes named it.
+
+    Each attribute and relation carries the scope and writer it came from; values supersede one
+    another within a scope, and `disagreements` lists keys whose current values differ by scope.
+    """
 
     type: str
     name: str
-    scope: dict[str, str]
-    attributes: list[Attribute]
+    scope: dict[str, str] = Field(description="The first of `scopes`.")
+    scopes: list[dict[str, str]] = Field(description="Every visible scope that names the entity.")
+    attributes: list[Attribute] = Field(description="By key, then in log order across scopes.")
     relations: list[Relation]
+    disagreements: list[Disagreement] = Field(default_factory=list)
 
     @property
     def current(self) -> dict[str, str | list[str]]:
@@ -134,20 +152,55 @@ class State(_Result):
 
     @property
     def formatted(self) -> str:
-        """Current state as compact text for a prompt, with superseded values noted."""
+        """Current state as compact text for a prompt: each value with its scope and writers,
+        repeats folded into one line, superseded values and disagreeing scopes spelled out."""
         lines = []
         for entity in self.entities:
-            lines.append(f"{entity.type}/{entity.name}:")
-            for attr in entity.attributes:
-                if attr.superseded_by is not None:
-                    lines.append(
-                        f"  {attr.key}: {attr.value} (superseded by {attr.superseded_by.value})"
-                    )
-                else:
-                    lines.append(f"  {attr.key}: {attr.value}")
-            for rel in entity.relations:
-                lines.append(f"  → {rel.predicate} → {rel.object_type}/{rel.object}")
+            lines.append(f"{inline(entity.type)}/{inline(entity.name)}:")
+            lines.extend(_attribute_lines(entity.attributes, self.scope))
+            lines.extend(_relation_lines(entity.relations, self.scope))
+            for disagreement in entity.disagreements:
+                held = " vs ".join(
+                    f"{inline(attr.value)} at {scope_label(attr.scope)} by {attr.principal}"
+                    for attr in disagreement.values
+                )
+                lines.append(f"  ! scopes disagree on {inline(disagreement.key)}: {held}")
         return "\n".join(lines) if lines else "No entities known at this scope."
+
+
+def _source(sources: list[Attribute] | list[Relation], query_scope: dict[str, str]) -> str:
+    """ " (at SCOPE; by WRITERS; N sources)" for statements of one scope, the scope left out where
+    it is the query's own."""
+    where = "" if sources[0].scope == query_scope else f"at {scope_label(sources[0].scope)}; "
+    count = f"; {len(sources)} sources" if len(sources) > 1 else ""
+    return f" ({where}by {', '.join(dict.fromkeys(s.principal for s in sources))}{count})"
+
+
+def _attribute_lines(attributes: list[Attribute], query_scope: dict[str, str]) -> list[str]:
+    """One line per distinct (key, value, scope, successor); repeats count as more sources."""
+    folded: dict[tuple[str, str, str, str | None], list[Attribute]] = {}
+    for attr in attributes:
+        successor = attr.superseded_by.value if attr.superseded_by else None
+        folded.setdefault((attr.key, attr.value, scope_label(attr.scope), successor), []).append(
+            attr
+        )
+    lines = []
+    for (key, value, _, successor), same in folded.items():
+        note = f" (superseded by {inline(successor)})" if successor is not None else ""
+        lines.append(f"  {inline(key)}: {inline(value)}{note}{_source(same, query_scope)}")
+    return lines
+
+
+def _relation_lines(relations: list[Relation], query_scope: dict[str, str]) -> list[str]:
+    """One line per distinct (predicate, object, scope); repeats count as more sources."""
+    folded: dict[tuple[str, str, str, str], list[Relation]] = {}
+    for rel in relations:
+        key = (rel.predicate, rel.object_type, rel.object, scope_label(rel.scope))
+        folded.setdefault(key, []).append(rel)
+    return [
+        f"  → {inline(predicate)} → {inline(otype)}/{inline(obj)}{_source(same, query_scope)}"
+        for (predicate, otype, obj, _), same in folded.items()
+    ]
 
 
 class Reflection(_Result):
@@ -214,9 +267,14 @@ class Profile(_Result):
             lines.append("Reflections (newest first):")
             for reflection in self.reflections:
                 when = reflection.recorded_at.strftime("%Y-%m-%d %H:%M")
-                lines.append(f'- {when} "{reflection.query}":')
-                lines.extend("    " + line for line in reflection.summary.splitlines())
+                lines.append(f"- {when} {json_text(reflection.query)} by {reflection.principal}:")
+                lines.extend(quoted(reflection.summary))
         if self.recent:
             lines.append("Recent memories:")
-            lines.extend(f"- [{m.memory_category}] {m.content}" for m in self.recent)
+            for memory in self.recent:
+                lines.append(
+                    f"- {memory.memory_category}; scope {scope_label(memory.scope)};"
+                    f" by {memory.principal}"
+                )
+                lines.extend(quoted(memory.content))
         return "\n".join(lines)

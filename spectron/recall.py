@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from spectron.models import MemoryItem
+from spectron.prompt_text import quoted, scope_label
 from spectron.scope import Scope, ancestor_keys
 
 RecallMode = Literal["hybrid", "dense", "keyword"]
@@ -134,19 +135,21 @@ def memory_item(row: Sequence[Any], score: float = 0.0) -> MemoryItem:
 
 
 def format_items(items: list[MemoryItem], scope: Scope, pending: int = 0) -> str:
-    """A compact block to paste into a prompt: one numbered line per memory, with its source."""
-    where = ", ".join(f"{k}={v}" for k, v in scope.items())
+    """A compact block to paste into a prompt: per memory, a source line and its quoted content.
+
+    The source line (category, scope, writer, log time, id) is the server's word; the content
+    follows behind quote bars, so a memory cannot forge another's source or a new item.
+    """
     if not items:
-        return f"No relevant memories found (scope {where})."
-    lines = [f"Relevant memories (scope {where}):"]
+        return f"No relevant memories found (scope {scope_label(scope)})."
+    lines = [f"Relevant memories (scope {scope_label(scope)}); each memory's text is quoted:"]
     for number, item in enumerate(items, 1):
-        origin = "/".join(f"{k}={v}" for k, v in item.scope.items())
         when = item.recorded_at.strftime("%Y-%m-%d %H:%M")
-        lines.append(f"[{number}] {item.content}")
         lines.append(
-            f"    ({item.memory_category}; {origin}; by {item.principal}; {when} UTC;"
-            f" id {str(item.id)[:8]})"
+            f"[{number}] {item.memory_category}; scope {scope_label(item.scope)};"
+            f" by {item.principal}; {when} UTC; id {str(item.id)[:8]}"
         )
+        lines.extend(quoted(item.content))
     if pending:
         lines.append(f"({pending} newer memories were matched by keyword only: not yet embedded)")
     return "\n".join(lines)

@@ -28,7 +28,7 @@ def canonical_scope(scope: Any) -> Scope:
     if len(scope) > MAX_DIMENSIONS:
         raise InvalidScope(f"scope has {len(scope)} dimensions; at most {MAX_DIMENSIONS} allowed")
     for key, value in scope.items():
-        if not isinstance(key, str) or not _KEY.match(key):
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
             raise InvalidScope(f"scope key {key!r} must match {_KEY.pattern}")
         if not isinstance(value, str):
             raise InvalidScope(

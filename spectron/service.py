@@ -64,12 +64,14 @@ from spectron.recall import RecallMode, format_items, search
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.state import load_state
 from spectron.statehash import projection_hash
-from spectron.validation import check_category, check_content, check_metadata
+from spectron.validation import check_category, check_content, check_metadata, check_text
 
 log = logging.getLogger(__name__)
 Consistency = Literal["strong", "eventual"]
 MAX_TOP_K = 100
 MAX_QUERY_CHARS = 4_000
+MAX_NAME_CHARS = 500  # an entity name or attribute key in history
+MAX_REASON_CHARS = 2_000
 
 
 class ProjectionModelMismatch(SpectronError):
@@ -234,8 +236,7 @@ class MemoryService:
     ) -> RecallResult:
         """Memories visible from `scope` that best match `query`, after catching up with the log."""
         scope = canonical_scope(scope)
-        if not isinstance(query, str) or not query.strip() or len(query) > MAX_QUERY_CHARS:
-            raise InvalidInput(f"query must be non-empty text of at most {MAX_QUERY_CHARS} chars")
+        check_text(query, "query", MAX_QUERY_CHARS)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidInput(f"top_k must be an integer from 1 to {MAX_TOP_K}")
         if memory_category is not None:
@@ -409,10 +410,9 @@ class MemoryService:
     ) -> list[HistoryEntry]:
         """Every value of an entity's attributes visible from scope: who, when, which event, what next."""
         scope = canonical_scope(scope)
-        if not isinstance(entity, str) or not entity.strip():
-            raise InvalidInput("entity must be a non-empty name")
-        if attribute is not None and not isinstance(attribute, str):
-            raise InvalidInput("attribute must be a key such as 'price'")
+        check_text(entity, "entity", MAX_NAME_CHARS)
+        if attribute is not None:
+            check_text(attribute, "attribute", MAX_NAME_CHARS)
         at = await resolve_as_of(as_of, self.log)
         await self.get_state(scope)  # read your writes, as every read does
         async with self.pool.connection() as conn:
@@ -435,8 +435,8 @@ class MemoryService:
         that same transaction). See spectron.forgetting for exactly what is and is not erased.
         """
         scope = canonical_scope(scope)
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
-            raise InvalidInput("reason must be a string of at most 2000 characters")
+        if reason is not None:
+            check_text(reason, "reason", MAX_REASON_CHARS, blank=True)
         if memory_id is not None and (target is not None or where is not None):
             raise InvalidInput("forget one memory_id, or a scope with filters, not both")
         chosen = canonical_scope(target) if target is not None else scope

@@ -11,9 +11,9 @@ from psycopg import AsyncConnection
 
 from spectron.chains import successors
 from spectron.facts import name_key
-from spectron.models import Attribute, AttributeRef, Entity, Relation, State
+from spectron.models import Attribute, AttributeRef, Disagreement, Entity, Relation, State
 from spectron.recall import visibility_params, visible
-from spectron.scope import Scope
+from spectron.scope import Scope, scope_key
 
 # as_of NULL: now. Facts count from the log time of the event that carried them (valid_from).
 _AS_OF = "(%(as_of)s::timestamptz IS NULL OR coalesce({column}, {fallback}) <= %(as_of)s)"
@@ -24,7 +24,7 @@ ORDER BY e.type, e.name_key, e.scope_key
 """
 _ATTRIBUTES = f"""
 SELECT a.scope_key, a.type, a.name_key, a.key, a.value, a.cardinality, a.memory_id, a.principal,
-       a.recorded_at, a.extractor
+       a.recorded_at, a.extractor, e.scope, a.partition, a."offset", a.ordinal
 FROM attribute_values a
 JOIN entities e USING (scope_key, type, name_key)
 WHERE {visible("e")} AND {_AS_OF.format(column="a.valid_from", fallback="a.recorded_at")}
@@ -45,16 +45,17 @@ async def load_state(
     """The entity state visible from `scope`, now or as it stood at log time `as_of`.
 
     Supersession is derived from the values that existed at that time, with the same rule the
-    projector uses (spectron.chains), so the past is answered exactly, not approximated.
+    projector uses (spectron.chains), so the past is answered exactly, not approximated. An
+    entity named at several visible scopes is one entry; its values keep their scope.
     """
     params = {**visibility_params(scope), "as_of": as_of}
     cur = await conn.execute(_ENTITIES, params)
     entity_rows = await cur.fetchall()
     cur = await conn.execute(_ATTRIBUTES, params)
-    attributes: dict[tuple[str, str, str], list[Attribute]] = defaultdict(list)
-    for (skey, etype, nkey, key), rows in groupby(await cur.fetchall(), key=lambda r: r[:4]):
+    attributes: dict[tuple[str, str], list[tuple[Any, Attribute]]] = defaultdict(list)
+    for (_, etype, nkey, key), rows in groupby(await cur.fetchall(), key=lambda r: r[:4]):
         chain = list(rows)
-        # only single-valued values supersede one another; multi values accumulate
+        # only single-valued values supersede one another, within their scope; multi values accumulate
         singles = [i for i, row in enumerate(chain) if row[5] == "single"]
         later = successors([chain[i][4] for i in singles])
         newer_of = {
@@ -62,25 +63,26 @@ async def load_state(
         }
         for index, row in enumerate(chain):
             newer = newer_of.get(index)
-            attributes[(skey, etype, nkey)].append(
-                Attribute(
-                    key=key,
-                    value=row[4],
-                    cardinality=row[5],
-                    memory_id=row[6],
-                    principal=row[7],
-                    recorded_at=row[8],
-                    extractor=row[9],
-                    superseded_by=AttributeRef(
-                        value=newer[4], memory_id=newer[6], principal=newer[7], recorded_at=newer[8]
-                    )
-                    if newer is not None
-                    else None,
+            attribute = Attribute(
+                key=key,
+                value=row[4],
+                cardinality=row[5],
+                scope=row[10],
+                memory_id=row[6],
+                principal=row[7],
+                recorded_at=row[8],
+                extractor=row[9],
+                superseded_by=AttributeRef(
+                    value=newer[4], memory_id=newer[6], principal=newer[7], recorded_at=newer[8]
                 )
+                if newer is not None
+                else None,
             )
+            # (key, log order) orders an entity's values across scopes: the later write last
+            attributes[(etype, nkey)].append(((key, row[8], row[11], row[12], row[13]), attribute))
     cur = await conn.execute(_RELATIONS, params)
     relations: list[Relation] = []
-    by_subject: dict[tuple[str, str, str], list[Relation]] = defaultdict(list)
+    by_subject: dict[tuple[str, str], list[Relation]] = defaultdict(list)
     for row in await cur.fetchall():
         relation = Relation(
             subject_type=row[1],
@@ -94,15 +96,37 @@ async def load_state(
             recorded_at=row[9],
         )
         relations.append(relation)
-        by_subject[(row[0], row[1], name_key(row[2]))].append(relation)
-    entities = [
-        Entity(
-            type=etype,
-            name=name,
-            scope=escope,
-            attributes=attributes.get((skey, etype, nkey), []),
-            relations=by_subject.get((skey, etype, nkey), []),
+        by_subject[(row[1], name_key(row[2]))].append(relation)
+    entities = []
+    for (etype, nkey), rows in groupby(entity_rows, key=lambda r: (r[2], r[3])):
+        named = list(rows)
+        values = [attr for _, attr in sorted(attributes.get((etype, nkey), []), key=_first)]
+        entities.append(
+            Entity(
+                type=etype,
+                name=named[0][4],
+                scope=named[0][1],
+                scopes=[row[1] for row in named],
+                attributes=values,
+                relations=by_subject.get((etype, nkey), []),
+                disagreements=disagreements(values),
+            )
         )
-        for skey, escope, etype, nkey, name in entity_rows
-    ]
     return State(scope=scope, entities=entities, relations=relations, pending=pending)
+
+
+def _first(pair: tuple[Any, Attribute]) -> Any:
+    return pair[0]
+
+
+def disagreements(attributes: list[Attribute]) -> list[Disagreement]:
+    """Keys whose current single values differ between scopes, each scope's value once."""
+    current: dict[str, dict[str, Attribute]] = defaultdict(dict)
+    for attr in attributes:
+        if attr.cardinality == "single" and attr.superseded_by is None:
+            current[attr.key][scope_key(attr.scope)] = attr
+    return [
+        Disagreement(key=key, values=list(by_scope.values()))
+        for key, by_scope in current.items()
+        if len({attr.value for attr in by_scope.values()}) > 1
+    ]

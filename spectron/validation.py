@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from spectron.errors import InvalidCategory, InvalidContent, InvalidMetadata
+from spectron.errors import InvalidCategory, InvalidContent, InvalidInput, InvalidMetadata
 
 MEMORY_CATEGORIES: tuple[str, ...] = (
     "knowledge",
@@ -21,23 +21,45 @@ MAX_METADATA_BYTES = 16_384
 MAX_METADATA_DEPTH = 8
 
 
+def storable_text_problem(text: str) -> str | None:
+    """Why Postgres cannot store `text` as text (a NUL, a lone surrogate), or None when it can."""
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (lone surrogate)"
+    return None
+
+
+def check_text(
+    value: Any,
+    what: str,
+    max_chars: int,
+    *,
+    blank: bool = False,
+    error: type[InvalidInput] = InvalidInput,
+) -> str:
+    """Return `value` when it is storable text of at most `max_chars` (non-blank unless `blank`).
+
+    Every caller-given text that reaches Postgres (content, queries, names, filters, descriptions)
+    passes here, so a NUL or a lone surrogate is a typed 422, never a driver error.
+    """
+    if not isinstance(value, str):
+        raise error(f"{what} must be a string, got {type(value).__name__}")
+    if not blank and not value.strip():
+        raise error(f"{what} must not be empty")
+    if len(value) > max_chars:
+        raise error(f"{what} is {len(value)} characters; at most {max_chars} allowed")
+    problem = storable_text_problem(value)
+    if problem is not None:
+        raise error(f"{what} {problem}")
+    return value
+
+
 def check_content(content: Any) -> str:
     """Return content when it is non-blank text within the size limit, else raise InvalidContent."""
-    if not isinstance(content, str):
-        raise InvalidContent(f"content must be a string, got {type(content).__name__}")
-    if not content.strip():
-        raise InvalidContent("content must not be empty")
-    if len(content) > MAX_CONTENT_CHARS:
-        raise InvalidContent(
-            f"content is {len(content)} characters; at most {MAX_CONTENT_CHARS} allowed"
-        )
-    if "\x00" in content:
-        raise InvalidContent("content must not contain NUL characters")
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidContent("content is not valid Unicode text (lone surrogate)") from exc
-    return content
+    return check_text(content, "content", MAX_CONTENT_CHARS, error=InvalidContent)
 
 
 def check_category(category: Any) -> str:
@@ -72,8 +94,9 @@ def _check_json(value: Any, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidMetadata(f"metadata keys must be strings, got {key!r}")
-            if "\x00" in key:
-                raise InvalidMetadata("metadata keys must not contain NUL characters")
+            problem = storable_text_problem(key)
+            if problem is not None:
+                raise InvalidMetadata(f"metadata key {key!r} {problem}")
             _check_json(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
@@ -82,8 +105,9 @@ def _check_json(value: Any, depth: int) -> None:
         if not math.isfinite(value):
             raise InvalidMetadata("metadata numbers must be finite")
     elif isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidMetadata("metadata strings must not contain NUL characters")
+        problem = storable_text_problem(value)
+        if problem is not None:
+            raise InvalidMetadata(f"metadata string {problem}")
     elif value is None or isinstance(value, bool | int):
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
             raise InvalidMetadata("metadata integers must fit in 64 bits")

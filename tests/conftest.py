@@ -20,6 +20,9 @@ from spectron.config import Settings
 from spectron.embedding.hashing import HashingEmbedder
 from tests.kafka_support import KafkaDeployment, run_deployment
 
+# seconds a test waits for a condition it asserts (projection, embedding, workers joining)
+SETTLE_TIMEOUT = 60.0
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
@@ -106,6 +109,9 @@ async def make_client(
     def make(**kwargs: Any) -> SpectronClient:
         kwargs.setdefault("database", database)
         kwargs.setdefault("embedder", hashing)
+        # tests assert what read-your-writes settles to, so they wait for it (bounded generously)
+        # instead of racing the product's 2 s default; tests of the bound pass their own timeout
+        kwargs.setdefault("read_timeout", SETTLE_TIMEOUT)
         client = SpectronClient(**kwargs)
         made.append(client)
         return client
@@ -140,7 +146,6 @@ async def make_backend_client(
     deployment: KafkaDeployment = request.getfixturevalue("kafka_deployment")
 
     def make(**kwargs: Any) -> SpectronClient:
-        kwargs.setdefault("read_timeout", 10.0)  # first reads also wait for workers to join
         return make_client(
             kafka=deployment.bootstrap,
             database=deployment.database,

@@ -90,7 +90,6 @@ async def test_as_of_equals_projection_of_log_prefix_on_kafka(
         kafka=kafka_deployment.bootstrap,
         database=kafka_deployment.database,
         run_projectors=False,
-        read_timeout=10.0,  # the first reads also wait for the workers to join
         settings=Settings(topic=kafka_deployment.topic, partitions=4),
     )
     await check_as_of_against_prefixes(client, ops)

@@ -64,9 +64,11 @@ class GarbageEmbedder(HashingEmbedder):
         super().__init__()
         self.garbage = garbage
         self.down = True
+        self.attempts = 0
 
     def embed_passages(self, texts: Sequence[str]) -> Vectors:
         """Garbage while down; real vectors afterwards."""
+        self.attempts += 1
         if not self.down:
             return super().embed_passages(texts)
         if self.garbage == "wrong dimension":
@@ -136,8 +138,11 @@ async def test_memory_is_recallable_while_the_embedder_is_down_and_embedded_afte
                 "The narwhal survey starts in May."
             ]
             if failure == "raise":
-                await asyncio.sleep(1.6)  # a few backoff rounds
-                assert embedder.attempts >= 2, "the enrichment pass retries"
+
+                async def retried() -> bool:
+                    return embedder.attempts >= 2
+
+                await eventually(retried, "the enrichment pass retries")
 
             embedder.recover()  # no caller action from here on
 
@@ -146,7 +151,7 @@ async def test_memory_is_recallable_while_the_embedder_is_down_and_embedded_afte
                 return any(i.id == remembered.id and i.embedded for i in found.items)
 
             await eventually(semantically_found, "the memory is recalled in dense mode")
-            settled = await s.recall("walrus budget", timeout=2)
+            settled = await s.recall("walrus budget", timeout=DEADLINE)
             assert settled.pending == 0 and settled.items[0].embedded
         service = await client.service()
         assert await unembedded(service) == 0
@@ -163,7 +168,11 @@ async def test_a_garbage_embedding_is_retried_and_blocks_nothing(
     client = make_client(embedder=embedder, extractor="none")
     async with client.sessions.create(scope=SCOPE) as s:
         remembered = await s.remember(WALRUS)
-        await asyncio.sleep(1.0)  # the enrichment pass meets the garbage
+
+        async def met_garbage() -> bool:
+            return embedder.attempts >= 1
+
+        await eventually(met_garbage, "the enrichment pass meets the garbage")
         await s.remember("The narwhal survey starts in May.")
         ctx = await s.recall("narwhal survey", timeout=3)
         assert [item.content for item in ctx.items] == ["The narwhal survey starts in May."]
@@ -192,12 +201,15 @@ async def test_extraction_retries_unexpected_errors_and_records_extraction_faile
         priced = await s.remember("Competitor X's Pro tier costs $299/mo.")
         garbled = await s.remember("A garbled note the model cannot read.")
         # the memories and their vectors do not wait for extraction
-        ctx = await s.recall("Competitor Pro tier", mode="dense", timeout=2)
+        ctx = await s.recall("Competitor Pro tier", mode="dense", timeout=DEADLINE)
         assert priced.id in [item.id for item in ctx.items] and ctx.pending == 0
         state = await s.get_state(timeout=0.3)
         assert state.entity("Competitor", "Competitor X") is None and state.pending == 2
-        await asyncio.sleep(1.6)
-        assert extractor.calls["Competitor X's Pro tier costs $299/mo."] >= 2, "retried"
+
+        async def retried() -> bool:
+            return extractor.calls["Competitor X's Pro tier costs $299/mo."] >= 2
+
+        await eventually(retried, "the extraction is retried")
 
         extractor.down = False  # no caller action from here on
 
@@ -275,7 +287,12 @@ async def test_a_foreign_vector_of_another_length_is_skipped_not_stalling(
         )
         await service.log.append_raw(first.partition, partition_key(foreign), encode_event(foreign))
         second = await s.remember("The narwhal survey starts in May.")
-        assert (await s.recall("narwhal survey", timeout=1)).items[0].id == second.id
+
+        async def projected() -> bool:
+            found = await s.recall("narwhal survey", timeout=0.3, mode="keyword")
+            return [item.id for item in found.items][:1] == [second.id]
+
+        await eventually(projected, "the partition keeps flowing past the foreign vector")
         embedder.recover()
-        found = await s.recall("walrus budget", mode="dense", timeout=10)
+        found = await s.recall("walrus budget", mode="dense", timeout=DEADLINE)
         assert first.id in [item.id for item in found.items if item.embedded]

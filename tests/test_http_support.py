@@ -21,7 +21,7 @@ from spectron.http.app import create_app
 from spectron.http.client import HttpSpectronClient
 from spectron.http.keys import create_key
 from spectron.service import MemoryService
-from tests.conftest import database_uri
+from tests.conftest import SETTLE_TIMEOUT, database_uri
 
 BASE = "http://spectron.test"
 MakeKey = Callable[..., Awaitable[str]]
@@ -48,12 +48,14 @@ async def service(
     """A MemoryService on the module's database (embedded log, in-process projectors).
 
     Extraction is off unless the module sets EXTRACTOR: its derived events land in the log later,
-    which would blur the "log unchanged" checks.
+    which would blur the "log unchanged" checks. A module's SETTINGS dict overrides other settings.
     """
     extractor = getattr(request.module, "EXTRACTOR", "none")
-    svc = await MemoryService.open(
-        Settings(database_url=module_database, extractor=extractor), embedder=HashingEmbedder()
+    extra = getattr(request.module, "SETTINGS", {})  # a module's own settings, e.g. small limits
+    settings = Settings(
+        database_url=module_database, extractor=extractor, read_timeout=SETTLE_TIMEOUT, **extra
     )
+    svc = await MemoryService.open(settings, embedder=HashingEmbedder())
     try:
         yield svc
     finally:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from spectron import SpectronClient
-from tests.conftest import free_port
+from tests.conftest import SETTLE_TIMEOUT, free_port
 
 pytest_plugins = ["tests.test_http_support"]  # module_database
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def server(module_database: str, tmp_path_factory) -> Iterator[tuple[str, dict[s
         SPECTRON_DATABASE_URL=module_database,
         SPECTRON_EMBEDDER="hashing",
         SPECTRON_HOME=str(tmp_path_factory.mktemp("home")),
-        SPECTRON_READ_TIMEOUT="5",
+        SPECTRON_READ_TIMEOUT=str(SETTLE_TIMEOUT),
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
     port = free_port()

@@ -269,7 +269,6 @@ async def test_worker_chains_what_it_consumes(
         kafka=kafka_deployment.bootstrap,
         database=kafka_deployment.database,
         run_projectors=False,
-        read_timeout=10.0,
         settings=Settings(topic=kafka_deployment.topic, partitions=4),
     )
     async with client.sessions.create(scope={"org": f"chain-{uuid.uuid4().hex[:8]}"}) as s:

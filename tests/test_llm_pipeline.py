@@ -62,7 +62,7 @@ async def test_hostile_llm_answers_never_poison_anything(
     async with client.sessions.create(scope=scope) as s:
         remembered = await s.remember("Competitor X's Pro tier costs $299/mo.")
         recalled = await s.recall("Pro tier price")
-        state = await s.get_state(timeout=5)
+        state = await s.get_state(timeout=60)
     assert [item.id for item in recalled.items] == [remembered.id], (
         "the memory itself is recallable"
     )

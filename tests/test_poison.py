@@ -210,7 +210,7 @@ async def test_retry_keeps_what_still_fails_and_revives_after_an_upgrade(
             "SELECT value FROM attribute_values WHERE memory_id = %s", [big.event_id]
         )
         assert await cur.fetchall() == [("$299/mo",)]
-    result = await service.recall(SCOPE, "Pro tier price", mode="dense", timeout=1)
+    result = await service.recall(SCOPE, "Pro tier price", mode="dense", timeout=60)
     assert result.pending == 0 and [i.id for i in result.items] == [big.event_id]
     # the revived state is what a replay of the log (decoding it whole now) builds
     before = await service.state_hash()
@@ -389,5 +389,5 @@ async def test_poison_table_kafka(kafka_service: MemoryService, kafka_worker: Wo
     remaining = {letter.position for letter in await list_dead_letters(kafka_service.pool, 1000)}
     assert remaining == set(poison.values())
     # the worker applies the vector the retry appended once the memory row is there
-    found = await kafka_service.recall(SCOPE, "otter survey", top_k=100, mode="dense", timeout=10)
+    found = await kafka_service.recall(SCOPE, "otter survey", top_k=100, mode="dense", timeout=60)
     assert revived.event_id in [item.id for item in found.items] and found.pending == 0

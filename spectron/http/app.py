@@ -52,7 +52,13 @@ from spectron.http.problems import (
     ServerUnavailable,
 )
 from spectron.http.routing import BodyLimit, SpectronRoute, problem_response, request_key
-from spectron.http.sessions import OpenSession, close_session, find_session, open_session
+from spectron.http.sessions import (
+    OpenSession,
+    SessionPolicy,
+    close_session,
+    find_session,
+    open_session,
+)
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.scope import canonical_scope, is_within
 from spectron.service import MemoryService
@@ -89,13 +95,19 @@ def service_of(request: Request) -> MemoryService:
 Service = Annotated[MemoryService, Depends(service_of)]
 
 
+def session_policy(service: MemoryService) -> SessionPolicy:
+    """The idle lifetime and per-key cap of HTTP sessions, from the service's settings."""
+    return SessionPolicy(service.settings.session_idle_seconds, service.settings.sessions_per_key)
+
+
 def session_with(capability: keystore.Capability) -> Callable[..., Awaitable[OpenSession]]:
     """A dependency: the caller's open session, once its key is known to have `capability`."""
 
     async def dependency(request: Request, session_id: str) -> OpenSession:
         key = request_key(request)
-        async with service_of(request).pool.connection() as conn:
-            session = await find_session(conn, session_id, key)
+        service = service_of(request)
+        async with service.pool.connection() as conn:
+            session = await find_session(conn, session_id, key, session_policy(service))
         key.require(capability)
         return session
 
@@ -104,8 +116,9 @@ def session_with(capability: keystore.Capability) -> Callable[..., Awaitable[Ope
 
 async def any_session(request: Request, session_id: str) -> OpenSession:
     """The caller's open session, whatever its capabilities."""
-    async with service_of(request).pool.connection() as conn:
-        return await find_session(conn, session_id, request_key(request))
+    service = service_of(request)
+    async with service.pool.connection() as conn:
+        return await find_session(conn, session_id, request_key(request), session_policy(service))
 
 
 Reader = Annotated[OpenSession, Depends(session_with("read"))]
@@ -234,7 +247,18 @@ def _add_probes(app: FastAPI, metrics: Metrics) -> None:
 def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
     auth = [Security(bearer)]
 
-    @app.post("/v1/sessions", status_code=201, tags=["sessions"], dependencies=auth)
+    @app.post(
+        "/v1/sessions",
+        status_code=201,
+        tags=["sessions"],
+        dependencies=auth,
+        responses={
+            429: {
+                "description": "The key holds as many open sessions as it may.",
+                "content": {PROBLEM_MEDIA_TYPE: {}},
+            }
+        },
+    )
     async def create_session(
         body: SessionCreate, request: Request, service: Service
     ) -> SessionInfo:
@@ -243,7 +267,7 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
         scope = canonical_scope(body.scope)
         key.require_scope(scope)
         async with service.pool.connection() as conn:
-            session = await open_session(conn, key, scope)
+            session = await open_session(conn, key, scope, session_policy(service))
         return _info(session)
 
     @app.get("/v1/sessions/{session_id}", tags=["sessions"], dependencies=auth)
@@ -429,20 +453,20 @@ def _add_key_routes(app: FastAPI) -> None:
 
     @app.get("/v1/keys", tags=["keys"], dependencies=auth)
     async def list_keys(caller: Admin, service: Service) -> list[KeyInfo]:
-        """Keys whose floor lies at or below the caller's (needs `admin`)."""
+        """Keys the caller manages: floor at or below its own, no capability it lacks (needs `admin`)."""
         admin = admin_of(caller)
         async with service.pool.connection() as conn:
-            found = await keystore.list_keys(conn, within=admin.scope_floor)
-        return [KeyInfo(**key.public()) for key in found]
+            found = await keystore.list_keys(conn)
+        return [KeyInfo(**key.public()) for key in found if admin.manages(key)]
 
     @app.delete("/v1/keys/{key_id}", tags=["keys"], dependencies=auth)
     async def revoke_key(key_id: str, caller: Admin, service: Service) -> KeyInfo:
-        """Revoke a key at or below the caller's floor (needs `admin`); its sessions close."""
+        """Revoke a key the caller manages (needs `admin`); its sessions close."""
         admin = admin_of(caller)
         async with service.pool.connection() as conn:
             key = await keystore.get_key(conn, key_id)
-            if key is None or not is_within(key.scope_floor, admin.scope_floor):
-                raise KeyNotFound(f"no API key {key_id!r} within {admin.scope_floor}")
+            if key is None or not admin.manages(key):
+                raise KeyNotFound(f"no API key {key_id!r} that this key manages")
             revoked = await keystore.revoke_key(conn, key_id)
         assert revoked is not None
         return KeyInfo(**revoked.public())

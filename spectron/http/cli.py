@@ -13,6 +13,7 @@ from psycopg import AsyncConnection
 from rich.console import Console
 from rich.table import Table
 
+from spectron.cli_input import json_flag
 from spectron.config import Settings
 from spectron.embedded import EmbeddedPostgres
 from spectron.errors import SpectronError
@@ -82,11 +83,7 @@ def create(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create a key and print its secret (shown this once; only its hash is stored)."""
-    try:
-        floor = json.loads(scope_floor)
-    except ValueError as exc:
-        console.print(f"[red]--scope-floor is not JSON: {exc}[/red]")
-        raise typer.Exit(2) from None
+    floor = json_flag(scope_floor, "--scope-floor")
     key, secret = _run(
         lambda conn: keystore.create_key(conn, principal, floor, capabilities, description)
     )

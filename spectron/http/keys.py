@@ -20,6 +20,7 @@ from spectron.errors import InvalidInput
 from spectron.http.problems import MissingCapability, ScopeOutsideFloor, Unauthenticated
 from spectron.migrations import migrate
 from spectron.scope import Scope, canonical_scope, is_within
+from spectron.validation import check_text
 
 AUTH_SCHEMA = "spectron_auth"
 KEY_MIGRATIONS = files("spectron.http") / "migrations"
@@ -29,6 +30,8 @@ SECRET_PREFIX = "sk_"
 # principals name who wrote (e.g. agent:w1, user:ann@example.com); no spaces, bounded like events
 PRINCIPAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:/+\-]{0,127}$"
 _PRINCIPAL = re.compile(PRINCIPAL_PATTERN)
+MAX_DESCRIPTION_CHARS = 500
+KEY_ID_CHARS = 64
 _COLUMNS = (
     "key_id, secret_prefix, principal, scope_floor, capabilities, description, created_at,"
     " revoked_at"
@@ -64,6 +67,12 @@ class ApiKey:
                 f" {scope} does not"
             )
 
+    def manages(self, other: ApiKey) -> bool:
+        """An admin manages keys at or below its floor with no capability it lacks itself."""
+        return is_within(other.scope_floor, self.scope_floor) and (
+            other.capabilities <= self.capabilities
+        )
+
     def public(self) -> dict[str, Any]:
         """The key as JSON for listings (no secret, no hash)."""
         return {
@@ -80,7 +89,7 @@ class ApiKey:
 
 def check_principal(principal: Any) -> str:
     """Return a valid principal or raise InvalidInput."""
-    if not isinstance(principal, str) or not _PRINCIPAL.match(principal):
+    if not isinstance(principal, str) or not _PRINCIPAL.fullmatch(principal):
         raise InvalidInput(
             f"principal {principal!r} must match {PRINCIPAL_PATTERN} (e.g. 'agent:w1')"
         )
@@ -142,6 +151,7 @@ async def create_key(
     principal = check_principal(principal)
     floor = check_floor(scope_floor)
     caps = parse_capabilities(capabilities)
+    description = check_text(description, "description", MAX_DESCRIPTION_CHARS, blank=True)
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     key_id = "key_" + secrets.token_hex(8)
     cur = await conn.execute(
@@ -163,17 +173,15 @@ async def create_key(
     return _row_to_key(row), secret
 
 
-async def list_keys(conn: AsyncConnection[Any], within: Scope | None = None) -> list[ApiKey]:
-    """Every key, oldest first; with `within`, only keys whose floor lies at or below it."""
+async def list_keys(conn: AsyncConnection[Any]) -> list[ApiKey]:
+    """Every key, oldest first."""
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM {AUTH_SCHEMA}.api_keys ORDER BY created_at")
-    keys = [_row_to_key(row) for row in await cur.fetchall()]
-    if within is not None:
-        keys = [key for key in keys if is_within(key.scope_floor, within)]
-    return keys
+    return [_row_to_key(row) for row in await cur.fetchall()]
 
 
 async def get_key(conn: AsyncConnection[Any], key_id: str) -> ApiKey | None:
     """One key by id, revoked or not."""
+    check_text(key_id, "key id", KEY_ID_CHARS)
     cur = await conn.execute(
         f"SELECT {_COLUMNS} FROM {AUTH_SCHEMA}.api_keys WHERE key_id = %s", [key_id]
     )

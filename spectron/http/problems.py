@@ -55,6 +55,13 @@ class KeyNotFound(NotFound):
     type = "key-not-found"
 
 
+class TooManySessions(SpectronError):
+    """The key already holds as many open sessions as it may: close some (DELETE) or let them idle out."""
+
+    type = "too-many-sessions"
+    status = 429
+
+
 class MethodNotAllowed(SpectronError):
     """The resource exists but not with this HTTP method."""
 

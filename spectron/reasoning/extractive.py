@@ -95,7 +95,7 @@ class ExtractiveReasoner:
                 values = " | ".join(
                     value
                     + (
-                        f" (at {', '.join(sorted({_where(a[1].scope) for a in held}))})"
+                        f" (at {', '.join(sorted({_where(a.scope) for a, _ in held}))})"
                         if len(by_value) > 1
                         else ""
                     )
@@ -150,7 +150,7 @@ def _uncertain(entities: list[Entity], cite: Callable[[uuid.UUID], str]) -> list
     for (etype, name, key), by_value in _claims(entities).items():
         if len(by_value) > 1:
             where = "; ".join(
-                f"{value} at {', '.join(sorted({_where(e.scope) for _, e in held}))}"
+                f"{value} at {', '.join(sorted({_where(a.scope) for a, _ in held}))}"
                 for value, held in by_value.items()
             )
             out.append(f"{etype}/{name}.{key} differs between scopes: {where}")

@@ -29,7 +29,7 @@ test("the seed's TypeScript snippet runs unchanged", { skip }, async () => {
   const script = fileURLToPath(new URL("../examples/seed-shared-scope.js", import.meta.url));
   const { stdout } = await promisify(execFile)(process.execPath, [script], { env: process.env });
   assert.match(stdout, /Competitor X raised prices by 20% in Q2\./);
-  assert.match(stdout, /agent=worker-1/);
+  assert.match(stdout, /"agent":"worker-1"/);
 });
 
 test("reflect, profile and getState over the wire", { skip }, async () => {
