@@ -28,6 +28,7 @@ from spectron.events import (
 )
 from spectron.log import decode_record, partition_for
 from spectron.log.kafka import KafkaEventLog
+from tests.conftest import SETTLE_TIMEOUT
 from tests.kafka_support import KafkaDeployment, run_deployment, unique_topic
 from tests.log_support import opened
 
@@ -283,7 +284,7 @@ async def test_seed_snippet_and_bulk_exactly_once(
 
     # every event projected exactly once: positions reach the acknowledged ends and stay there
     service = await client.service()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
         async with service.pool.connection() as conn:
             positions = await projection_positions(conn)

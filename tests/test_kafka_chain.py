@@ -32,6 +32,7 @@ from spectron.log.kafka_chain import (
     read_until,
     verify_kafka_chain,
 )
+from tests.conftest import SETTLE_TIMEOUT
 from tests.kafka_support import KafkaDeployment, unique_topic
 
 pytestmark = pytest.mark.kafka
@@ -277,7 +278,7 @@ async def test_worker_chains_what_it_consumes(
     service = await client.service()
     await service.catch_up()
     ends = await service.log.end_offsets()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
         async with service.pool.connection() as conn:
             heads = {p: (await chain_head(conn, p)).next_offset for p in ends}
