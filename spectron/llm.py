@@ -19,20 +19,13 @@ from typing import Any
 
 import orjson
 
-from spectron.errors import SpectronError
+from spectron.errors import LLMError
 
 __all__ = ["MAX_ANSWER_BYTES", "LLMError", "chat_json"]
 
 # far above any honest chat completion for one memory; a bigger body is hostile or broken
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 _EXCERPT = 200
-
-
-class LLMError(SpectronError):
-    """The language model could not be reached, timed out, or answered something that is not JSON."""
-
-    type = "llm-unavailable"
-    status = 502
 
 
 def chat_json(

@@ -34,7 +34,7 @@ from spectron.db import open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder, Vectors, embedder_name, make_embedder
 from spectron.embedding.cache import QueryVectorCache
-from spectron.errors import InvalidInput, LogUnavailable, SpectronError
+from spectron.errors import InvalidInput, LogUnavailable, ProjectionModelMismatch, SpectronError
 from spectron.events import (
     EntityTypeRegistered,
     EntityTypeRegisteredPayload,
@@ -72,13 +72,6 @@ MAX_TOP_K = 100
 MAX_QUERY_CHARS = 4_000
 MAX_NAME_CHARS = 500  # an entity name or attribute key in history
 MAX_REASON_CHARS = 2_000
-
-
-class ProjectionModelMismatch(SpectronError):
-    """The projection indexes another embedding model than the one configured."""
-
-    type = "projection-model-mismatch"
-    status = 409
 
 
 class MemoryService:

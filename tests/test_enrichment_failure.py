@@ -22,7 +22,7 @@ import pytest
 from spectron import SpectronClient
 from spectron.embedding import Vectors
 from spectron.embedding.hashing import HashingEmbedder
-from spectron.extraction import ExtractionFailed
+from spectron.errors import ExtractionFailed
 from spectron.extraction.patterns import PatternExtractor
 from spectron.facts import EntityType, Facts
 from spectron.service import MemoryService

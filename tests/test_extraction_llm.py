@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from spectron.errors import SpectronError
-from spectron.extraction import ExtractionFailed, make_extractor
+from spectron.errors import ExtractionFailed, LLMError, SpectronError
+from spectron.extraction import make_extractor
 from spectron.extraction.llm import FACTS_JSON_SCHEMA, LLMExtractor
 from spectron.facts import AttributeSpec, EntityRef, EntityType, Facts
-from spectron.llm import MAX_ANSWER_BYTES, LLMError, chat_json
+from spectron.llm import MAX_ANSWER_BYTES, chat_json
 from tests.recorded_llm import Server, completion, recorded_server
 
 TIMEOUT = 0.5  # seconds; the slow scenarios take far longer than this

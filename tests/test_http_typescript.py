@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from spectron import SpectronClient
-from tests.conftest import SETTLE_TIMEOUT, free_port
+from spectron.log.tansu import free_port
+from tests.conftest import SETTLE_TIMEOUT
 
 pytest_plugins = ["tests.test_http_support"]  # module_database
 ROOT = Path(__file__).resolve().parent.parent

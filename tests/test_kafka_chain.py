@@ -21,9 +21,10 @@ from projectors.faust_app import Processors
 from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding.hashing import HashingEmbedder
+from spectron.errors import ChainGap
 from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
 from spectron.log import RawRecord
-from spectron.log.chain import ChainGap, verify_links
+from spectron.log.chain import verify_links
 from spectron.log.kafka import EPOCH, KafkaEventLog
 from spectron.log.kafka_chain import (
     chain_head,

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from spectron.errors import LLMError
 from spectron.extraction.llm import LLMExtractor
-from spectron.llm import LLMError
 from spectron.models import State
 from spectron.reasoning import ReflectionInput
 from spectron.reasoning.llm import LLMReasoner

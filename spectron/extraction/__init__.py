@@ -11,17 +11,9 @@ import os
 from collections.abc import Sequence
 from typing import Protocol
 
-from spectron.errors import SpectronError
 from spectron.facts import EntityType, Facts
 
-__all__ = ["ExtractionFailed", "Extractor", "make_extractor"]
-
-
-class ExtractionFailed(SpectronError):
-    """The extractor could not produce valid facts (model down, timeout, malformed or hostile answer)."""
-
-    type = "extraction-failed"
-    status = 502
+__all__ = ["Extractor", "make_extractor"]
 
 
 class Extractor(Protocol):

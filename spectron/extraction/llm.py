@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from spectron.extraction import ExtractionFailed
+from spectron.errors import ExtractionFailed, LLMError
 from spectron.extraction.patterns import merge_types
 from spectron.facts import EntityRef, EntityType, Facts
-from spectron.llm import LLMError, chat_json
+from spectron.llm import chat_json
 
 __all__ = ["FACTS_JSON_SCHEMA", "LLMExtractor", "system_prompt"]
 

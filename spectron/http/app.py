@@ -18,7 +18,18 @@ from starlette.exceptions import HTTPException
 
 from spectron.asof import AsOf
 from spectron.config import Settings
-from spectron.errors import InvalidScope, SpectronError
+from spectron.errors import (
+    Forbidden,
+    InvalidRequest,
+    InvalidScope,
+    KeyNotFound,
+    MalformedJson,
+    MethodNotAllowed,
+    NotFound,
+    ScopeOutsideFloor,
+    ServerUnavailable,
+    SpectronError,
+)
 from spectron.events import LogPosition
 from spectron.facts import EntityType
 from spectron.forgetting import ForgetResult
@@ -40,17 +51,7 @@ from spectron.http.bodies import (
     SessionInfo,
 )
 from spectron.http.metrics import CONTENT_TYPE, Metrics, RequestTimer
-from spectron.http.problems import (
-    PROBLEM_MEDIA_TYPE,
-    Forbidden,
-    InvalidRequest,
-    KeyNotFound,
-    MalformedJson,
-    MethodNotAllowed,
-    NotFound,
-    ScopeOutsideFloor,
-    ServerUnavailable,
-)
+from spectron.http.problems import PROBLEM_MEDIA_TYPE
 from spectron.http.routing import BodyLimit, SpectronRoute, problem_response, request_key
 from spectron.http.sessions import (
     OpenSession,

@@ -14,12 +14,12 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from spectron.asof import AsOf
-from spectron.errors import InvalidInput, SessionClosed, SpectronError
+from spectron.errors import InvalidInput, ServerUnavailable, SessionClosed, SpectronError
 from spectron.events import LogPosition
 from spectron.facts import EntityType, Facts, check_facts
 from spectron.forgetting import ForgetFilter, ForgetResult
 from spectron.history import HistoryEntry
-from spectron.http.problems import ServerUnavailable, error_from_problem
+from spectron.http.problems import error_from_problem
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.recall import RecallMode
 from spectron.scope import Scope, canonical_scope

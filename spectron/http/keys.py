@@ -16,8 +16,7 @@ from typing import Any, Literal, cast, get_args
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from spectron.errors import InvalidInput
-from spectron.http.problems import MissingCapability, ScopeOutsideFloor, Unauthenticated
+from spectron.errors import InvalidInput, MissingCapability, ScopeOutsideFloor, Unauthenticated
 from spectron.migrations import migrate
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.validation import check_text

@@ -15,17 +15,16 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from spectron.errors import SpectronError
-from spectron.http.keys import ApiKey, authenticate
-from spectron.http.problems import (
-    PROBLEM_MEDIA_TYPE,
+from spectron.errors import (
     InvalidRequest,
     MalformedJson,
     PayloadTooLarge,
+    SpectronError,
     Unauthenticated,
     UnsupportedMediaType,
-    problem_body,
 )
+from spectron.http.keys import ApiKey, authenticate
+from spectron.http.problems import PROBLEM_MEDIA_TYPE, problem_body
 
 MAX_BODY_BYTES = 256 * 1024
 

@@ -14,8 +14,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from spectron.errors import SessionNotFound, TooManySessions
 from spectron.http.keys import AUTH_SCHEMA, ApiKey
-from spectron.http.problems import SessionNotFound, TooManySessions
 from spectron.scope import Scope
 
 # a session's last use is written back at most this often, not on every request

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from spectron.errors import ChainGap
 from spectron.log import RawRecord
 
 GENESIS = bytes(32)
@@ -124,10 +125,6 @@ class ChainHead:
 
     next_offset: int = 0
     last_hash: bytes = GENESIS
-
-
-class ChainGap(ValueError):
-    """Records handed to the chainer do not continue its head densely."""
 
 
 def link_records(

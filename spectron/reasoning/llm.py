@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 
-from spectron.llm import LLMError, chat_json
+from spectron.errors import LLMError
+from spectron.llm import chat_json
 from spectron.reasoning import Draft, ReflectionInput
 
 SYSTEM = (
