@@ -15,7 +15,6 @@ from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 
 from projectors.base import ProjectionContext
-from spectron.chains import successors
 from spectron.events import (
     EnrichmentFailed,
     EntityTypeRegistered,
@@ -25,6 +24,7 @@ from spectron.events import (
 )
 from spectron.facts import EntityRef, Facts, name_key
 from spectron.scope import scope_key
+from spectron.supersession import successors
 
 CALLER_EXTRACTOR = "caller"
 
@@ -218,7 +218,7 @@ async def _apply_facts(
 
 
 async def relink_chain(cur: AsyncCursor[Any], skey: str, etype: str, ekey: str, key: str) -> None:
-    """Store each value's successor per spectron.chains.successors; values with none are current."""
+    """Store each value's successor per spectron.supersession.successors; values with none are current."""
     await cur.execute(_CHAIN, [skey, etype, ekey, key])
     chain = await cur.fetchall()
     for row, after in zip(chain, successors([row[2] for row in chain]), strict=True):

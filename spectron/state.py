@@ -9,11 +9,11 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from spectron.chains import successors
 from spectron.facts import name_key
 from spectron.models import Attribute, AttributeRef, Disagreement, Entity, Relation, State
 from spectron.recall import visibility_params, visible
 from spectron.scope import Scope, scope_key
+from spectron.supersession import successors
 
 # as_of NULL: now. Facts count from the log time of the event that carried them (valid_from).
 _AS_OF = "(%(as_of)s::timestamptz IS NULL OR coalesce({column}, {fallback}) <= %(as_of)s)"
@@ -45,7 +45,7 @@ async def load_state(
     """The entity state visible from `scope`, now or as it stood at log time `as_of`.
 
     Supersession is derived from the values that existed at that time, with the same rule the
-    projector uses (spectron.chains), so the past is answered exactly, not approximated. An
+    projector uses (spectron.supersession), so the past is answered exactly, not approximated. An
     entity named at several visible scopes is one entry; its values keep their scope.
     """
     params = {**visibility_params(scope), "as_of": as_of}
