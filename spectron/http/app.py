@@ -53,6 +53,7 @@ from spectron.http.problems import (
 )
 from spectron.http.routing import BodyLimit, SpectronRoute, problem_response, request_key
 from spectron.http.sessions import OpenSession, close_session, find_session, open_session
+from spectron.mcp import mount_mcp
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.scope import canonical_scope, is_within
 from spectron.service import MemoryService
@@ -148,6 +149,7 @@ def create_app(service: MemoryService | None = None, settings: Settings | None =
     _add_probes(app, metrics)
     _add_session_routes(app, metrics)
     _add_key_routes(app)
+    mount_mcp(app)  # /mcp, when the `mcp` extra is installed
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
