@@ -220,6 +220,4 @@ class KeySession:
     ) -> ForgetResult:
         """Forget (needs `forget`)."""
         self.key.require("forget")
-        return await self.service.forget(
-            self.scope, self.key.principal, memory_id, where=where
-        )
+        return await self.service.forget(self.scope, self.key.principal, memory_id, where=where)

@@ -59,9 +59,9 @@ MetadataFilter = Annotated[
     dict[str, Any] | None,
     Field(description="Only memories whose metadata contains these key/value pairs."),
 ]
-READ_ONLY = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
-APPENDS = ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False)
-ERASES = ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False)
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+APPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+ERASES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 assert set(MEMORY_CATEGORIES) == {"knowledge", "episodic", "preference", "procedural", "reflection"}
 
 
@@ -76,7 +76,9 @@ def parse_as_of(text: str | None) -> AsOf:
 def answer(text: str, data: BaseModel | dict[str, Any]) -> CallToolResult:
     """A tool result: text for the model, the JSON as structured content."""
     structured = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=structured
+    )
 
 
 async def _call(
@@ -138,8 +140,10 @@ def build_server(access_of: AccessOf, name: str = "spectron") -> MCPServer:
         content: Annotated[str, Field(description="The memory, as a self-contained statement.")],
         memory_category: Annotated[
             Literal["knowledge", "episodic", "preference", "procedural", "reflection"],
-            Field(description="knowledge (facts), episodic (what happened), preference,"
-            " procedural (how to), reflection."),
+            Field(
+                description="knowledge (facts), episodic (what happened), preference,"
+                " procedural (how to), reflection."
+            ),
         ] = "knowledge",
         metadata: Annotated[
             dict[str, Any] | None,
@@ -147,8 +151,10 @@ def build_server(access_of: AccessOf, name: str = "spectron") -> MCPServer:
         ] = None,
         facts: Annotated[
             dict[str, Any] | list[Any] | None,
-            Field(description="Structured facts (entities, attributes, relations) to record"
-            " instead of automatic extraction. Usually omit."),
+            Field(
+                description="Structured facts (entities, attributes, relations) to record"
+                " instead of automatic extraction. Usually omit."
+            ),
         ] = None,
         scope: ScopeArg = None,
     ) -> CallToolResult:
@@ -196,7 +202,9 @@ def build_server(access_of: AccessOf, name: str = "spectron") -> MCPServer:
         return answer(result.formatted, result)
 
     @server.tool(annotations=READ_ONLY, structured_output=False)
-    async def get_state(ctx: Context, scope: ScopeArg = None, as_of: AsOfArg = None) -> CallToolResult:
+    async def get_state(
+        ctx: Context, scope: ScopeArg = None, as_of: AsOfArg = None
+    ) -> CallToolResult:
         """Structured facts visible from the scope: entities, their attributes and relations.
 
         Superseded values are shown with what replaced them, so conflicts between agents are
@@ -239,7 +247,9 @@ def build_server(access_of: AccessOf, name: str = "spectron") -> MCPServer:
         return answer(text, result)
 
     @server.tool(annotations=READ_ONLY, structured_output=False)
-    async def profile(ctx: Context, scope: ScopeArg = None, as_of: AsOfArg = None) -> CallToolResult:
+    async def profile(
+        ctx: Context, scope: ScopeArg = None, as_of: AsOfArg = None
+    ) -> CallToolResult:
         """The scope at a glance: current facts, persisted reflections, who contributed, recent memories."""
         result = await _call(access_of(ctx), scope, lambda s: s.profile(as_of=parse_as_of(as_of)))
         return answer(result.formatted, result)
@@ -248,7 +258,8 @@ def build_server(access_of: AccessOf, name: str = "spectron") -> MCPServer:
     async def forget(
         ctx: Context,
         memory_id: Annotated[
-            str | None, Field(description="The id of one memory to erase (from remember or recall).")
+            str | None,
+            Field(description="The id of one memory to erase (from remember or recall)."),
         ] = None,
         where: Annotated[
             dict[str, Any] | None,
@@ -269,9 +280,7 @@ def build_server(access_of: AccessOf, name: str = "spectron") -> MCPServer:
                 uuid.UUID(memory_id)
             except ValueError:
                 raise ToolError(f"invalid-input: memory_id {memory_id!r} is not a UUID") from None
-        result = await _call(
-            access_of(ctx), scope, lambda s: s.forget(memory_id, where=where)
-        )
+        result = await _call(access_of(ctx), scope, lambda s: s.forget(memory_id, where=where))
         return answer(_forgot_text(result), result)
 
     return server
