@@ -40,12 +40,12 @@ def spectron_env(database: str, home: Path, **extra: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def stdio_session(
-    env: dict[str, str], scope: dict[str, str], errlog: IO[str]
+    env: dict[str, str], scope: dict[str, str], errlog: IO[str], *options: str
 ) -> AsyncIterator[ClientSession]:
-    """An initialised MCP ClientSession with `spectron mcp --scope SCOPE` as a subprocess."""
+    """An initialised MCP ClientSession with `spectron mcp --scope SCOPE [options]` as a subprocess."""
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "spectron.cli", "mcp", "--scope", json.dumps(scope)],
+        args=["-m", "spectron.cli", "mcp", "--scope", json.dumps(scope), *options],
         env=env,
     )
     async with (

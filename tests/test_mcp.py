@@ -304,3 +304,27 @@ async def test_http_key_without_floor_must_name_a_scope(
         refused = await session.call_tool("remember", {"content": "Where does this go?"})
         assert refused.is_error and "must name its scope" in text(refused)
         ok(await session.call_tool("remember", {"content": "Here.", "scope": scope}))
+
+
+async def test_stdio_against_a_remote_server_is_governed_by_its_key(
+    env, errlog, server: str, service: MemoryService
+) -> None:
+    floor = {"org": fresh_org(), "project": "p1"}
+    writer = await new_key(service, floor, "read,write", principal="agent:remote")
+    reader = await new_key(service, floor, "read", principal="agent:remote-reader")
+    async with AsyncExitStack() as stack:
+        as_writer, as_reader, above = [
+            await stack.enter_async_context(
+                stdio_session(env, scope, errlog, "--base-url", server, "--api-key", secret)
+            )
+            for scope, secret in [(floor, writer), (floor, reader), ({"org": floor["org"]}, writer)]
+        ]
+        written = ok(await as_writer.call_tool("remember", {"content": "Remote memory of Acme."}))
+        found = ok(await as_reader.call_tool("recall", {"query": "Acme remote memory"}))["items"]
+        assert [item["principal"] for item in found if item["id"] == written["id"]] == [
+            "agent:remote"
+        ]
+        refused = await as_reader.call_tool("remember", {"content": "Readers cannot write."})
+        assert refused.is_error and "lacks the 'write' capability" in text(refused)
+        outside = await above.call_tool("recall", {"query": "Acme"})
+        assert outside.is_error and "may only open scopes containing" in text(outside)

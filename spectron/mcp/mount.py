@@ -7,6 +7,7 @@ that key alone: its principal on writes, its floor as the base scope, its capabi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,11 +69,39 @@ def mount_mcp(app: FastAPI) -> bool:
 
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Any]:
-        async with inner(application) as state, manager.run():
+        async with inner(application) as state, _running(manager):
             yield state
 
     app.router.lifespan_context = lifespan
     return True
+
+
+@asynccontextmanager
+async def _running(manager: StreamableHTTPSessionManager) -> AsyncIterator[None]:
+    """Run the session manager in a task of its own for the app's lifetime.
+
+    Its anyio task group must be entered and left by one task; a lifespan may be entered and
+    left by different ones (pytest-asyncio fixtures do), so the manager gets its own.
+    """
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+
+    async def run() -> None:
+        async with manager.run():
+            ready.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run(), name="spectron-mcp-sessions")
+    started = asyncio.create_task(ready.wait())
+    await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
+    if task.done():
+        task.result()  # it failed to start: raise why
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 class _Endpoint:
