@@ -16,10 +16,20 @@ from typing import IO, Any
 
 import httpx
 import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from spectron.http import keys as keystore
 from spectron.service import MemoryService
-from tests.mcp_support import BOUND, http_session, ok, serve, spectron_env, stdio_session, text
+from tests.mcp_support import (
+    BOUND,
+    ROOT,
+    http_session,
+    ok,
+    serve,
+    spectron_env,
+    stdio_session,
+    text,
+)
 from tests.test_http_support import fresh_org, log_size
 
 pytest_plugins = ["tests.test_http_support"]
@@ -328,3 +338,30 @@ async def test_stdio_against_a_remote_server_is_governed_by_its_key(
         assert refused.is_error and "lacks the 'write' capability" in text(refused)
         outside = await above.call_tool("recall", {"query": "Acme"})
         assert outside.is_error and "may only open scopes containing" in text(outside)
+
+
+async def test_the_readme_config_snippet_starts_a_working_server(env, errlog) -> None:
+    readme = (ROOT / "README.md").read_text()
+    snippet = readme.split("## MCP", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    config = json.loads(snippet)["mcpServers"]["spectron"]
+    assert Path(config["command"]).name == "spectron"
+    params = StdioServerParameters(
+        command=str(Path(sys.executable).parent / "spectron"), args=config["args"], env=env
+    )
+    worker = {"agent": f"readme-{uuid.uuid4().hex[:8]}"}
+    async with (
+        stdio_client(params, errlog=errlog) as (read, write),
+        ClientSession(read, write, read_timeout_seconds=BOUND) as session,
+    ):
+        await session.initialize()
+        assert {tool.name for tool in (await session.list_tools()).tools} == set(TOOLS)
+        base = json.loads(config["args"][config["args"].index("--scope") + 1])
+        written = ok(
+            await session.call_tool(
+                "remember", {"content": "Configured from the README.", "scope": {**base, **worker}}
+            )
+        )
+        found = ok(
+            await session.call_tool("recall", {"query": "README", "scope": {**base, **worker}})
+        )
+        assert written["id"] in {item["id"] for item in found["items"]}
