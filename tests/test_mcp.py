@@ -12,14 +12,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, get_args
 
 import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from spectron.http import keys as keystore
+from spectron.mcp.tools import Category
 from spectron.service import MemoryService
+from spectron.validation import MEMORY_CATEGORIES
 from tests.mcp_support import (
     BOUND,
     ROOT,
@@ -80,6 +82,10 @@ async def new_key(
         await keystore.migrate_keys(conn)
         _, secret = await keystore.create_key(conn, principal, floor, caps)
     return secret
+
+
+def test_the_category_choices_are_spectrons() -> None:
+    assert get_args(Category) == MEMORY_CATEGORIES
 
 
 async def test_stdio_tools_and_remember_then_recall_in_another_session(env, errlog) -> None:

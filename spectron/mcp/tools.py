@@ -24,7 +24,6 @@ from spectron.history import HistoryEntry
 from spectron.mcp.access import Access, MemorySession, resolve_scope
 from spectron.models import RememberResult
 from spectron.service import MAX_TOP_K
-from spectron.validation import MEMORY_CATEGORIES
 
 T = TypeVar("T")
 AccessOf = Callable[[Context], Access]
@@ -51,8 +50,10 @@ AsOfArg = Annotated[
         ' "2026-11-20T10:00:00Z") or log position ("partition:offset"). Omit for now.'
     ),
 ]
+# spectron.validation.MEMORY_CATEGORIES, spelled out for the schema (a test keeps them equal)
+Category = Literal["knowledge", "episodic", "preference", "procedural", "reflection"]
 CategoryArg = Annotated[
-    Literal["knowledge", "episodic", "preference", "procedural", "reflection"] | None,
+    Category | None,
     Field(description="Only memories of this category."),
 ]
 MetadataFilter = Annotated[
@@ -62,7 +63,6 @@ MetadataFilter = Annotated[
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 APPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 ERASES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
-assert set(MEMORY_CATEGORIES) == {"knowledge", "episodic", "preference", "procedural", "reflection"}
 
 
 def parse_as_of(text: str | None) -> AsOf:
@@ -139,7 +139,7 @@ def build_server(access_of: AccessOf, name: str = "spectron") -> MCPServer:
         ctx: Context,
         content: Annotated[str, Field(description="The memory, as a self-contained statement.")],
         memory_category: Annotated[
-            Literal["knowledge", "episodic", "preference", "procedural", "reflection"],
+            Category,
             Field(
                 description="knowledge (facts), episodic (what happened), preference,"
                 " procedural (how to), reflection."
