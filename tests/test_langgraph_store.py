@@ -27,7 +27,7 @@ KEYS = ["k1", "k2", "k3", "k4"]
 
 
 @pytest.fixture(scope="module")
-async def client(module_database: str) -> AsyncIterator[SpectronClient]:
+async def local_client(module_database: str) -> AsyncIterator[SpectronClient]:
     """An in-process client on the module's database (lives on the test loop)."""
     local = SpectronClient(database=module_database, embedder=HashingEmbedder(), extractor="none")
     await local.service()
@@ -35,6 +35,14 @@ async def client(module_database: str) -> AsyncIterator[SpectronClient]:
         yield local
     finally:
         await local.close()
+
+
+@pytest.fixture(params=["in-process", "http"])
+async def client(request, local_client, http_client) -> Any:
+    """The in-process client, or an HTTP client of the app on the same database (ASGI)."""
+    if request.param == "http":
+        return await http_client()
+    return local_client
 
 
 @pytest.fixture
@@ -208,12 +216,14 @@ async def test_query_search_ranks_by_recall_and_never_leaves_the_prefix(client, 
     assert [item.key for item in filtered] == ["doc3"]
 
 
-async def test_bad_input_raises_typed_errors_and_appends_nothing(client, base) -> None:
+async def test_bad_input_raises_typed_errors_and_appends_nothing(
+    client, local_client, base
+) -> None:
     store = SpectronStore(client, scope=base)
     deep: dict[str, Any] = {"x": 1}
     for _ in range(10):
         deep = {"d": deep}
-    before = await log_records(client)
+    before = await log_records(local_client)
     with pytest.raises(InvalidMetadata):
         await store.aput(("a",), "k", {"not json": {1, 2}})
     with pytest.raises(InvalidMetadata):
@@ -226,7 +236,7 @@ async def test_bad_input_raises_typed_errors_and_appends_nothing(client, base) -
         await store.aput(("a.b",), "k", {"x": 1})  # LangGraph's own label rule
     with pytest.raises(InvalidInput):
         SpectronStore(client, scope={**base, "ns1": "taken"})
-    assert await log_records(client) == before
+    assert await log_records(local_client) == before
 
 
 class Visits(TypedDict):

@@ -150,6 +150,9 @@ def create_app(service: MemoryService | None = None, settings: Settings | None =
     _add_session_routes(app, metrics)
     _add_key_routes(app)
     mount_mcp(app)  # /mcp, when the `mcp` extra is installed
+    from spectron.http.items import router as items_router  # it imports this module
+
+    app.include_router(items_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

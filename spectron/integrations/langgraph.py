@@ -30,7 +30,7 @@ import json
 import threading
 from collections.abc import Coroutine, Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from langgraph.store.base import (
     BaseStore,
@@ -51,25 +51,139 @@ from langgraph.store.base.embed import get_text_at_path, tokenize_path
 
 from spectron.asof import AsOf
 from spectron.client import SpectronClient
-from spectron.consistency import wait_for_projections
 from spectron.errors import InvalidMetadata, InvalidScope, SpectronError
 from spectron.facts import Facts, check_facts
+from spectron.http.client import HttpSession, HttpSpectronClient
 from spectron.items import (
     ITEM_FIELD,
     ItemRow,
-    current_items,
-    item_scopes,
-    item_versions,
-    position_json,
+    ItemVersion,
+    read_items,
+    read_scopes,
+    read_versions,
+    since_json,
 )
-from spectron.scope import MAX_DIMENSIONS, Scope, canonical_scope
-from spectron.service import MAX_TOP_K, MemoryService
+from spectron.scope import MAX_DIMENSIONS, Scope, canonical_scope, scope_key
+from spectron.service import MAX_TOP_K
 from spectron.validation import check_metadata
 
 T = TypeVar("T")
+Client = SpectronClient | HttpSpectronClient
 NAMESPACE_DIMENSION = "ns{}"  # ns1, ns2, ...: the namespace's labels as scope dimensions
 FACT_ENTITY_TYPE = "StoreItem"
 MAX_FACT_VALUE = 1000
+
+
+class ItemSource(Protocol):
+    """Reads of store items (writes are remember and forget on the client's sessions)."""
+
+    async def items(
+        self, prefix: Scope, *, key: str | None = None, exact: bool = False, as_of: AsOf = None
+    ) -> list[ItemRow]:
+        """Current items at (exact) or at and below `prefix`, read-your-writes."""
+        ...
+
+    async def versions(self, scope: Scope, key: str) -> list[ItemVersion]:
+        """Every value of a key at exactly `scope`, oldest first."""
+        ...
+
+    async def scopes(self, prefix: Scope) -> list[Scope]:
+        """Scopes at or below `prefix` holding items."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the source holds."""
+        ...
+
+
+class LocalItems:
+    """Items read from the projections of an in-process client."""
+
+    def __init__(self, client: SpectronClient, bound: float) -> None:
+        self.client = client
+        self.bound = bound
+
+    async def items(
+        self, prefix: Scope, *, key: str | None = None, exact: bool = False, as_of: AsOf = None
+    ) -> list[ItemRow]:
+        """See ItemSource."""
+        service = await self.client.service()
+        return await read_items(
+            service, prefix, key=key, exact=exact, as_of=as_of, bound=self.bound
+        )
+
+    async def versions(self, scope: Scope, key: str) -> list[ItemVersion]:
+        """See ItemSource."""
+        return await read_versions(await self.client.service(), scope, key, bound=self.bound)
+
+    async def scopes(self, prefix: Scope) -> list[Scope]:
+        """See ItemSource."""
+        return await read_scopes(await self.client.service(), prefix, bound=self.bound)
+
+    async def close(self) -> None:
+        """Nothing to release: the client is the caller's."""
+
+
+class HttpItems:
+    """Items read through `spectron serve` (/v1/sessions/{id}/items...), one session per scope."""
+
+    def __init__(self, client: HttpSpectronClient) -> None:
+        self.client = client
+        self._sessions: dict[str, HttpSession] = {}
+
+    async def _get(self, scope: Scope, path: str, params: dict[str, str] | None = None) -> Any:
+        session = self._sessions.get(scope_key(scope))
+        if session is None:
+            session = await self.client.sessions.create(scope=scope)
+            self._sessions[scope_key(scope)] = session
+        assert session.session_id is not None
+        return await self.client.request(
+            "GET", f"/v1/sessions/{session.session_id}/{path}", params=params
+        )
+
+    async def items(
+        self, prefix: Scope, *, key: str | None = None, exact: bool = False, as_of: AsOf = None
+    ) -> list[ItemRow]:
+        """See ItemSource."""
+        params = {"exact": "true" if exact else "false"}
+        if key is not None:
+            params["key"] = key
+        if as_of is not None:
+            params["as_of"] = _as_of_text(as_of)
+        return [ItemRow.model_validate(row) for row in await self._get(prefix, "items", params)]
+
+    async def versions(self, scope: Scope, key: str) -> list[ItemVersion]:
+        """See ItemSource."""
+        found = await self._get(scope, "items/versions", {"key": key})
+        return [ItemVersion.model_validate(row) for row in found]
+
+    async def scopes(self, prefix: Scope) -> list[Scope]:
+        """See ItemSource."""
+        return [dict(scope) for scope in await self._get(prefix, "items/scopes")]
+
+    async def close(self) -> None:
+        """Close the sessions this source opened."""
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+def _as_of_text(as_of: AsOf) -> str:
+    if isinstance(as_of, datetime):
+        return as_of.isoformat()
+    if isinstance(as_of, tuple):
+        return f"{as_of[0]}:{as_of[1]}"
+    return str(as_of)
+
+
+def item_source(client: Client, bound: float) -> ItemSource:
+    """Where a client's items are read: the projections in-process, the server over HTTP."""
+    if isinstance(client, HttpSpectronClient):
+        return HttpItems(client)
+    remote = getattr(client, "_http", None)  # SpectronClient(base_url=...) wraps an HTTP client
+    if isinstance(remote, HttpSpectronClient):
+        return HttpItems(remote)
+    return LocalItems(client, bound)
 
 
 class SpectronStore(BaseStore):
@@ -79,13 +193,14 @@ class SpectronStore(BaseStore):
 
     def __init__(
         self,
-        client: SpectronClient,
+        client: Client,
         scope: Scope,
         *,
         index: IndexConfig | None = None,
-        timeout: float = 60.0,
+        timeout: float = 30.0,
     ) -> None:
         self.client = client
+        self.source = item_source(client, timeout)
         self.scope = canonical_scope(scope)
         taken = [key for key in self.scope if _is_namespace_dimension(key)]
         if taken:
@@ -131,13 +246,15 @@ class SpectronStore(BaseStore):
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Run ops on the store's event loop: this one, unless the store lives elsewhere."""
+        return await self._on_loop(self._batch(list(ops)))
+
+    async def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
         running = asyncio.get_running_loop()
         if self._loop is None or self._loop.is_closed():
             self._loop = running
         if self._loop is running:
-            return await self._batch(list(ops))
-        future = asyncio.run_coroutine_threadsafe(self._batch(list(ops)), self._loop)
-        return await asyncio.wrap_future(future)
+            return await work
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
 
     def _sync(self, work: Coroutine[Any, Any, T]) -> T:
         try:
@@ -172,27 +289,21 @@ class SpectronStore(BaseStore):
     def close(self) -> None:
         """Close the client and stop the private loop, when sync use started one."""
         if self._owns_loop and self._loop is not None and self._thread is not None:
-            asyncio.run_coroutine_threadsafe(self.client.close(), self._loop).result()
+            asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
             self._loop, self._thread, self._owns_loop = None, None, False
 
+    async def _close_all(self) -> None:
+        await self.source.close()
+        await self.client.close()
+
+    async def aclose(self) -> None:
+        """Close the HTTP sessions the store opened (the client stays the caller's)."""
+        await self._on_loop(self.source.close())
+
     # -- the operations ---------------------------------------------------------------------
-
-    async def _service(self) -> MemoryService:
-        try:
-            return await self.client.service()
-        except SpectronError as exc:
-            raise SpectronError(
-                "SpectronStore needs an in-process client (embedded, or database=...):"
-                f" it reads the projections directly ({exc})"
-            ) from exc
-
-    async def _caught_up(self, service: MemoryService) -> None:
-        """Read your writes: wait until the projections hold everything appended so far."""
-        heads = await service.log.end_offsets()
-        await wait_for_projections(service.pool, heads, None, self.timeout, awaiting=None)
 
     async def _batch(self, ops: list[Op]) -> list[Result]:
         for op in ops:
@@ -200,43 +311,34 @@ class SpectronStore(BaseStore):
         # as in LangGraph's stores: reads see the state before the batch, the last put of a key wins
         puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
         results: list[Result] = []
-        service = await self._service()
         for op in ops:
             if isinstance(op, PutOp):
                 puts[(op.namespace, op.key)] = op
                 results.append(None)
-                continue
-            await self._caught_up(service)
-            if isinstance(op, GetOp):
-                results.append(await self._get(service, op.namespace, op.key))
+            elif isinstance(op, GetOp):
+                results.append(await self._get(op.namespace, op.key))
             elif isinstance(op, SearchOp):
-                results.append(await self._search(service, op))
+                results.append(await self._search(op))
             elif isinstance(op, ListNamespacesOp):
-                results.append(await self._list_namespaces(service, op))
+                results.append(await self._list_namespaces(op))
             else:
                 raise InvalidMetadata(f"unknown store operation {type(op).__name__}")
         for op in puts.values():
             if op.value is None:
-                await self._delete(service, op.namespace, op.key)
+                await self._delete(op.namespace, op.key)
             else:
-                await self._put(service, op)
+                await self._put(op)
         return results
 
-    async def _get(
-        self, service: MemoryService, namespace: tuple[str, ...], key: str, as_of: AsOf = None
-    ) -> Item | None:
+    async def _get(self, namespace: tuple[str, ...], key: str, as_of: AsOf = None) -> Item | None:
         scope = self.namespace_scope(namespace)
-        at = await _resolve(service, as_of)
-        async with service.pool.connection() as conn:
-            rows = await current_items(conn, scope, key=str(key), exact=True, as_of=at)
+        rows = await self.source.items(scope, key=str(key), exact=True, as_of=as_of)
         return _item(rows[0], namespace) if rows else None
 
-    async def _search(self, service: MemoryService, op: SearchOp) -> list[SearchItem]:
+    async def _search(self, op: SearchOp) -> list[SearchItem]:
         prefix = self.namespace_scope(op.namespace_prefix) if op.namespace_prefix else self.scope
-        async with service.pool.connection() as conn:
-            rows = await current_items(conn, prefix)
         found: list[tuple[ItemRow, tuple[str, ...]]] = []
-        for row in rows:
+        for row in await self.source.items(prefix):
             namespace = self.scope_namespace(row.scope)
             if namespace is None or namespace[: len(op.namespace_prefix)] != op.namespace_prefix:
                 continue
@@ -247,7 +349,8 @@ class SpectronStore(BaseStore):
             found.append((row, namespace))
         if op.query:
             return await self._ranked(prefix, op, found)
-        found.sort(key=lambda pair: (pair[0].namespace_since, pair[1], pair[0].created))
+        # InMemoryStore's order: namespaces as they came into being, then keys as they were created
+        found.sort(key=lambda pair: (pair[0].namespace_since.order, pair[1], pair[0].created.order))
         return [
             _search_item(row, namespace)
             for row, namespace in found[op.offset : op.offset + op.limit]
@@ -274,11 +377,8 @@ class SpectronStore(BaseStore):
         ]
         return hits[op.offset : wanted]
 
-    async def _list_namespaces(
-        self, service: MemoryService, op: ListNamespacesOp
-    ) -> list[tuple[str, ...]]:
-        async with service.pool.connection() as conn:
-            scopes = await item_scopes(conn, self.scope)
+    async def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+        scopes = await self.source.scopes(self.scope)
         namespaces = {ns for ns in map(self.scope_namespace, scopes) if ns is not None}
         matching = [
             ns
@@ -291,26 +391,19 @@ class SpectronStore(BaseStore):
             listed = sorted(matching)
         return listed[op.offset : op.offset + op.limit]
 
-    async def _put(self, service: MemoryService, op: PutOp) -> None:
+    async def _put(self, op: PutOp) -> None:
         if not isinstance(op.value, Mapping):
             raise InvalidMetadata(f"a store value must be a dict, got {type(op.value).__name__}")
         value = dict(op.value)
         if not all(isinstance(field, str) for field in value):
             raise InvalidMetadata("a store value's keys must be strings")
         scope = self.namespace_scope(op.namespace)
-        await self._caught_up(service)
-        async with service.pool.connection() as conn:
-            siblings = await current_items(conn, scope, exact=True)
-        since = min((row.namespace_since for row in siblings), default=None)
-        metadata = check_metadata(
-            {
-                ITEM_FIELD: {
-                    "key": op.key,
-                    "value": value,
-                    "since": position_json(since) if since else None,
-                }
-            }
-        )
+        item = {"key": op.key, "value": value, "since": None}
+        metadata = check_metadata({ITEM_FIELD: item})  # before any read: bad input fails fast
+        siblings = await self.source.items(scope, exact=True)
+        since = min((row.namespace_since for row in siblings), key=lambda p: p.order, default=None)
+        if since is not None:
+            metadata[ITEM_FIELD]["since"] = since_json(since)
         async with self.client.sessions.create(scope=scope) as session:
             await session.remember(
                 self._content(op, value), "knowledge", metadata, _facts(op.key, value)
@@ -330,15 +423,13 @@ class SpectronStore(BaseStore):
         text = "\n".join(t for t in texts if t.strip())
         return text or op.key
 
-    async def _delete(self, service: MemoryService, namespace: tuple[str, ...], key: str) -> None:
+    async def _delete(self, namespace: tuple[str, ...], key: str) -> None:
         scope = self.namespace_scope(namespace)
-        await self._caught_up(service)
-        async with service.pool.connection() as conn:
-            versions = await item_versions(conn, scope, key)
+        versions = await self.source.versions(scope, key)
         if versions:
             async with self.client.sessions.create(scope=scope) as session:
-                for memory_id, _, _ in versions:
-                    await session.forget(memory_id, reason="langgraph store delete")
+                for version in versions:
+                    await session.forget(version.memory_id, reason="langgraph store delete")
 
     # -- beyond BaseStore: time travel -----------------------------------------------------
 
@@ -353,22 +444,23 @@ class SpectronStore(BaseStore):
         """The item, or its value as of a log time or position (`as_of`)."""
         if as_of is None:
             return await super().aget(namespace, key, refresh_ttl=refresh_ttl)
-        service = await self._service()
-        await self._caught_up(service)
-        return await self._get(service, namespace, key, as_of)
+        return await self._on_loop(self._get(namespace, key, as_of))
 
     async def ahistory(self, namespace: tuple[str, ...], key: str) -> list[Item]:
         """Every value the key has held (and not had deleted), oldest first."""
-        service = await self._service()
-        await self._caught_up(service)
-        async with service.pool.connection() as conn:
-            versions = await item_versions(conn, self.namespace_scope(namespace), key)
+        versions = await self._on_loop(self.source.versions(self.namespace_scope(namespace), key))
         if not versions:
             return []
-        created = versions[0][2][0]
+        created = versions[0].at.recorded_at
         return [
-            Item(value=value, key=key, namespace=namespace, created_at=created, updated_at=at)
-            for _, value, (at, _, _) in versions
+            Item(
+                value=v.value,
+                key=key,
+                namespace=namespace,
+                created_at=created,
+                updated_at=v.at.recorded_at,
+            )
+            for v in versions
         ]
 
 
@@ -376,19 +468,13 @@ def _is_namespace_dimension(key: str) -> bool:
     return key.startswith("ns") and key[2:].isdigit()
 
 
-async def _resolve(service: MemoryService, as_of: AsOf) -> datetime | None:
-    from spectron.asof import resolve_as_of
-
-    return await resolve_as_of(as_of, service.log)
-
-
 def _item(row: ItemRow, namespace: tuple[str, ...]) -> Item:
     return Item(
         value=row.value,
         key=row.key,
         namespace=namespace,
-        created_at=row.created[0],
-        updated_at=row.updated[0],
+        created_at=row.created.recorded_at,
+        updated_at=row.updated.recorded_at,
     )
 
 
@@ -399,8 +485,8 @@ def _search_item(
         namespace=namespace,
         key=row.key,
         value=row.value,
-        created_at=row.created[0],
-        updated_at=row.updated[0],
+        created_at=row.created.recorded_at,
+        updated_at=row.updated.recorded_at,
         score=score,
     )
 
