@@ -348,7 +348,6 @@ async def test_langmem_memory_tools_work_on_the_store(client, base) -> None:
     await manage.ainvoke({"content": "The user lives in Lisbon.", "action": "create"})
     [memory_id] = [word for word in str(created).split() if len(word) == 36]
     found = await search.ainvoke({"query": "dark mode"})
-    print(found)
     assert "The user prefers dark mode." in str(found)
     await manage.ainvoke(
         {"content": "The user prefers light mode.", "action": "update", "id": memory_id}
