@@ -196,8 +196,14 @@ async def run_sequence(store: SpectronStore, seed: int, steps: int) -> dict[str,
     return counts
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_answers_what_inmemorystore_answers(client, base, seed: int) -> None:
+# three sequences in-process, one over HTTP (the same store code, reading through the routes)
+@pytest.mark.parametrize(
+    ("transport", "seed"), [("in-process", 1), ("in-process", 2), ("in-process", 3), ("http", 4)]
+)
+async def test_answers_what_inmemorystore_answers(
+    local_client, http_client, base, transport: str, seed: int
+) -> None:
+    client = local_client if transport == "in-process" else await http_client()
     store = SpectronStore(client, scope=base)
     counts = await run_sequence(store, seed, steps=70)
     assert all(counts.get(kind, 0) > 3 for kind in ("put", "get", "delete", "search", "list"))
