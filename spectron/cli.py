@@ -462,9 +462,11 @@ def schemas() -> None:
 
 
 from spectron.http.cli import keys_app, serve  # noqa: E402
+from spectron.mcp.cli import mcp  # noqa: E402
 from spectron.ops_cli import dlq_app  # noqa: E402
 
 app.command()(serve)
+app.command()(mcp)
 app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
 

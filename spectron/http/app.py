@@ -60,6 +60,7 @@ from spectron.http.sessions import (
     find_session,
     open_session,
 )
+from spectron.mcp import mount_mcp
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.scope import canonical_scope, is_within
 from spectron.service import MemoryService
@@ -162,6 +163,10 @@ def create_app(service: MemoryService | None = None, settings: Settings | None =
     _add_probes(app, metrics)
     _add_session_routes(app, metrics)
     _add_key_routes(app)
+    mount_mcp(app)  # /mcp, when the `mcp` extra is installed
+    from spectron.http.items import router as items_router  # it imports this module
+
+    app.include_router(items_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
