@@ -189,10 +189,14 @@ async def test_agents_fill_gaps_and_skip_redeliveries(
     await processors.enrich(embedding, partition, records[4:])
     await processors.enrich(embedding, partition, records)  # nor here: no second vector
     await assert_all_applied(processors, partition, embedding)
-    vectors = [
-        decode_record(r).event
-        for r in await opened(kafka_log.pool, await kafka_log.read(partition, 10))
-    ]
+    # the broker's end offsets lag its true end (Tansu): wait until the appended vectors read back
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        read = await opened(kafka_log.pool, await kafka_log.read(partition, 10))
+        vectors = [decode_record(r).event for r in read]
+        if len(vectors) >= 10 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert sorted(v.payload.memory_id for v in vectors if isinstance(v, MemoryEmbedded)) == (
         sorted(e.event_id for e in events)
     )
