@@ -51,6 +51,7 @@ from spectron.http.problems import (
     ScopeOutsideFloor,
     ServerUnavailable,
 )
+from spectron.http.routes_console import console_router, ui_router
 from spectron.http.routing import BodyLimit, SpectronRoute, problem_response, request_key
 from spectron.http.sessions import OpenSession, close_session, find_session, open_session
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
@@ -148,6 +149,8 @@ def create_app(service: MemoryService | None = None, settings: Settings | None =
     _add_probes(app, metrics)
     _add_session_routes(app, metrics)
     _add_key_routes(app)
+    app.include_router(console_router)
+    app.include_router(ui_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

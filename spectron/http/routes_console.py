@@ -1,0 +1,251 @@
+"""Routes for people and the web console: list and get memories, the scope tree, audit, the log's
+status and hash-chain verification, dead letters; and the console itself at /ui.
+
+Same rules as every /v1 route: an API key (authenticated by SpectronRoute), its capabilities and its
+scope floor, problem+json errors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from importlib.resources import files
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.responses import FileResponse, Response
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from spectron.errors import InvalidInput
+from spectron.health import (
+    DeadLetterInfo,
+    LogStatus,
+    RetryOutcome,
+    dead_letter_info,
+    retry_outcome,
+)
+from spectron.history import AuditPage
+from spectron.http import keys as keystore
+from spectron.http.bodies import MAX_TIMEOUT, AsOfIn, Consistency, KeyInfo
+from spectron.http.problems import Forbidden, NotFound
+from spectron.http.routing import SpectronRoute, request_key
+from spectron.http.sessions import OpenSession, find_session
+from spectron.memories import MAX_PAGE, MemoryPage, MemoryRecord
+from spectron.scope_tree import ScopeTree
+from spectron.service import MemoryService
+from spectron.validation import MEMORY_CATEGORIES
+from spectron.verification import LogVerification
+
+UI_DIR = files("spectron.http") / "ui"
+UI_MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+# the console loads nothing from elsewhere: no CDN, no inline script, no framing
+UI_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
+        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sk_...`.")
+console_router = APIRouter(route_class=SpectronRoute, dependencies=[Security(bearer)])
+ui_router = APIRouter(include_in_schema=False)
+
+TimeoutQuery = Annotated[float | None, Query(ge=0, le=MAX_TIMEOUT)]
+CategoryQuery = Annotated[
+    str | None, Query(description=f"Only this category: {', '.join(MEMORY_CATEGORIES)}.")
+]
+MetadataQuery = Annotated[
+    str | None, Query(max_length=16_384, description="JSON object: exact match on these keys.")
+]
+
+
+def _service(request: Request) -> MemoryService:
+    service: MemoryService = request.app.state.service
+    return service
+
+
+Service = Annotated[MemoryService, Depends(_service)]
+
+
+async def _reader(request: Request, session_id: str) -> OpenSession:
+    """The caller's open session, once its key is known to have `read`."""
+    key = request_key(request)
+    async with _service(request).pool.connection() as conn:
+        session = await find_session(conn, session_id, key)
+    key.require("read")
+    return session
+
+
+def _key_with(capability: keystore.Capability) -> object:
+    def dependency(request: Request) -> keystore.ApiKey:
+        key = request_key(request)
+        key.require(capability)
+        return key
+
+    return Depends(dependency)
+
+
+Reader = Annotated[OpenSession, Depends(_reader)]
+ReadKey = Annotated[keystore.ApiKey, _key_with("read")]
+AdminKey = Annotated[keystore.ApiKey, _key_with("admin")]
+
+
+def _metadata(text: str | None) -> object:
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"metadata must be a JSON object: {exc}") from None
+
+
+def _unrestricted(key: keystore.ApiKey) -> None:
+    # a dead letter has no readable scope, so only a key whose floor is every scope may see it
+    if key.scope_floor:
+        raise Forbidden(
+            f"dead letters belong to no scope: only an admin key with the floor {{}} may use them;"
+            f" {key.key_id} has {key.scope_floor}"
+        )
+
+
+class DeadLetterRetry(BaseModel):
+    """Retry one dead letter (partition and offset), or all of them (neither)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    partition: Annotated[int | None, Field(ge=0)] = None
+    offset: Annotated[int | None, Field(ge=0)] = None
+
+
+@console_router.get("/v1/whoami", tags=["keys"])
+async def whoami(request: Request) -> KeyInfo:
+    """The calling key: principal, scope floor and capabilities (what a console may offer)."""
+    return KeyInfo(**request_key(request).public())
+
+
+@console_router.get("/v1/scopes", tags=["memory"])
+async def scopes(key: ReadKey, service: Service, as_of: AsOfIn = None) -> ScopeTree:
+    """Scopes holding memories visible from the key's floor, with counts (needs `read`)."""
+    return await service.scope_tree(key.scope_floor, as_of=as_of)
+
+
+@console_router.get("/v1/sessions/{session_id}/memories", tags=["memory"])
+async def list_memories(
+    session: Reader,
+    service: Service,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    memory_category: CategoryQuery = None,
+    metadata: MetadataQuery = None,
+    consistency: Consistency = "strong",
+    timeout: TimeoutQuery = None,
+    as_of: AsOfIn = None,
+) -> MemoryPage:
+    """Memories visible from the session's scope, newest first, with log positions (needs `read`)."""
+    return await service.list_memories(
+        session.scope,
+        limit=limit,
+        cursor=cursor,
+        memory_category=memory_category,
+        metadata=_metadata(metadata),
+        consistency=consistency,
+        timeout=timeout,
+        as_of=as_of,
+    )
+
+
+@console_router.get("/v1/sessions/{session_id}/memories/{memory_id}", tags=["memory"])
+async def get_memory(
+    session: Reader,
+    service: Service,
+    memory_id: uuid.UUID,
+    consistency: Consistency = "strong",
+    timeout: TimeoutQuery = None,
+    as_of: AsOfIn = None,
+) -> MemoryRecord:
+    """One memory visible from the session's scope (needs `read`); 404 once forgotten."""
+    return await service.get_memory(
+        session.scope, memory_id, consistency=consistency, timeout=timeout, as_of=as_of
+    )
+
+
+@console_router.get("/v1/sessions/{session_id}/audit", tags=["audit"])
+async def audit(
+    session: Reader,
+    service: Service,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    principal: Annotated[str | None, Query(max_length=128)] = None,
+    since: AsOfIn = None,
+    until: AsOfIn = None,
+) -> AuditPage:
+    """Newest events visible from the session's scope: who, what, when, ids, positions (`read`)."""
+    return await service.audit(
+        session.scope, limit=limit, principal=principal, since=since, until=until
+    )
+
+
+@console_router.get("/v1/log/verification", tags=["audit"])
+async def verify_log(key: ReadKey, service: Service) -> LogVerification:
+    """Check the log's hash chain end to end, now (needs `read`; reads the whole log)."""
+    return await service.verify_log()
+
+
+@console_router.get("/v1/status", tags=["operations"])
+async def status(key: ReadKey, service: Service) -> LogStatus:
+    """Per partition log end, projected position and lag; pending embeddings; dead letters."""
+    return await service.log_status()
+
+
+@console_router.get("/v1/dead-letters", tags=["operations"])
+async def list_dead_letters(
+    key: AdminKey, service: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[DeadLetterInfo]:
+    """Dead letters in log order (needs `admin` and the floor `{}`)."""
+    from spectron.dlq import list_dead_letters as listed
+
+    _unrestricted(key)
+    return [dead_letter_info(letter) for letter in await listed(service.pool, limit)]
+
+
+@console_router.post("/v1/dead-letters/retry", tags=["operations"])
+async def retry_dead_letters(
+    body: DeadLetterRetry, key: AdminKey, service: Service
+) -> RetryOutcome:
+    """Decode dead letters again; apply those that decode (needs `admin` and the floor `{}`)."""
+    from spectron.dlq import retry_dead_letters as retry
+    from spectron.events import LogPosition
+
+    _unrestricted(key)
+    if (body.partition is None) != (body.offset is None):
+        raise InvalidInput("give both partition and offset, or neither")
+    positions = (
+        None
+        if body.partition is None or body.offset is None
+        else [LogPosition(body.partition, body.offset)]
+    )
+    report = await retry(
+        service.pool,
+        service.context,
+        positions,
+        event_log=service.log,
+        enrichers=service.enrichers(),
+    )
+    return retry_outcome(report)
+
+
+@ui_router.get("/ui")
+@ui_router.get("/ui/{path:path}")
+async def console(path: str = "") -> Response:
+    """The web console: its assets by name, and index.html for every view's URL."""
+    name = path.rsplit("/", 1)[-1]
+    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+    asset = UI_DIR / name
+    if suffix in UI_MEDIA_TYPES:
+        if "/" in path or not asset.is_file():
+            raise NotFound(f"the console has no asset {path!r}")
+        return FileResponse(str(asset), media_type=UI_MEDIA_TYPES[suffix], headers=UI_HEADERS)
+    index = UI_DIR / "index.html"
+    return FileResponse(str(index), media_type="text/html", headers=UI_HEADERS)
