@@ -547,10 +547,17 @@ class MemoryService:
         async with self.pool.connection() as conn:
             return await get_memory(conn, scope, memory_id, at)
 
-    async def scope_tree(self, root: Scope, as_of: AsOf = None) -> ScopeTree:
+    async def scope_tree(
+        self,
+        root: Scope,
+        as_of: AsOf = None,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+    ) -> ScopeTree:
         """Scopes holding memories visible from `root` (`{}`: every scope), with counts."""
         root = canonical_scope(root) if root else {}
         at = await resolve_as_of(as_of, self.log)
+        await self._read_your_writes(root or None, consistency, timeout)
         async with self.pool.connection() as conn:
             return await scope_tree(conn, root, at)
 
@@ -585,7 +592,7 @@ class MemoryService:
         return await verify_log(self.log, self.pool)
 
     async def _read_your_writes(
-        self, scope: Scope, consistency: Consistency, timeout: float | None
+        self, scope: Scope | None, consistency: Consistency, timeout: float | None
     ) -> int:
         """Wait (bounded) until the projections cover what was appended before this read."""
         if consistency == "eventual":
