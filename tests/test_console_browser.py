@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert proc.poll() is None, f"spectron serve exited: {proc.stdout and proc.stdout.read()}"
+            assert proc.poll() is None, (
+                f"spectron serve exited: {proc.stdout and proc.stdout.read()}"
+            )
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
@@ -159,7 +162,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             "auditor": make_key(url, admin, "user:auditor", {"org": "acme"}, ["read"]),
         }
         seeded = asyncio.run(seed(url, keys))
-        yield {"url": url, "keys": keys, **seeded}
+        yield {"url": url, "keys": keys, "home": env["SPECTRON_HOME"], **seeded}
     finally:
         proc.terminate()
         try:
@@ -322,6 +325,10 @@ def test_audit_with_verification_and_history(server, browser) -> None:
     expect(events).to_contain_text("MemoryRecorded")
     expect(events).to_contain_text("agent:b")
     expect(events).to_contain_text("MemoriesForgotten")
+    newer = server["newer"]
+    expect(events.locator("tr").filter(has_text="Pro tier costs $349/mo.")).to_contain_text(
+        f"{newer.partition}:{newer.offset}"
+    )
     page.get_by_label("Entity").fill("Competitor X")
     page.get_by_label("Attribute (optional)").fill("pro_tier_price")
     page.get_by_role("button", name="Show history").click()
@@ -333,15 +340,55 @@ def test_audit_with_verification_and_history(server, browser) -> None:
     page.context.close()
 
 
-def test_health_for_an_admin(server, browser) -> None:
+async def append_poison(home: str) -> tuple[int, int]:
+    """Another producer's bytes in the server's log (same embedded home): a dead letter to be."""
+    client = SpectronClient(home=home, embedder="hashing", extractor="none", run_projectors=False)
+    try:
+        service = await client.service()
+        event_log: Any = service.log
+        appended = await event_log.append_raw(0, None, b"\x00not an event")
+        return appended.position.partition, appended.position.offset
+    finally:
+        await client.close()
+
+
+def in_thread(coroutine: Any) -> Any:
+    """Run a coroutine to completion off this thread (Playwright's sync API owns its loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def wait_for_dead_letters(url: str, secret: str, count: int) -> None:
+    """Until the server's projector has dead-lettered `count` records (60 s bound)."""
+    headers = {"Authorization": f"Bearer {secret}"}
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/v1/status", headers=headers).json()["dead_letters"] < count:
+        assert time.monotonic() < deadline, "the poison record was never dead-lettered"
+        time.sleep(0.2)
+
+
+def test_health_for_an_admin_with_a_dead_letter_and_retry(server, browser) -> None:
+    partition, offset = in_thread(append_poison(server["home"]))
+    wait_for_dead_letters(server["url"], server["keys"]["admin"], 1)
     page = open_page(browser)
     sign_in(page, server["url"], server["keys"]["admin"], "/ui/health")
     lag = page.get_by_role("region", name="Projection lag per partition")
     expect(lag.locator("tbody tr")).not_to_have_count(0)
-    expect(page.get_by_role("heading", name=re.compile(r"^Dead letters"))).to_be_visible()
-    expect(page.get_by_text("No dead letters.")).to_be_visible()
+    retry = page.get_by_role("button", name=f"Retry dead letter {partition}:{offset}")
+    letters = page.get_by_role("region", name="Dead letters", exact=True)
+    expect(letters).to_contain_text("not an event")
     shot(page, "health-desktop")
+    retry.click()
+    expect(page.locator("#status")).to_have_text("Revived 0; still dead 1.")
+    expect(page.get_by_role("region", name="Dead letters", exact=True)).to_contain_text(
+        f"{partition}:{offset}"
+    )
     page.context.close()
+    reader = open_page(browser)
+    sign_in(reader, server["url"], server["keys"]["auditor"], "/ui/health")
+    expect(reader.get_by_role("heading", name="Dead letters (1)")).to_be_visible()
+    expect(reader.get_by_role("button", name=re.compile("Retry"))).to_have_count(0)
+    reader.context.close()
 
 
 def test_phone_width_views(server, browser) -> None:

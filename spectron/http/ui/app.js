@@ -47,6 +47,11 @@ function when(iso) {
   return h("time", { datetime: iso, title: iso }, text);
 }
 
+/** A log position as "partition:offset" (the API sends it as a [partition, offset] pair). */
+function position(at) {
+  return Array.isArray(at) ? `${at[0]}:${at[1]}` : `${at.partition}:${at.offset}`;
+}
+
 function shortId(id) {
   return h("code", { title: id }, String(id).slice(0, 8));
 }
@@ -180,12 +185,14 @@ function asOfControl(view, events) {
   const index = asOf
     ? events.reduce((found, record, i) => (record.recorded_at <= asOf ? i : found), -1)
     : events.length;
-  const position = Math.max(index, 0);
-  const label =
-    position >= events.length
-      ? "Now: the latest state"
-      : `${new Date(events[position].recorded_at).toISOString()}: after ${describe(events[position])}`;
+  const at = Math.max(index, 0);
+  const label = !asOf
+    ? "Now: the latest state"
+    : index < 0
+      ? "before this scope's first event"
+      : `after ${describe(events[index])}`;
   const output = h("output", { id: "as-of-output", for: "as-of-range" }, asOf ? `As of ${asOf}` : "Now");
+  const detail = asOf ? [" · ", label] : ": the latest state";
   let pending = null;
   const range = h("input", {
     type: "range",
@@ -193,8 +200,8 @@ function asOfControl(view, events) {
     min: 0,
     max: events.length,
     step: 1,
-    value: position,
-    "aria-valuetext": label,
+    value: at,
+    "aria-valuetext": asOf ? `${asOf}, ${label}` : label,
     oninput: (event) => {
       const i = Number(event.target.value);
       const chosen = i >= events.length ? null : events[i].recorded_at;
@@ -239,7 +246,7 @@ function asOfControl(view, events) {
       h("label", { for: "as-of-range" }, `Log events (${events.length})`),
       range,
     ),
-    h("p", { class: "as-of-now", id: "as-of-label" }, output, " · ", label),
+    h("p", { class: "as-of-now", id: "as-of-label" }, output, detail),
   );
 }
 
@@ -495,7 +502,7 @@ function conflictLine(entity, chain) {
     h("span", { class: "change" }, `was ${previous.value} → now ${current.value}`),
     h(
       "span",
-      { class: "who" },
+      { class: "by" },
       ` — ${current.value} by ${current.principal} at `,
       when(current.recorded_at),
       `; ${previous.value} by ${previous.principal} at `,
@@ -632,7 +639,7 @@ async function auditView() {
       h("td", {}, e.value),
       h("td", {}, e.principal),
       h("td", {}, when(e.recorded_at)),
-      h("td", {}, `${e.position.partition}:${e.position.offset}`),
+      h("td", {}, position(e.position)),
       h("td", {}, e.superseded_by ? `${e.superseded_by} (${e.superseded_at ? new Date(e.superseded_at).toISOString().slice(0, 19) : ""})` : "current"),
     ),
   );
@@ -656,7 +663,7 @@ async function auditView() {
       h("td", {}, r.type),
       h("td", {}, r.principal),
       h("td", {}, scopeLabel(r.scope)),
-      h("td", {}, `${r.position.partition}:${r.position.offset}`),
+      h("td", {}, position(r.position)),
       h("td", {}, r.event_id ? shortId(r.event_id) : "—"),
       h("td", { class: "summary-cell" }, r.summary),
     ),
