@@ -60,6 +60,8 @@ async def test_list_newest_first_in_pages_with_filters_as_of_and_get(client) -> 
         assert [m.content for m in episodes.items] == ["An episode."]
         then = await s.memories(as_of=written[1].recorded_at, limit=100)
         assert {m.id for m in then.items} == {written[0].id, written[1].id}
+        at_position = LogPosition(written[1].partition, written[1].offset)
+        assert await s.memories(as_of=at_position, limit=100) == then
         one = await s.memory(written[2].id)
         assert (one.content, one.partition, one.offset) == (
             "Note 2 about pricing.",

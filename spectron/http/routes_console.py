@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from spectron.asof import as_of_from_text
 from spectron.errors import InvalidInput
 from spectron.health import (
     DeadLetterInfo,
@@ -129,7 +130,7 @@ async def whoami(request: Request) -> KeyInfo:
 @console_router.get("/v1/scopes", tags=["memory"])
 async def scopes(key: ReadKey, service: Service, as_of: AsOfIn = None) -> ScopeTree:
     """Scopes holding memories visible from the key's floor, with counts (needs `read`)."""
-    return await service.scope_tree(key.scope_floor, as_of=as_of)
+    return await service.scope_tree(key.scope_floor, as_of=as_of_from_text(as_of))
 
 
 @console_router.get("/v1/sessions/{session_id}/memories", tags=["memory"])
@@ -153,7 +154,7 @@ async def list_memories(
         metadata=_metadata(metadata),
         consistency=consistency,
         timeout=timeout,
-        as_of=as_of,
+        as_of=as_of_from_text(as_of),
     )
 
 
@@ -168,7 +169,11 @@ async def get_memory(
 ) -> MemoryRecord:
     """One memory visible from the session's scope (needs `read`); 404 once forgotten."""
     return await service.get_memory(
-        session.scope, memory_id, consistency=consistency, timeout=timeout, as_of=as_of
+        session.scope,
+        memory_id,
+        consistency=consistency,
+        timeout=timeout,
+        as_of=as_of_from_text(as_of),
     )
 
 
@@ -183,7 +188,11 @@ async def audit(
 ) -> AuditPage:
     """Newest events visible from the session's scope: who, what, when, ids, positions (`read`)."""
     return await service.audit(
-        session.scope, limit=limit, principal=principal, since=since, until=until
+        session.scope,
+        limit=limit,
+        principal=principal,
+        since=as_of_from_text(since),
+        until=as_of_from_text(until),
     )
 
 
