@@ -257,6 +257,17 @@ def test_state_shows_the_conflict_and_time_travels(server, browser) -> None:
     expect(history.locator("li.current")).to_contain_text("$349/mo")
     shot(page, "state-desktop")
 
+    # the memory a value came from, one click away; Back returns to the state
+    history.locator("li.current").get_by_role("link", name=re.compile("^Memory ")).click()
+    source = page.locator("li.memory")
+    expect(source).to_have_count(1)
+    expect(source).to_contain_text("Competitor X's Pro tier costs $349/mo.")
+    expect(source).to_contain_text("agent:b")
+    expect(source).to_contain_text(f"{newer.partition}:{newer.offset}")
+    page.go_back()
+    history = page.get_by_label("History of Competitor X pro_tier_price")
+    expect(history.locator("li.current")).to_contain_text("$349/mo")
+
     # just before the $349/mo write: only the old value existed
     before = (newer.recorded_at - timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     page.get_by_label("As of (your local time)").fill(before)

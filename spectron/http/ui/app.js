@@ -52,6 +52,15 @@ function position(at) {
   return Array.isArray(at) ? `${at[0]}:${at[1]}` : `${at.partition}:${at.offset}`;
 }
 
+/** A link to one memory on the Memories view (at the scope being looked at). */
+function memoryLink(id, scope) {
+  return h(
+    "a",
+    { href: urlOf("memories", { scope, memory: id, q: null, cursor: null }, false), "data-nav": true, "aria-label": `Memory ${id}` },
+    h("code", {}, String(id).slice(0, 8)),
+  );
+}
+
 function shortId(id) {
   return h("code", { title: id }, String(id).slice(0, 8));
 }
@@ -113,6 +122,10 @@ function navigate(url, { replace = false, focus = true } = {}) {
   history[replace ? "replaceState" : "pushState"](null, "", url);
   render({ focus });
 }
+
+/** The scope of the view being rendered (for links that stay on it). */
+let viewScope = null;
+const scopeOfView = () => viewScope;
 
 function currentScope() {
   const text = query().get("scope");
@@ -383,10 +396,29 @@ function confirmForget(memory, scope) {
   dialog.showModal();
 }
 
+async function memoryView(scope, id) {
+  const asOf = query().get("as_of") || undefined;
+  const [events, memory] = await Promise.all([
+    logTimes(scope),
+    onScope(scope, "GET", `memories/${encodeURIComponent(id)}`, { query: { as_of: asOf } }).catch((error) => {
+      if (error instanceof ApiError && error.status === 404) return null;
+      throw error;
+    }),
+  ]);
+  return [
+    ...viewHeader("memories", scope, events),
+    h("p", {}, h("a", { href: urlOf("memories", { memory: null }), "data-nav": true }, "All memories at this scope")),
+    memory
+      ? h("ol", { class: "memories single", "aria-label": "Memory" }, memoryCard(memory, scope, { withPosition: true }))
+      : h("p", { class: "empty" }, asOf ? "This memory did not exist yet at that moment, or was forgotten." : "No such memory here: it was forgotten, or it is not visible from this scope."),
+  ];
+}
+
 async function memoriesView() {
   const scope = currentScope();
   if (!scope) return [h("h1", { tabindex: -1 }, "Memories"), scopeForm("memories", null)];
   const params = query();
+  if (params.get("memory")) return memoryView(scope, params.get("memory"));
   const asOf = params.get("as_of") || undefined;
   const text = params.get("q") || "";
   const mode = params.get("mode") || "hybrid";
@@ -527,7 +559,7 @@ function timeline(entity, chain) {
           `${value.principal} · ${scopeLabel(entity.scope)} · `,
           when(value.recorded_at),
           " · memory ",
-          shortId(value.memory_id),
+          memoryLink(value.memory_id, scopeOfView()),
         ),
       ),
     ),
@@ -664,7 +696,7 @@ async function auditView() {
       h("td", {}, r.principal),
       h("td", {}, scopeLabel(r.scope)),
       h("td", {}, position(r.position)),
-      h("td", {}, r.event_id ? shortId(r.event_id) : "—"),
+      h("td", {}, r.event_id ? (r.type === "MemoryRecorded" && r.summary !== "(content forgotten)" ? memoryLink(r.event_id, scope) : shortId(r.event_id)) : "—"),
       h("td", { class: "summary-cell" }, r.summary),
     ),
   );
@@ -798,6 +830,7 @@ async function render({ focus = false } = {}) {
     if (view !== "scopes" && !query().get("scope") && !Object.keys(me.scope_floor).length && !rootScopes) {
       rootScopes = await api("GET", "/v1/scopes");
     }
+    viewScope = currentScope();
     nodes = await VIEWS[view]();
   } catch (error) {
     if (id !== renderId) return;
