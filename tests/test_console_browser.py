@@ -299,8 +299,16 @@ def test_forget_a_memory_and_see_it_gone(server, browser) -> None:
     sign_in(page, server["url"], server["keys"]["lead"], scoped("memories", SHARED))
     rumour = page.locator("li.memory").filter(has_text="Competitor Y is rumoured")
     expect(rumour).to_have_count(1)
-    rumour.get_by_role("button", name=re.compile("^Forget memory")).click()
+    forget = rumour.get_by_role("button", name=re.compile("^Forget memory"))
+    forget.focus()
+    page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog", name="Forget this memory?")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")  # nothing is forgotten without confirming
+    expect(dialog).to_have_count(0)
+    expect(rumour).to_have_count(1)
+    forget.click()
     expect(dialog).to_be_visible()
     shot(page, "forget-confirm-desktop")
     dialog.get_by_role("button", name="Forget", exact=True).click()
@@ -324,6 +332,16 @@ def test_a_read_only_key_sees_no_forget_action(server, browser) -> None:
     expect(page.locator("li.memory").filter(has_text="Pro tier costs $349/mo")).to_have_count(1)
     expect(page.get_by_role("button", name=re.compile("Forget"))).to_have_count(0)
     expect(page.locator("#principal")).to_have_text("user:auditor (read)")
+    # time travel on Memories: the slider's first step is the scope's first event
+    page.get_by_label(re.compile(r"^Log events")).focus()
+    page.keyboard.press("Home")
+    expect(page).to_have_url(re.compile(r"as_of="))
+    expect(page.locator("li.memory")).to_have_count(1)
+    expect(page.locator("li.memory")).to_contain_text("launched a new pricing tier at $299/mo")
+    # a scope outside the key's floor is refused by the server, and the console says why
+    page.get_by_label("Scope (JSON)").fill('{"org":"elsewhere"}')
+    page.get_by_role("button", name="Open scope").click()
+    expect(page.get_by_role("alert")).to_contain_text("Scope outside floor")
     page.context.close()
 
 
