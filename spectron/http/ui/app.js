@@ -117,10 +117,10 @@ function urlOf(view, changes = {}, keep = true) {
   return `/ui/${view}${text ? `?${text}` : ""}`;
 }
 
-function navigate(url, { replace = false, focus = true } = {}) {
+function navigate(url, { replace = false, focus = true, travel = false } = {}) {
   announce("");
   history[replace ? "replaceState" : "pushState"](null, "", url);
-  render({ focus });
+  render({ focus, travel });
 }
 
 /** The scope of the view being rendered (for links that stay on it). */
@@ -173,12 +173,24 @@ function scopeForm(view, scope) {
   );
 }
 
-/** Log times of the scope (ascending), for the as-of slider: every event visible from it. */
+// the slider's events, per scope: read again on every render except the slider's and the
+// date-time input's own (moving through time must not re-read the log at each step)
+const eventCache = new Map();
+let reuseEvents = false;
+
+/** Log events visible from the scope (ascending; the newest 1000), for the as-of slider. */
 async function logTimes(scope) {
-  const page = await onScope(scope, "GET", "audit", { query: { limit: 1000 } });
-  return page.items
-    .filter((record) => record.event_id !== null)
-    .sort((a, b) => (a.recorded_at < b.recorded_at ? -1 : a.recorded_at > b.recorded_at ? 1 : 0));
+  const key = JSON.stringify(scope);
+  if (!reuseEvents || !eventCache.has(key)) {
+    const loading = onScope(scope, "GET", "audit", { query: { limit: 1000 } }).then((page) =>
+      page.items
+        .filter((record) => record.event_id !== null)
+        .sort((a, b) => (a.recorded_at < b.recorded_at ? -1 : a.recorded_at > b.recorded_at ? 1 : 0)),
+    );
+    eventCache.set(key, loading);
+    loading.catch(() => eventCache.delete(key));
+  }
+  return eventCache.get(key);
 }
 
 function localInputValue(iso) {
@@ -220,7 +232,10 @@ function asOfControl(view, events) {
       const chosen = i >= events.length ? null : events[i].recorded_at;
       output.textContent = chosen ? `As of ${chosen}` : "Now";
       clearTimeout(pending);
-      pending = setTimeout(() => navigate(urlOf(view, { as_of: chosen, cursor: null }), { replace: true, focus: false }), 120);
+      pending = setTimeout(
+        () => navigate(urlOf(view, { as_of: chosen, cursor: null }), { replace: true, focus: false, travel: true }),
+        120,
+      );
     },
   });
   const picker = h("input", {
@@ -231,7 +246,7 @@ function asOfControl(view, events) {
     onchange: (event) => {
       const value = event.target.value;
       const chosen = value ? new Date(value).toISOString() : null;
-      navigate(urlOf(view, { as_of: chosen, cursor: null }), { replace: true, focus: false });
+      navigate(urlOf(view, { as_of: chosen, cursor: null }), { replace: true, focus: false, travel: true });
     },
   });
   return h(
@@ -799,8 +814,9 @@ function showSignedOut(error) {
   $("#api-key").focus();
 }
 
-async function render({ focus = false } = {}) {
+async function render({ focus = false, travel = false } = {}) {
   const id = ++renderId;
+  reuseEvents = travel;
   if (!storedKey()) {
     showSignedOut(null);
     return;
