@@ -204,8 +204,11 @@ def sign_in(page: Any, url: str, secret: str, path: str = "/ui") -> None:
 
 
 def shot(page: Any, name: str) -> None:
+    """Save the whole page, and (at phone width) also the first screen as a phone shows it."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if page.viewport_size["width"] <= PHONE["width"]:
+        page.screenshot(path=str(ARTIFACTS / f"{name}-screen.png"))
 
 
 def scoped(view: str, scope: dict[str, str], **extra: str) -> str:
@@ -323,6 +326,13 @@ def test_forget_a_memory_and_see_it_gone(server, browser) -> None:
         f"{server['url']}/v1/sessions/{sid}/memories/{server['rumour'].id}", headers=headers
     )
     assert gone.status_code == 404
+    # the audit still says who wrote it and who forgot it, without the content
+    page.get_by_role("link", name="Audit", exact=True).click()
+    events = page.get_by_role("region", name="Events visible from this scope")
+    forgotten = events.locator("tr").filter(has_text="MemoriesForgotten")
+    expect(forgotten).to_contain_text("user:lead")
+    expect(events.locator("tr").filter(has_text="(content forgotten)").first).to_be_visible()
+    expect(events).not_to_contain_text("Competitor Y is rumoured")
     page.context.close()
 
 
@@ -353,7 +363,7 @@ def test_audit_with_verification_and_history(server, browser) -> None:
     events = page.get_by_role("region", name="Events visible from this scope")
     expect(events).to_contain_text("MemoryRecorded")
     expect(events).to_contain_text("agent:b")
-    expect(events).to_contain_text("MemoriesForgotten")
+    expect(events).to_contain_text("FactsExtracted")
     newer = server["newer"]
     expect(events.locator("tr").filter(has_text="Pro tier costs $349/mo.")).to_contain_text(
         f"{newer.partition}:{newer.offset}"
@@ -436,4 +446,12 @@ def test_phone_width_views(server, browser) -> None:
     page.get_by_role("link", name="Scopes", exact=True).click()
     expect(page.locator(".tree")).to_be_visible()
     shot(page, "scopes-phone")
+    for view, ready in (("audit", ".verification .verdict"), ("health", ".stats")):
+        page.get_by_role("link", name=view.capitalize(), exact=True).click()
+        expect(page.locator(ready)).to_be_visible()
+        # wide tables scroll inside their own region, never the page
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], view
+        if view == "audit":
+            page.get_by_role("heading", name="Who did what").scroll_into_view_if_needed()
+        shot(page, f"{view}-phone")
     page.context.close()

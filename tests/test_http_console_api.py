@@ -4,8 +4,10 @@ status and verification, dead letters — on both Python transports, with capabi
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,3 +176,31 @@ async def test_dead_letters_need_an_unrestricted_admin(http_client, make_key) ->
     assert outcome.missing == [nowhere] and outcome.revived == [] and outcome.kept == {}
     with pytest.raises(InvalidInput):
         await admin.request("POST", "/v1/dead-letters/retry", {"partition": 0})
+
+
+async def test_the_console_is_served_from_the_package_and_loads_nothing_from_elsewhere(raw) -> None:
+    browser = raw()
+    for path in ("/ui", "/ui/", "/ui/state", "/ui/memories?scope=%7B%22org%22%3A%22acme%22%7D"):
+        page = await browser.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert '<script type="module" src="/ui/app.js">' in page.text
+    for asset, media in (("app.js", "text/javascript"), ("api.js", "text/javascript")):
+        answer = await browser.get(f"/ui/{asset}")
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith(media)
+    css = await browser.get("/ui/style.css")
+    assert css.headers["content-type"].startswith("text/css")
+    missing = await browser.get("/ui/nothing.js")
+    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+    assert (await browser.get("/ui/sub/app.js")).status_code == 404
+    ui = Path(__file__).resolve().parent.parent / "spectron" / "http" / "ui"
+    shipped = sorted(p.name for p in ui.iterdir())
+    assert shipped == ["api.js", "app.js", "icon.svg", "index.html", "style.css"]
+    for name in shipped:
+        text = (ui / name).read_text()
+        # offline: no CDN, no remote font or script; the only URL is the SVG namespace
+        urls = set(re.findall(r"https?://[^\s\"')]+", text)) - {"http://www.w3.org/2000/svg"}
+        assert not urls, f"{name} refers to {urls}"
+        assert not re.search(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", text), (
+            f"{name} must build the DOM from elements and text nodes only (content is user data)"
+        )

@@ -65,8 +65,11 @@ function shortId(id) {
   return h("code", { title: id }, String(id).slice(0, 8));
 }
 
-/** A table that scrolls sideways on a narrow screen, reachable by keyboard. */
+/** A table (stacked as labelled rows on a phone; see style.css), reachable by keyboard. */
 function table(caption, headers, rows) {
+  for (const row of rows) {
+    [...row.children].forEach((cell, i) => cell.setAttribute("data-label", headers[i] ?? ""));
+  }
   return h(
     "div",
     { class: "table-wrap", tabindex: 0, role: "region", "aria-label": caption },
