@@ -178,7 +178,7 @@ async def test_dead_letters_need_an_unrestricted_admin(http_client, make_key) ->
         await admin.request("POST", "/v1/dead-letters/retry", {"partition": 0})
 
 
-async def test_the_console_is_served_from_the_package_and_loads_nothing_from_elsewhere(raw) -> None:
+async def test_the_console_is_served_at_ui_with_its_assets(raw) -> None:
     browser = raw()
     for path in ("/ui", "/ui/", "/ui/state", "/ui/memories?scope=%7B%22org%22%3A%22acme%22%7D"):
         page = await browser.get(path)
@@ -193,6 +193,9 @@ async def test_the_console_is_served_from_the_package_and_loads_nothing_from_els
     missing = await browser.get("/ui/nothing.js")
     assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
     assert (await browser.get("/ui/sub/app.js")).status_code == 404
+
+
+def test_console_assets_load_nothing_from_elsewhere_and_write_no_html() -> None:
     ui = Path(__file__).resolve().parent.parent / "spectron" / "http" / "ui"
     shipped = sorted(p.name for p in ui.iterdir())
     assert shipped == ["api.js", "app.js", "icon.svg", "index.html", "style.css"]
