@@ -39,6 +39,7 @@ from spectron.http.bodies import (
     SessionCreate,
     SessionInfo,
 )
+from spectron.http.console_ui import ui_router
 from spectron.http.metrics import CONTENT_TYPE, Metrics, RequestTimer
 from spectron.http.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -51,7 +52,7 @@ from spectron.http.problems import (
     ScopeOutsideFloor,
     ServerUnavailable,
 )
-from spectron.http.routes_console import console_router, ui_router
+from spectron.http.routes_console import console_router
 from spectron.http.routing import BodyLimit, SpectronRoute, problem_response, request_key
 from spectron.http.sessions import OpenSession, close_session, find_session, open_session
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State

@@ -1,5 +1,5 @@
 """Routes for people and the web console: list and get memories, the scope tree, audit, the log's
-status and hash-chain verification, dead letters; and the console itself at /ui.
+status and hash-chain verification, dead letters (the console's own files: spectron.http.console_ui).
 
 Same rules as every /v1 route: an API key (authenticated by SpectronRoute), its capabilities and its
 scope floor, problem+json errors.
@@ -8,12 +8,10 @@ scope floor, problem+json errors.
 from __future__ import annotations
 
 import uuid
-from importlib.resources import files
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Security
-from fastapi.responses import FileResponse, Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,7 +27,7 @@ from spectron.health import (
 from spectron.history import AuditPage
 from spectron.http import keys as keystore
 from spectron.http.bodies import MAX_TIMEOUT, AsOfIn, Consistency, KeyInfo
-from spectron.http.problems import Forbidden, NotFound
+from spectron.http.problems import Forbidden
 from spectron.http.routing import SpectronRoute, request_key
 from spectron.http.sessions import OpenSession, find_session
 from spectron.memories import MAX_PAGE, MemoryPage, MemoryRecord
@@ -38,21 +36,8 @@ from spectron.service import MemoryService
 from spectron.validation import MEMORY_CATEGORIES
 from spectron.verification import LogVerification
 
-UI_DIR = files("spectron.http") / "ui"
-UI_MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-# the console loads nothing from elsewhere: no CDN, no inline script, no framing
-UI_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
-        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sk_...`.")
 console_router = APIRouter(route_class=SpectronRoute, dependencies=[Security(bearer)])
-ui_router = APIRouter(include_in_schema=False)
 
 TimeoutQuery = Annotated[float | None, Query(ge=0, le=MAX_TIMEOUT)]
 CategoryQuery = Annotated[
@@ -243,18 +228,3 @@ async def retry_dead_letters(
         enrichers=service.enrichers(),
     )
     return retry_outcome(report)
-
-
-@ui_router.get("/ui")
-@ui_router.get("/ui/{path:path}")
-async def console(path: str = "") -> Response:
-    """The web console: its assets by name, and index.html for every view's URL."""
-    name = path.rsplit("/", 1)[-1]
-    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
-    asset = UI_DIR / name
-    if suffix in UI_MEDIA_TYPES:
-        if "/" in path or not asset.is_file():
-            raise NotFound(f"the console has no asset {path!r}")
-        return FileResponse(str(asset), media_type=UI_MEDIA_TYPES[suffix], headers=UI_HEADERS)
-    index = UI_DIR / "index.html"
-    return FileResponse(str(index), media_type="text/html", headers=UI_HEADERS)
