@@ -29,7 +29,7 @@ from spectron.http import keys as keystore
 from spectron.http.bodies import MAX_TIMEOUT, AsOfIn, Consistency, KeyInfo
 from spectron.http.problems import Forbidden
 from spectron.http.routing import SpectronRoute, request_key
-from spectron.http.sessions import OpenSession, find_session
+from spectron.http.sessions import OpenSession
 from spectron.memories import MAX_PAGE, MemoryPage, MemoryRecord
 from spectron.scope_tree import ScopeTree
 from spectron.service import MemoryService
@@ -57,12 +57,11 @@ Service = Annotated[MemoryService, Depends(_service)]
 
 
 async def _reader(request: Request, session_id: str) -> OpenSession:
-    """The caller's open session, once its key is known to have `read`."""
-    key = request_key(request)
-    async with _service(request).pool.connection() as conn:
-        session = await find_session(conn, session_id, key)
-    key.require("read")
-    return session
+    """The caller's open session, once its key is known to have `read` (as every session route)."""
+    # app.py includes this router, so its session lookup is imported when a request needs it
+    from spectron.http.app import session_with
+
+    return await session_with("read")(request, session_id)
 
 
 def _key_with(capability: keystore.Capability) -> object:
