@@ -527,18 +527,44 @@ async function memoriesView() {
   ];
 }
 
-/** Single-valued chains by key: values in log order, each with what superseded it. */
+/** The scope a value was asserted at (an entity seen from several scopes carries it per value). */
+const scopeOf = (attr, entity) => attr.scope || entity.scope;
+
+/** Chains by key and scope (values supersede one another within a scope), each in log order. */
 function chains(entity) {
   const byKey = new Map();
   for (const attr of entity.attributes) {
-    const list = byKey.get(attr.key) || [];
+    const id = `${attr.key}\u0000${JSON.stringify(scopeOf(attr, entity))}`;
+    const list = byKey.get(id) || [];
     list.push(attr);
-    byKey.set(attr.key, list);
+    byKey.set(id, list);
   }
-  return [...byKey.entries()].map(([key, values]) => {
+  return [...byKey.values()].map((values) => {
     values.sort((a, b) => (a.recorded_at < b.recorded_at ? -1 : a.recorded_at > b.recorded_at ? 1 : 0));
-    return { key, values, multi: values.some((v) => v.cardinality === "multi") };
+    return {
+      key: values[0].key,
+      scope: scopeOf(values[0], entity),
+      values,
+      multi: values.some((v) => v.cardinality === "multi"),
+    };
   });
+}
+
+/** Scopes whose current values of one key differ (sent by servers that merge an entity's scopes). */
+function disagreementLine(entity, disagreement) {
+  return h(
+    "li",
+    { class: "conflict" },
+    h("strong", {}, `${entity.name} · ${disagreement.key}: `),
+    h("span", { class: "change" }, "scopes disagree"),
+    h(
+      "ul",
+      {},
+      disagreement.values.map((v) =>
+        h("li", {}, `${v.value} at ${scopeLabel(v.scope)} by ${v.principal}, `, when(v.recorded_at)),
+      ),
+    ),
+  );
 }
 
 function conflictLine(entity, chain) {
@@ -561,10 +587,10 @@ function conflictLine(entity, chain) {
   );
 }
 
-function timeline(entity, chain) {
+function timeline(entity, chain, label) {
   return h(
     "ol",
-    { class: "timeline", "aria-label": `History of ${entity.name} ${chain.key}` },
+    { class: "timeline", "aria-label": label },
     chain.values.map((value) =>
       h(
         "li",
@@ -574,7 +600,7 @@ function timeline(entity, chain) {
         h(
           "span",
           { class: "meta" },
-          `${value.principal} · ${scopeLabel(entity.scope)} · `,
+          `${value.principal} · ${scopeLabel(scopeOf(value, entity))} · `,
           when(value.recorded_at),
           " · memory ",
           memoryLink(value.memory_id, scopeOfView()),
@@ -592,22 +618,31 @@ async function stateView() {
   const conflicts = [];
   const entities = state.entities.map((entity) => {
     const keyed = chains(entity);
+    const scopes = entity.scopes || [entity.scope];
     for (const chain of keyed) {
       if (!chain.multi) {
         const line = conflictLine(entity, chain);
         if (line) conflicts.push(line);
       }
     }
+    for (const disagreement of entity.disagreements || []) conflicts.push(disagreementLine(entity, disagreement));
     return h(
       "article",
       { class: "entity card" },
       h("h3", {}, `${entity.type}: ${entity.name}`),
-      h("p", { class: "scope" }, scopeLabel(entity.scope)),
+      h("p", { class: "scope" }, scopes.map(scopeLabel).join("; ")),
       keyed.length
         ? h(
             "dl",
             { class: "attributes" },
-            keyed.map((chain) => [h("dt", {}, chain.key), h("dd", {}, timeline(entity, chain))]),
+            keyed.map((chain) => {
+              // the scope is named only where one entity's values come from several scopes
+              const where = scopes.length > 1 ? ` at ${scopeLabel(chain.scope)}` : "";
+              return [
+                h("dt", {}, chain.key + where),
+                h("dd", {}, timeline(entity, chain, `History of ${entity.name} ${chain.key}${where}`)),
+              ];
+            }),
           )
         : null,
       entity.relations.length
@@ -627,8 +662,8 @@ async function stateView() {
     h(
       "section",
       { class: "card", "aria-labelledby": "conflicts-heading" },
-      h("h2", { id: "conflicts-heading" }, `Superseded values (${conflicts.length})`),
-      conflicts.length ? h("ul", { class: "conflicts" }, conflicts) : h("p", { class: "empty" }, "No value was superseded."),
+      h("h2", { id: "conflicts-heading" }, `Superseded values and disagreements (${conflicts.length})`),
+      conflicts.length ? h("ul", { class: "conflicts" }, conflicts) : h("p", { class: "empty" }, "No value was superseded; no scopes disagree."),
     ),
     h("h2", {}, `Entities (${state.entities.length})`),
     state.entities.length ? h("div", { class: "entities" }, entities) : h("p", { class: "empty" }, "No entities known here."),
