@@ -242,6 +242,15 @@ def test_sign_in_scopes_and_the_seed_memories(server, browser) -> None:
     page.get_by_role("button", name="Apply").click()
     expect(page.locator(".summary")).to_contain_text("best matches for “competitor pricing”")
     assert "q=competitor+pricing" in page.url or "q=competitor%20pricing" in page.url
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    page.reload()
+    expect(page.get_by_label("API key")).to_be_visible()
+    page.get_by_label("API key").fill("sk_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("unknown API key")
+    expect(page.get_by_label("API key")).to_be_visible()
     page.context.close()
 
 

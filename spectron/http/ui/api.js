@@ -24,6 +24,13 @@ export function forgetKey() {
   sessions.clear();
 }
 
+/** Close the console's sessions on the server (best effort), then forget the key. */
+export async function signOut() {
+  const open = [...sessions.values()];
+  await Promise.allSettled(open.map((id) => api("DELETE", `/v1/sessions/${id}`)));
+  forgetKey();
+}
+
 /** Send one request with the key; resolve to JSON, reject with an ApiError. */
 export async function api(method, path, { body, query } = {}) {
   const url = new URL(path, location.origin);

@@ -1,6 +1,6 @@
 // The Spectron console: views over the HTTP API, one URL per view (scope and as-of in the query).
 // No framework and no build step: plain DOM, and never innerHTML (memory content is user data).
-import { ApiError, api, forgetKey, onScope, storeKey, storedKey } from "./api.js";
+import { ApiError, api, forgetKey, onScope, signOut, storeKey, storedKey } from "./api.js";
 
 const CATEGORIES = ["knowledge", "episodic", "preference", "procedural", "reflection"];
 const TITLES = {
@@ -934,8 +934,8 @@ $("#sign-in").addEventListener("submit", (event) => {
   navigate(target, { focus: true });
 });
 
-$("#sign-out").addEventListener("click", () => {
-  forgetKey();
+$("#sign-out").addEventListener("click", async () => {
+  await signOut();
   history.pushState(null, "", "/ui");
   showSignedOut(null);
 });
