@@ -19,6 +19,7 @@ from tests.test_http_support import fresh_org
 
 pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
 PROBLEM = "application/problem+json"
+UI_FILES = sorted((Path(__file__).resolve().parent.parent / "spectron" / "http" / "ui").iterdir())
 
 
 @pytest.fixture(params=["in-process", "http"])
@@ -185,22 +186,22 @@ async def test_the_console_is_served_at_ui_with_its_assets(raw) -> None:
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert '<script type="module" src="/ui/app.js">' in page.text
-    for asset, media in (("app.js", "text/javascript"), ("api.js", "text/javascript")):
-        answer = await browser.get(f"/ui/{asset}")
-        assert answer.status_code == 200 and answer.headers["content-type"].startswith(media)
-    css = await browser.get("/ui/style.css")
-    assert css.headers["content-type"].startswith("text/css")
+    media = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+    for asset in UI_FILES:
+        if asset.suffix in media:
+            answer = await browser.get(f"/ui/{asset.name}")
+            assert answer.status_code == 200 and answer.content == asset.read_bytes()
+            assert answer.headers["content-type"].startswith(media[asset.suffix])
     missing = await browser.get("/ui/nothing.js")
     assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
     assert (await browser.get("/ui/sub/app.js")).status_code == 404
 
 
 def test_console_assets_load_nothing_from_elsewhere_and_write_no_html() -> None:
-    ui = Path(__file__).resolve().parent.parent / "spectron" / "http" / "ui"
-    shipped = sorted(p.name for p in ui.iterdir())
-    assert shipped == ["api.js", "app.js", "icon.svg", "index.html", "style.css"]
-    for name in shipped:
-        text = (ui / name).read_text()
+    shipped = {path.name for path in UI_FILES}
+    assert {"index.html", "app.js", "api.js", "style.css"} <= shipped
+    for path in UI_FILES:
+        name, text = path.name, path.read_text()
         # offline: no CDN, no remote font or script; the only URL is the SVG namespace
         urls = set(re.findall(r"https?://[^\s\"')]+", text)) - {"http://www.w3.org/2000/svg"}
         assert not urls, f"{name} refers to {urls}"
