@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from spectron import InvalidInput, LogPosition, MemoryNotFound, SpectronClient
+from spectron import InvalidInput, LogPosition, MemoryNotFound, SpectronClient, SpectronError
 from spectron.embedding.hashing import HashingEmbedder
-from spectron.http.problems import Forbidden, MissingCapability
 from tests.test_http_support import fresh_org
 
 pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
@@ -165,11 +164,13 @@ async def test_capabilities_and_problems_over_http(raw, make_key) -> None:
 
 async def test_dead_letters_need_an_unrestricted_admin(http_client, make_key) -> None:
     floored = await http_client(await make_key("read,admin", {"org": fresh_org()}))
-    with pytest.raises(Forbidden):
+    with pytest.raises(SpectronError) as refused:
         await floored.dead_letters()
+    assert (refused.value.type, refused.value.status) == ("scope-outside-floor", 403)
     reader = await http_client(await make_key("read"))
-    with pytest.raises(MissingCapability):
+    with pytest.raises(SpectronError) as refused:
         await reader.retry_dead_letters()
+    assert (refused.value.type, refused.value.status) == ("missing-capability", 403)
     admin = await http_client(await make_key("read,admin"))
     assert await admin.dead_letters() == []  # this module's log holds no poison
     nowhere = LogPosition(0, 10**9)

@@ -9,8 +9,7 @@ from importlib.resources import files
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
-
-from spectron.http.problems import NotFound
+from starlette.exceptions import HTTPException
 
 UI_DIR = files("spectron.http") / "ui"
 UI_MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
@@ -36,7 +35,7 @@ async def console(path: str = "") -> Response:
     asset = UI_DIR / name
     if suffix in UI_MEDIA_TYPES:
         if "/" in path or not asset.is_file():
-            raise NotFound(f"the console has no asset {path!r}")
+            raise HTTPException(404)  # the app answers it as a not-found problem
         return FileResponse(str(asset), media_type=UI_MEDIA_TYPES[suffix], headers=UI_HEADERS)
     index = UI_DIR / "index.html"
     return FileResponse(str(index), media_type="text/html", headers=UI_HEADERS)

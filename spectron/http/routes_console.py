@@ -27,7 +27,6 @@ from spectron.health import (
 from spectron.history import AuditPage
 from spectron.http import keys as keystore
 from spectron.http.bodies import MAX_TIMEOUT, AsOfIn, Consistency, KeyInfo
-from spectron.http.problems import Forbidden
 from spectron.http.routing import SpectronRoute, request_key
 from spectron.http.sessions import OpenSession
 from spectron.memories import MAX_PAGE, MemoryPage, MemoryRecord
@@ -88,12 +87,9 @@ def _metadata(text: str | None) -> object:
 
 
 def _unrestricted(key: keystore.ApiKey) -> None:
-    # a dead letter has no readable scope, so only a key whose floor is every scope may see it
-    if key.scope_floor:
-        raise Forbidden(
-            f"dead letters belong to no scope: only an admin key with the floor {{}} may use them;"
-            f" {key.key_id} has {key.scope_floor}"
-        )
+    # a dead letter has no readable scope: it is anyone's, so only a key allowed at every scope
+    # (the floor {}) may see or retry it; others get 403 scope-outside-floor
+    key.require_scope({})
 
 
 class DeadLetterRetry(BaseModel):
