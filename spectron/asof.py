@@ -35,3 +35,11 @@ async def resolve_as_of(as_of: AsOf, log: EventLog) -> datetime | None:
     if as_of.year < 1970:
         raise InvalidInput("as_of is before the epoch")
     return as_of.astimezone(UTC)
+
+
+def as_of_from_text(text: str | None) -> AsOf:
+    """as_of as a query parameter: 'partition:offset' is a log position, anything else a time."""
+    if text is not None and text.count(":") == 1 and all(p.isdigit() for p in text.split(":")):
+        partition, offset = text.split(":")
+        return LogPosition(int(partition), int(offset))
+    return text

@@ -315,26 +315,17 @@ def status(home: HomeOption = None) -> None:
         client = SpectronClient(home=home, run_projectors=False)
         service = await client.service()
         try:
-            ends = await service.log.end_offsets()
-            async with service.pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT partition, next_offset FROM positions WHERE consumer = 'projections'"
-                )
-                positions = {int(p): int(n) for p, n in await cur.fetchall()}
-                cur = await conn.execute(
-                    "SELECT count(*) FILTER (WHERE embedding IS NULL), count(*) FROM memories"
-                )
-                unembedded, memories = await cur.fetchone() or (0, 0)
-                cur = await conn.execute("SELECT count(*) FROM dead_letters")
-                dead = (await cur.fetchone() or (0,))[0]
+            report = await service.log_status()
         finally:
             await client.close()
         table = Table("partition", "log end", "projected", "lag")
-        for partition, end in sorted(ends.items()):
-            done = positions.get(partition, 0)
-            table.add_row(str(partition), str(end), str(done), str(end - done))
+        for row in report.partitions:
+            table.add_row(str(row.partition), str(row.log_end), str(row.projected), str(row.lag))
         console.print(table)
-        console.print(f"memories {memories}, awaiting embedding {unembedded}, dead letters {dead}")
+        console.print(
+            f"memories {report.memories}, awaiting embedding {report.pending_embeddings},"
+            f" dead letters {report.dead_letters}"
+        )
 
     run(main())
 

@@ -18,12 +18,16 @@ from spectron.errors import InvalidScope, SessionClosed, SpectronError
 from spectron.extraction import Extractor
 from spectron.facts import EntityType, Facts
 from spectron.forgetting import ForgetFilter, ForgetResult
-from spectron.history import HistoryEntry
+from spectron.health import LogStatus
+from spectron.history import AuditPage, HistoryEntry
+from spectron.memories import MemoryPage, MemoryRecord
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.reasoning import Reasoner
 from spectron.recall import RecallMode
 from spectron.scope import Scope, canonical_scope, is_within
+from spectron.scope_tree import ScopeTree
 from spectron.service import Consistency, MemoryService
+from spectron.verification import LogVerification
 
 if TYPE_CHECKING:
     from spectron.http.client import HttpSessions, HttpSpectronClient
@@ -98,6 +102,26 @@ class SpectronClient:
                         self.settings, self._embedder, self._extractor, self._reasoner
                     )
         return self._service
+
+    async def scopes(self, root: Scope | None = None, *, as_of: AsOf = None) -> ScopeTree:
+        """Scopes holding memories visible from `root` (default: all; over HTTP: the key's floor)."""
+        if self._http is not None:
+            if root is not None:
+                raise InvalidScope("over HTTP the scope tree starts at the API key's floor")
+            return await self._http.scopes(as_of=as_of)
+        return await (await self.service()).scope_tree(root or {}, as_of=as_of)
+
+    async def status(self) -> LogStatus:
+        """Per partition log end, projected position and lag; pending embeddings; dead letters."""
+        if self._http is not None:
+            return await self._http.status()
+        return await (await self.service()).log_status()
+
+    async def verify_log(self) -> LogVerification:
+        """Check the log's hash chain end to end (reads the whole log)."""
+        if self._http is not None:
+            return await self._http.verify_log()
+        return await (await self.service()).verify_log()
 
     async def close(self) -> None:
         """Stop background work and release the database (the embedded server stops when unused)."""
@@ -237,6 +261,58 @@ class Session:
         service = await self._service()
         return await service.forget(
             self.scope, self.principal, memory_id, target=scope, where=where, reason=reason
+        )
+
+    async def memories(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        memory_category: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        as_of: AsOf = None,
+    ) -> MemoryPage:
+        """Memories visible from this scope, newest first; pass `next_cursor` on for older ones."""
+        service = await self._service()
+        return await service.list_memories(
+            self.scope,
+            limit=limit,
+            cursor=cursor,
+            memory_category=memory_category,
+            metadata=metadata,
+            consistency=consistency,
+            timeout=timeout,
+            as_of=as_of,
+        )
+
+    async def memory(
+        self,
+        memory_id: uuid.UUID | str,
+        *,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        as_of: AsOf = None,
+    ) -> MemoryRecord:
+        """One memory visible from this scope; MemoryNotFound if there is none (or it was forgotten)."""
+        service = await self._service()
+        return await service.get_memory(
+            self.scope, memory_id, consistency=consistency, timeout=timeout, as_of=as_of
+        )
+
+    async def audit(
+        self,
+        *,
+        limit: int = 200,
+        principal: str | None = None,
+        since: AsOf = None,
+        until: AsOf = None,
+    ) -> AuditPage:
+        """The newest events visible from this scope: who did what, when, ids and log positions."""
+        service = await self._service()
+        return await service.audit(
+            self.scope, limit=limit, principal=principal, since=since, until=until
         )
 
     async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -190,3 +191,44 @@ def _summary(event: AnyEvent) -> str:
     if hasattr(payload, "entity_type"):
         return f"entity type {payload.entity_type.name}"
     return ""
+
+
+class AuditPage(BaseModel):
+    """The newest `limit` audit records matching a query, newest first, and how many matched."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[AuditRecord]
+    matched: int
+    truncated: bool
+
+
+async def recent_audit(
+    log: EventLog,
+    pool: AsyncConnectionPool[Any],
+    *,
+    limit: int,
+    principal: str | None = None,
+    scope: Scope | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> AuditPage:
+    """The newest `limit` events visible from `scope` (by log time, then position), newest first.
+
+    Reads the log from `since` (from the start without it), keeping only the newest in memory.
+    """
+    newest: list[tuple[datetime, int, int, AuditRecord]] = []
+    matched = 0
+    async for record in audit_log(
+        log, pool, principal=principal, scope=scope, since=since, until=until
+    ):
+        if scope is not None and record.event_id is None:
+            continue  # poison has no scope: not part of any scope's audit
+        matched += 1
+        entry = (record.recorded_at, record.position.partition, record.position.offset, record)
+        if len(newest) < limit:
+            heapq.heappush(newest, entry)
+        elif entry[:3] > newest[0][:3]:
+            heapq.heapreplace(newest, entry)
+    items = [entry[3] for entry in sorted(newest, key=lambda e: e[:3], reverse=True)]
+    return AuditPage(items=items, matched=matched, truncated=matched > len(items))

@@ -54,17 +54,21 @@ from spectron.forgetting import (
     shred,
     tombstones,
 )
-from spectron.history import HistoryEntry, attribute_history
+from spectron.health import LogStatus, log_status
+from spectron.history import AuditPage, HistoryEntry, attribute_history, recent_audit
 from spectron.log import EventLog
 from spectron.log.postgres import PostgresEventLog
+from spectron.memories import MemoryPage, MemoryRecord, get_memory, list_memories
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.profile import load_profile
 from spectron.reasoning import Reasoner, ReflectionInput, make_reasoner
 from spectron.recall import RecallMode, format_items, search
 from spectron.scope import Scope, canonical_scope, is_within
+from spectron.scope_tree import ScopeTree, scope_tree
 from spectron.state import load_state
 from spectron.statehash import projection_hash
 from spectron.validation import check_category, check_content, check_metadata, check_text
+from spectron.verification import LogVerification, verify_log
 
 log = logging.getLogger(__name__)
 Consistency = Literal["strong", "eventual"]
@@ -488,6 +492,109 @@ class MemoryService:
             offset=appended.position.offset,
             recorded_at=appended.recorded_at,
         )
+
+    async def list_memories(
+        self,
+        scope: Scope,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        memory_category: Any = None,
+        metadata: Any = None,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        as_of: AsOf = None,
+    ) -> MemoryPage:
+        """Memories visible from `scope`, newest first, a page at a time (read-your-writes)."""
+        scope = canonical_scope(scope)
+        if memory_category is not None:
+            check_category(memory_category)
+        if metadata is not None:
+            check_metadata(metadata)
+        at = await resolve_as_of(as_of, self.log)
+        await self._read_your_writes(scope, consistency, timeout)
+        async with self.pool.connection() as conn:
+            return await list_memories(
+                conn,
+                scope,
+                limit=limit,
+                cursor=cursor,
+                memory_category=memory_category,
+                metadata=metadata,
+                as_of=at,
+            )
+
+    async def get_memory(
+        self,
+        scope: Scope,
+        memory_id: Any,
+        *,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        as_of: AsOf = None,
+    ) -> MemoryRecord:
+        """One memory visible from `scope`; MemoryNotFound when there is none (or it was forgotten)."""
+        scope = canonical_scope(scope)
+        at = await resolve_as_of(as_of, self.log)
+        await self._read_your_writes(scope, consistency, timeout)
+        async with self.pool.connection() as conn:
+            return await get_memory(conn, scope, memory_id, at)
+
+    async def scope_tree(
+        self,
+        root: Scope,
+        as_of: AsOf = None,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+    ) -> ScopeTree:
+        """Scopes holding memories visible from `root` (`{}`: every scope), with counts."""
+        root = canonical_scope(root) if root else {}
+        at = await resolve_as_of(as_of, self.log)
+        await self._read_your_writes(root or None, consistency, timeout)
+        async with self.pool.connection() as conn:
+            return await scope_tree(conn, root, at)
+
+    async def audit(
+        self,
+        scope: Scope | None,
+        *,
+        limit: int = 200,
+        principal: str | None = None,
+        since: AsOf = None,
+        until: AsOf = None,
+    ) -> AuditPage:
+        """The newest events visible from `scope` (all with None): who did what, when, where."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be an integer from 1 to 1000")
+        return await recent_audit(
+            self.log,
+            self.pool,
+            limit=limit,
+            principal=principal,
+            scope=canonical_scope(scope) if scope is not None else None,
+            since=await resolve_as_of(since, self.log),
+            until=await resolve_as_of(until, self.log),
+        )
+
+    async def log_status(self) -> LogStatus:
+        """Per partition lag, memories awaiting embedding, dead letters."""
+        return await log_status(self.pool, self.log)
+
+    async def verify_log(self) -> LogVerification:
+        """Check the log's hash chain end to end."""
+        return await verify_log(self.log, self.pool)
+
+    async def _read_your_writes(
+        self, scope: Scope | None, consistency: Consistency, timeout: float | None
+    ) -> int:
+        """Wait (bounded) until the projections cover what was appended before this read."""
+        if consistency == "eventual":
+            return 0
+        if consistency != "strong":
+            raise InvalidInput("consistency must be 'strong' or 'eventual'")
+        heads = await self.log.end_offsets()
+        bound = self.settings.read_timeout if timeout is None else timeout
+        return await wait_for_projections(self.pool, heads, scope, bound)
 
     async def catch_up(self, bound: float = 60.0) -> int:
         """Wait until projections, embeddings and extracted facts cover the whole log.

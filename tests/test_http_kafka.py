@@ -61,6 +61,17 @@ async def test_http_on_kafka(kafka_service: MemoryService) -> None:
             written = await client.post(f"{base}/remember", json={"content": "On Kafka."})
             assert written.status_code == 201, written.text
             metrics = (await client.get("/metrics")).text
+            # what the console shows, on Kafka: lag from the topic's offsets, the chain unlinked
+            # (no `spectron worker` runs its chainer), the audit read from the topic itself
+            status = (await client.get("/v1/status")).json()
+            [lagging] = [p for p in status["partitions"] if p["lag"]]
+            assert lagging["partition"] == written.json()["partition"] and lagging["log_end"] == 1
+            verification = (await client.get("/v1/log/verification")).json()
+            assert verification["verified"] and verification["breaks"] == []
+            assert verification["unchained"] == 1 and set(verification["heads"]) == {"0", "1"}
+            audit = (await client.get(f"{base}/audit")).json()
+            assert [r["event_id"] for r in audit["items"]] == [written.json()["id"]]
+            assert audit["items"][0]["principal"] == "agent:k1"
 
     result = written.json()
     [record] = await opened_records(

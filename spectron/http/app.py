@@ -50,8 +50,10 @@ from spectron.http.bodies import (
     SessionCreate,
     SessionInfo,
 )
+from spectron.http.console_ui import ui_router
 from spectron.http.metrics import CONTENT_TYPE, Metrics, RequestTimer
 from spectron.http.problems import PROBLEM_MEDIA_TYPE
+from spectron.http.routes_console import console_router
 from spectron.http.routing import BodyLimit, SpectronRoute, problem_response, request_key
 from spectron.http.sessions import (
     OpenSession,
@@ -167,6 +169,8 @@ def create_app(service: MemoryService | None = None, settings: Settings | None =
     from spectron.http.items import router as items_router  # it imports this module
 
     app.include_router(items_router)
+    app.include_router(console_router)
+    app.include_router(ui_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -36,6 +36,7 @@ def serve(
 
     from spectron.http.app import create_app
 
+    console.print(f"Spectron console: http://{host}:{port}/ui (sign in with an API key)")
     # one process owns the embedded Postgres handle and the projector loops: no uvicorn workers
     uvicorn.run(create_app(settings=Settings()), host=host, port=port, log_level=log_level)
 

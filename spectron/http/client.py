@@ -14,17 +14,28 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from spectron.asof import AsOf
-from spectron.errors import InvalidInput, ServerUnavailable, SessionClosed, SpectronError
+from spectron.errors import (
+    InvalidInput,
+    MemoryNotFound,
+    ServerUnavailable,
+    SessionClosed,
+    SpectronError,
+)
 from spectron.events import LogPosition
 from spectron.facts import EntityType, Facts, check_facts
 from spectron.forgetting import ForgetFilter, ForgetResult
-from spectron.history import HistoryEntry
+from spectron.health import DeadLetterInfo, LogStatus, RetryOutcome
+from spectron.history import AuditPage, HistoryEntry
+from spectron.http.bodies import KeyInfo
 from spectron.http.problems import error_from_problem
+from spectron.memories import MemoryPage, MemoryRecord
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.recall import RecallMode
 from spectron.scope import Scope, canonical_scope
+from spectron.scope_tree import ScopeTree
 from spectron.service import Consistency
 from spectron.validation import check_metadata
+from spectron.verification import LogVerification
 
 DEFAULT_TIMEOUT = 30.0
 M = TypeVar("M", bound=BaseModel)
@@ -84,6 +95,33 @@ class HttpSpectronClient:
         if response.status_code >= 400:
             raise error_from_problem(response.status_code, data)
         return data
+
+    async def whoami(self) -> KeyInfo:
+        """The API key in use: principal, scope floor, capabilities."""
+        return _parse(KeyInfo, await self.request("GET", "/v1/whoami"))
+
+    async def scopes(self, *, as_of: AsOf = None) -> ScopeTree:
+        """Scopes holding memories visible from the key's floor, with counts (needs `read`)."""
+        params = {"as_of": text} if (text := _as_of_text(as_of)) is not None else None
+        return _parse(ScopeTree, await self.request("GET", "/v1/scopes", params=params))
+
+    async def status(self) -> LogStatus:
+        """Per partition log end, projected position and lag; pending embeddings; dead letters."""
+        return _parse(LogStatus, await self.request("GET", "/v1/status"))
+
+    async def verify_log(self) -> LogVerification:
+        """Check the log's hash chain end to end (needs `read`)."""
+        return _parse(LogVerification, await self.request("GET", "/v1/log/verification"))
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetterInfo]:
+        """Dead letters in log order (needs `admin` with the floor `{}`)."""
+        found = await self.request("GET", "/v1/dead-letters", params={"limit": str(limit)})
+        return [_parse(DeadLetterInfo, item) for item in found]
+
+    async def retry_dead_letters(self, position: LogPosition | None = None) -> RetryOutcome:
+        """Retry one dead letter, or all (needs `admin` with the floor `{}`)."""
+        body = {} if position is None else {"partition": position[0], "offset": position[1]}
+        return _parse(RetryOutcome, await self.request("POST", "/v1/dead-letters/retry", body))
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -276,6 +314,63 @@ class HttpSession:
             "reason": reason,
         }
         return _parse(ForgetResult, await self._call("POST", "forget", body))
+
+    async def memories(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        memory_category: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        as_of: AsOf = None,
+    ) -> MemoryPage:
+        """Memories visible from this scope, newest first; pass `next_cursor` on for older ones."""
+        params = _params(consistency, timeout, as_of)
+        params["limit"] = str(limit)
+        if cursor is not None:
+            params["cursor"] = cursor
+        if memory_category is not None:
+            params["memory_category"] = memory_category
+        if metadata is not None:
+            params["metadata"] = orjson.dumps(check_metadata(metadata)).decode()
+        return _parse(MemoryPage, await self._call("GET", "memories", params=params, wait=timeout))
+
+    async def memory(
+        self,
+        memory_id: uuid.UUID | str,
+        *,
+        consistency: Consistency = "strong",
+        timeout: float | None = None,
+        as_of: AsOf = None,
+    ) -> MemoryRecord:
+        """One memory visible from this scope; MemoryNotFound if there is none (or it was forgotten)."""
+        try:
+            parsed = uuid.UUID(str(memory_id))
+        except ValueError:
+            raise MemoryNotFound(f"no memory {memory_id!r}: not a memory id") from None
+        params = _params(consistency, timeout, as_of)
+        found = await self._call("GET", f"memories/{parsed}", params=params, wait=timeout)
+        return _parse(MemoryRecord, found)
+
+    async def audit(
+        self,
+        *,
+        limit: int = 200,
+        principal: str | None = None,
+        since: AsOf = None,
+        until: AsOf = None,
+    ) -> AuditPage:
+        """The newest events visible from this scope: who did what, when, ids and log positions."""
+        params = {"limit": str(limit)}
+        if principal is not None:
+            params["principal"] = principal
+        if (text := _as_of_text(since)) is not None:
+            params["since"] = text
+        if (text := _as_of_text(until)) is not None:
+            params["until"] = text
+        return _parse(AuditPage, await self._call("GET", "audit", params=params))
 
     async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:
         """Register an entity type for extraction at and below this session's scope."""

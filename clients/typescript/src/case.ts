@@ -7,6 +7,10 @@ const OPAQUE = new Set([
   "counts_by_category",
   "counts_by_scope",
   "counts_by_principal",
+  "by_category",
+  "by_principal",
+  "heads",
+  "kept",
 ]);
 
 /** `memory_category` → `memoryCategory`. */

@@ -9,6 +9,19 @@ import {
 } from "./errors.js";
 import type {
   AsOf,
+  AuditPage,
+  AuditParams,
+  DeadLetter,
+  KeyInfo,
+  LogPosition,
+  LogStatus,
+  LogVerification,
+  MemoriesParams,
+  MemoryPage,
+  MemoryParams,
+  MemoryRecord,
+  RetryOutcome,
+  ScopeTree,
   Capability,
   EntityType,
   ForgetParams,
@@ -113,6 +126,38 @@ export class SpectronClient {
       throw apiError(response.status, toProblem(response.status, data, url.pathname));
     }
     return camelize(data) as T;
+  }
+
+  /** The API key in use: principal, scope floor and capabilities. */
+  whoami(): Promise<KeyInfo> {
+    return this.request("GET", "/v1/whoami");
+  }
+
+  /** Scopes holding memories visible from the key's floor, with counts. Needs `read`. */
+  scopes(params: { asOf?: AsOf | null } = {}): Promise<ScopeTree> {
+    return this.request("GET", "/v1/scopes", undefined, { as_of: asOfText(params.asOf) });
+  }
+
+  /** Per partition log end, projected position and lag; pending embeddings; dead letters. Needs `read`. */
+  status(): Promise<LogStatus> {
+    return this.request("GET", "/v1/status");
+  }
+
+  /** Check the log's hash chain end to end (reads the whole log). Needs `read`. */
+  verifyLog(): Promise<LogVerification> {
+    return this.request("GET", "/v1/log/verification");
+  }
+
+  /** Dead letters in log order. Needs `admin` with the floor `{}`. */
+  deadLetters(params: { limit?: number } = {}): Promise<DeadLetter[]> {
+    const limit = params.limit === undefined ? undefined : String(params.limit);
+    return this.request("GET", "/v1/dead-letters", undefined, { limit });
+  }
+
+  /** Retry one dead letter (its position) or all of them. Needs `admin` with the floor `{}`. */
+  retryDeadLetters(position?: LogPosition): Promise<RetryOutcome> {
+    const body = position ? { partition: position.partition, offset: position.offset } : {};
+    return this.request("POST", "/v1/dead-letters/retry", body);
   }
 }
 
@@ -226,6 +271,37 @@ export class Session {
       where: params.where ? whereBody(params.where) : params.where,
     });
     return this.#call("POST", "forget", body);
+  }
+
+  /**
+   * Memories visible from this scope, newest first, with their log positions; pass `nextCursor`
+   * back as `cursor` for older ones. Needs `read`.
+   */
+  async memories(params: MemoriesParams = {}): Promise<MemoryPage> {
+    const query = {
+      ...readQuery(params),
+      limit: params.limit === undefined || params.limit === null ? undefined : String(params.limit),
+      cursor: params.cursor ?? undefined,
+      memory_category: params.memoryCategory ?? undefined,
+      metadata: params.metadata ? JSON.stringify(params.metadata) : undefined,
+    };
+    return this.#call("GET", "memories", undefined, query, params.timeout);
+  }
+
+  /** One memory visible from this scope; rejects with MemoryNotFoundError once forgotten. Needs `read`. */
+  async memory(id: string, params: MemoryParams = {}): Promise<MemoryRecord> {
+    return this.#call("GET", `memories/${encodeURIComponent(id)}`, undefined, readQuery(params), params.timeout);
+  }
+
+  /** The newest events visible from this scope: who did what, when, ids and positions. Needs `read`. */
+  async audit(params: AuditParams = {}): Promise<AuditPage> {
+    const query = {
+      limit: params.limit === undefined || params.limit === null ? undefined : String(params.limit),
+      principal: params.principal ?? undefined,
+      since: asOfText(params.since),
+      until: asOfText(params.until),
+    };
+    return this.#call("GET", "audit", undefined, query);
   }
 
   /** Register an entity type for extraction at and below this scope. Needs `write`. */

@@ -18,7 +18,11 @@ export type OpaqueField =
   | "scope_floor"
   | "counts_by_category"
   | "counts_by_scope"
-  | "counts_by_principal";
+  | "counts_by_principal"
+  | "by_category"
+  | "by_principal"
+  | "heads"
+  | "kept";
 
 /** A server response with every field name in camelCase (user maps left as they are). */
 export type Camelize<T> = T extends readonly unknown[]
@@ -102,6 +106,31 @@ export type Relation = Camelize<Schemas["Relation"]>;
 export type Profile = Camelize<Schemas["Profile"]>;
 export type ForgetResult = Camelize<Schemas["ForgetResult"]>;
 export type HistoryEntry = Camelize<Schemas["HistoryEntry"]>;
+export type MemoryRecord = Camelize<Schemas["MemoryRecord"]>;
+export type MemoryPage = Camelize<Schemas["MemoryPage"]>;
+export type ScopeTree = Camelize<Schemas["ScopeTree"]>;
+export type ScopeNode = Camelize<Schemas["ScopeNode"]>;
+export type AuditRecord = Camelize<Schemas["AuditRecord"]>;
+export type AuditPage = Camelize<Schemas["AuditPage"]>;
+export type LogStatus = Camelize<Schemas["LogStatus"]>;
+export type LogVerification = Camelize<Schemas["LogVerification"]>;
+export type DeadLetter = Camelize<Schemas["DeadLetterInfo"]>;
+export type RetryOutcome = Camelize<Schemas["RetryOutcome"]>;
+export type KeyInfo = Camelize<Schemas["KeyInfo"]>;
+
+/** `memories`: a page of memories, newest first (`cursor`: a previous page's `nextCursor`). */
+export type MemoriesParams = WithAsOf<
+  Omit<CamelizeTop<NonNullable<operations["list_memories"]["parameters"]["query"]>>, "metadata">
+> & { metadata?: Record<string, unknown> | null };
+/** `memory`: one memory by id (as of a moment, optionally). */
+export type MemoryParams = WithAsOf<
+  CamelizeTop<NonNullable<operations["get_memory"]["parameters"]["query"]>>
+>;
+/** `audit`: the newest events visible from the session's scope. */
+export type AuditParams = Omit<
+  CamelizeTop<NonNullable<operations["audit"]["parameters"]["query"]>>,
+  "since" | "until"
+> & { since?: AsOf | null; until?: AsOf | null };
 
 /** An RFC 9457 problem document, exactly as the server sent it. */
 export type Problem = Schemas["Problem"];

@@ -309,3 +309,63 @@ test("a client needs a server address", () => {
     if (saved !== undefined) process.env.SPECTRON_BASE_URL = saved;
   }
 });
+
+test("memories, memory and audit send their queries; scope-tree maps keep their keys", async () => {
+  const page = { items: [{ ...ITEM, partition: 3, offset: 7 }], next_cursor: "c~3~7" };
+  const tree = {
+    root: { org: "acme" },
+    nodes: [
+      {
+        scope: { org: "acme", project_id: "p" },
+        key: '{"org":"acme","project_id":"p"}',
+        parent: null,
+        memories: 2,
+        by_category: { knowledge: 2 },
+        by_principal: { "agent:w1": 1, "user:some_one": 1 },
+      },
+    ],
+  };
+  const { fetch, sent } = fakeServer({
+    "POST /v1/sessions": [201, SESSION],
+    "GET /v1/sessions/ID/memories": [200, page],
+    [`GET /v1/sessions/ID/memories/${ITEM.id}`]: [200, page.items[0]],
+    "GET /v1/sessions/ID/audit": [200, { items: [], matched: 0, truncated: false }],
+    "GET /v1/scopes": [200, tree],
+    "POST /v1/dead-letters/retry": [200, { revived: [], kept: { "0:1": "bad_bytes" }, missing: [] }],
+  });
+  const client = new SpectronClient({ baseUrl: "http://spectron.test", apiKey: "sk_x", fetch });
+  const session = await client.sessions.create({ scope: SESSION.scope });
+  const listed = await session.memories({
+    limit: 10,
+    cursor: "c~1~2",
+    memoryCategory: "knowledge",
+    metadata: { source_doc: "q2" },
+    asOf: { partition: 1, offset: 2 },
+  });
+  assert.equal(listed.nextCursor, "c~3~7");
+  assert.equal(listed.items[0]?.recordedAt, ITEM.recorded_at);
+  assert.deepEqual(listed.items[0]?.scope, { org: "acme", project_id: "p" });
+  const url = new URL(`http://x${sent.at(-1)?.url}`);
+  assert.equal(url.pathname, `/v1/sessions/${SESSION.session_id}/memories`);
+  assert.deepEqual(Object.fromEntries(url.searchParams), {
+    as_of: "1:2",
+    limit: "10",
+    cursor: "c~1~2",
+    memory_category: "knowledge",
+    metadata: '{"source_doc":"q2"}',
+  });
+  const one = await session.memory(ITEM.id, { asOf: "2026-01-01T00:00:00Z" });
+  assert.equal(one.offset, 7);
+  assert.equal(sent.at(-1)?.url, `/v1/sessions/${SESSION.session_id}/memories/${ITEM.id}?as_of=2026-01-01T00%3A00%3A00Z`);
+  await session.audit({ limit: 5, principal: "agent:w1", since: new Date("2026-01-01T00:00:00Z") });
+  assert.equal(
+    sent.at(-1)?.url,
+    `/v1/sessions/${SESSION.session_id}/audit?limit=5&principal=agent%3Aw1&since=2026-01-01T00%3A00%3A00.000Z`,
+  );
+  const scopes = await client.scopes();
+  assert.deepEqual(scopes.nodes[0]?.byPrincipal, { "agent:w1": 1, "user:some_one": 1 });
+  assert.deepEqual(scopes.nodes[0]?.scope, { org: "acme", project_id: "p" });
+  const outcome = await client.retryDeadLetters({ partition: 0, offset: 1 });
+  assert.deepEqual(outcome.kept, { "0:1": "bad_bytes" });
+  assert.deepEqual(sent.at(-1)?.body, { partition: 0, offset: 1 });
+});

@@ -152,3 +152,56 @@ test("asOf, history and forget over the wire", { skip: skipForget }, async () =>
   });
   await reader.close();
 });
+
+test("memories, memory, audit, scopes, status and log verification over the wire", { skip: skipForget }, async () => {
+  const client = new SpectronClient({ baseUrl, apiKey: forgetKey });
+  const me = await client.whoami();
+  assert.equal(me.principal, "agent:ts-forget");
+  assert.deepEqual(me.scopeFloor, timeTravelScope);
+  const scope = { ...timeTravelScope, topic: `listing-${Date.now()}` };
+  const session = await client.sessions.create({ scope });
+  const first = await session.remember({ content: "Listing note one.", metadata: { n: "1" } });
+  const second = await session.remember({ content: "Listing note two.", memoryCategory: "episodic" });
+  const page = await session.memories({ limit: 1 });
+  assert.deepEqual(page.items.map((m) => m.id), [second.id]);
+  assert.ok(page.nextCursor);
+  // the scope also sees its parent's memories (older ones, from the test above)
+  const older = await session.memories({ limit: 1, cursor: page.nextCursor });
+  assert.deepEqual(older.items.map((m) => [m.id, m.partition, m.offset]), [[first.id, first.partition, first.offset]]);
+  assert.deepEqual((await session.memories({ memoryCategory: "episodic" })).items.map((m) => m.id), [second.id]);
+  assert.deepEqual((await session.memories({ metadata: { n: "1" } })).items.map((m) => m.id), [first.id]);
+  const then = (await session.memories({ asOf: first })).items.map((m) => m.id);
+  assert.ok(then.includes(first.id) && !then.includes(second.id));
+  const one = await session.memory(first.id);
+  assert.equal(one.content, "Listing note one.");
+  assert.equal(one.principal, "agent:ts-forget");
+
+  const audit = await session.audit({ principal: "agent:ts-forget" });
+  assert.deepEqual(audit.items.slice(0, 2).map((r) => r.eventId), [second.id, first.id]);
+  assert.deepEqual(audit.items[0]?.position, [second.partition, second.offset]);
+
+  const tree = await client.scopes();
+  const node = tree.nodes.find((n) => n.scope.topic === scope.topic);
+  assert.ok(node, "the new scope is in the tree");
+  assert.deepEqual(node.byCategory, { episodic: 1, knowledge: 1 });
+  assert.deepEqual(node.byPrincipal, { "agent:ts-forget": 2 });
+  assert.deepEqual(node.scope, scope);
+
+  const status = await client.status();
+  assert.ok(status.partitions.length > 0);
+  assert.ok(status.partitions.every((p) => p.lag === p.logEnd - p.projected));
+  const verification = await client.verifyLog();
+  assert.equal(verification.verified, true);
+  assert.ok(verification.checked >= 2);
+
+  await session.forget({ memoryId: first.id });
+  await assert.rejects(session.memory(first.id), (error: unknown) => error instanceof MemoryNotFoundError);
+  const left = (await session.memories()).items.map((m) => m.id);
+  assert.ok(left.includes(second.id) && !left.includes(first.id));
+  await assert.rejects(client.deadLetters(), (error: unknown) => {
+    assert.ok(error instanceof ForbiddenError);
+    assert.equal(error.slug, "missing-capability");
+    return true;
+  });
+  await session.close();
+});

@@ -1,0 +1,84 @@
+// The console's only way to the server: the same HTTP API as every client, with the signed-in key.
+const KEY = "spectron.apiKey";
+
+/** A problem+json answer (or a network failure) as an Error with the problem's fields. */
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+    this.slug = String(problem.type || "").split("/").pop();
+  }
+}
+
+export function storedKey() {
+  return sessionStorage.getItem(KEY);
+}
+
+export function storeKey(secret) {
+  sessionStorage.setItem(KEY, secret);
+}
+
+export function forgetKey() {
+  sessionStorage.removeItem(KEY);
+  sessions.clear();
+}
+
+/** Close the console's sessions on the server (best effort), then forget the key. */
+export async function signOut() {
+  const open = [...sessions.values()];
+  await Promise.allSettled(open.map((id) => api("DELETE", `/v1/sessions/${id}`)));
+  forgetKey();
+}
+
+/** Send one request with the key; resolve to JSON, reject with an ApiError. */
+export async function api(method, path, { body, query } = {}) {
+  const url = new URL(path, location.origin);
+  for (const [name, value] of Object.entries(query || {})) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
+  }
+  const headers = { Accept: "application/json", Authorization: `Bearer ${storedKey() || ""}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new ApiError(0, { title: "Server unreachable", detail: String(error) });
+  }
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => ({ detail: response.statusText }));
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+// one server-side session per scope, opened on first use and reopened if the server lost it
+const sessions = new Map();
+
+async function sessionFor(scope) {
+  const key = JSON.stringify(scope);
+  if (!sessions.has(key)) {
+    const info = await api("POST", "/v1/sessions", { body: { scope } });
+    sessions.set(key, info.session_id);
+  }
+  return sessions.get(key);
+}
+
+/** A call on the session at `scope` (e.g. "memories", "state"). */
+export async function onScope(scope, method, operation, options = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const id = await sessionFor(scope);
+    try {
+      return await api(method, `/v1/sessions/${id}/${operation}`, options);
+    } catch (error) {
+      if (attempt === 0 && error.slug === "session-not-found") {
+        sessions.delete(JSON.stringify(scope));
+        continue;
+      }
+      throw error;
+    }
+  }
+}
