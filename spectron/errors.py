@@ -8,6 +8,7 @@ class SpectronError(Exception):
 
     type: str = "spectron-error"
     status: int = 500
+    retry_after: float | None = None  # seconds: the error is transient; try again after that
 
 
 class InvalidInput(SpectronError, ValueError):
@@ -66,6 +67,15 @@ class LogUnavailable(SpectronError):
 
     type = "log-unavailable"
     status = 503
+    retry_after = 1.0
+
+
+class StoreUnavailable(SpectronError):
+    """The database is down or restarting: nothing was done; try again after `retry_after` s."""
+
+    type = "store-unavailable"
+    status = 503
+    retry_after = 1.0
 
 
 class MalformedEvent(SpectronError):

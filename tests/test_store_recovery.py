@@ -1,0 +1,288 @@
+"""Fault tests: kill -9 the embedded Postgres under a running server and a running client.
+
+The process must notice, answer 503 store-unavailable (with Retry-After) at once meanwhile instead
+of holding requests for the pool's timeout, bring the server back by itself (or adopt the one
+another process started), lose no acknowledged memory, and stop the restarted server when its last
+handle closes. While a test holds the data directory's restart lock the outage lasts as long as
+the test needs, so what is asserted about the outage never races the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from spectron import SpectronClient
+from spectron.embedded import EmbeddedPostgres, restart_lock_path
+from spectron.errors import StoreUnavailable
+
+BOUND = 120.0  # seconds any awaited condition may take on a slow, busy machine
+STORE_UNAVAILABLE = "https://spectron.dev/problems/store-unavailable"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, bound: float = BOUND) -> None:
+    """Poll `check` until it holds; fail after `bound` seconds."""
+    deadline = time.monotonic() + bound
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {bound:.0f}s: {what}")
+        await asyncio.sleep(0.1)
+
+
+def postmaster(home: Path) -> psutil.Process | None:
+    """The running postmaster of a home, if any."""
+    try:
+        pid = int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
+        process = psutil.Process(pid)
+        running = process.status() != psutil.STATUS_ZOMBIE and process.name() == "postgres"
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
+    return process if running else None
+
+
+def server_log(home: Path) -> str:
+    """The end of the embedded server's log and its postmaster.pid, for failure messages."""
+    pgdata = home / "pgdata"
+    pidfile = pgdata / "postmaster.pid"
+    pid = pidfile.read_text() if pidfile.exists() else "(no postmaster.pid)"
+    return f"{pid}\n{(pgdata / 'log').read_text()[-3000:]}"
+
+
+async def kill_postmaster(home: Path) -> int:
+    """kill -9 the postmaster and wait until it is gone; its pid."""
+    process = postmaster(home)
+    assert process is not None, "no postmaster to kill"
+    process.send_signal(signal.SIGKILL)
+
+    async def gone() -> bool:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+
+    await eventually(gone, "the killed postmaster exits")
+    return process.pid
+
+
+@contextlib.contextmanager
+def restarts_blocked(home: Path) -> Iterator[None]:
+    """Hold the lock every restart of the home's server takes: Postgres stays down until exit."""
+    with restart_lock_path((home / "pgdata").resolve()).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A Spectron home outside pytest's 0700 temp root, which Postgres (a user of its own when the
+    suite runs as root) must traverse whenever it starts, and which other pytest runs re-protect."""
+    root = Path(tempfile.mkdtemp(prefix="spectron-fault-"))
+    try:
+        yield root / "home"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def opener(home: Path) -> list[str]:
+    """A command that opens (and so starts) the home's embedded Postgres in another process."""
+    code = "import sys; from pathlib import Path; from spectron.embedded import EmbeddedPostgres"
+    return [sys.executable, "-c", f"{code}; EmbeddedPostgres(Path(sys.argv[1]))", str(home)]
+
+
+def env_for(home: Path) -> dict[str, str]:
+    """The environment of a Spectron process on `home` (fast embedder, no extraction)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPECTRON_")}
+    return {
+        **env,
+        "SPECTRON_HOME": str(home),
+        "SPECTRON_EMBEDDER": "hashing",
+        "SPECTRON_EXTRACTOR": "none",
+    }
+
+
+def spectron(env: dict[str, str], *args: str) -> str:
+    """Run the CLI to completion; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "spectron.cli", *args],
+        env=env,
+        capture_output=True,
+        timeout=BOUND,
+        check=True,
+    )
+    return done.stdout.decode()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    """A 503 store-unavailable problem that says when to try again."""
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == STORE_UNAVAILABLE
+    assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_serve_brings_a_killed_postgres_back(tmp_path: Path, home: Path) -> None:
+    env = env_for(home)
+    key = json.loads(
+        spectron(
+            env, "keys", "create", "--principal", "agent:fault", "--scope-floor", "{}",
+            "--capabilities", "read,write", "--json",
+        ).strip().splitlines()[-1]
+    )["secret"]  # fmt: skip
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    serve = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", "spectron.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    # a request held for the pool's 30 s timeout fails this test rather than passing late
+    http = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=20.0,
+    )
+    try:
+
+        async def ready() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return (await http.get("/readyz")).status_code == 200
+            return False
+
+        await eventually(ready, "spectron serve is ready")
+        created = await http.post("/v1/sessions", json={"scope": {"org": "fault"}})
+        assert created.status_code == 201, created.text
+        session = f"/v1/sessions/{created.json()['session_id']}"
+        acknowledged: dict[str, str] = {}
+
+        async def remember(n: int) -> httpx.Response:
+            content = f"fault-token-{n} survives a dead database"
+            response = await http.post(f"{session}/remember", json={"content": content})
+            if response.status_code == 201:
+                acknowledged[f"fault-token-{n}"] = response.json()["id"]
+            return response
+
+        for n in range(5):
+            assert (await remember(n)).status_code == 201
+
+        with restarts_blocked(home):
+            await kill_postmaster(home)
+            for n in range(5, 10):  # broken connections first, then the watch's verdict
+                assert_unavailable(await remember(n))
+            assert_unavailable(await http.post(f"{session}/recall", json={"query": "fault"}))
+            assert (await http.get("/readyz")).status_code == 503
+            health = await http.get("/healthz")  # recovering by itself: alive
+            assert health.status_code == 200, health.text
+            assert "unavailable" in health.json()["detail"]
+
+        attempt = iter(range(10, 100_000))
+
+        async def accepted() -> bool:
+            response = await remember(next(attempt))
+            if response.status_code != 201:
+                assert_unavailable(response)
+            return response.status_code == 201
+
+        await eventually(accepted, "remember works again after the restart")
+        for n in range(100_000, 100_005):
+            assert (await remember(n)).status_code == 201
+        assert (await http.get("/healthz")).json()["detail"] == ""
+        for token, memory_id in acknowledged.items():
+            found = await http.post(
+                f"{session}/recall", json={"query": token, "mode": "keyword", "top_k": 3}
+            )
+            assert found.status_code == 200, found.text
+            assert memory_id in [item["id"] for item in found.json()["items"]], token
+        restarted = postmaster(home)
+        assert restarted is not None
+    finally:
+        await http.aclose()
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(60)
+        log.close()
+    # the server this process restarted stopped with it: it held the last handle
+    await eventually(
+        lambda: asyncio.to_thread(lambda: not restarted.is_running()),
+        "the restarted Postgres stops",
+    )
+    assert postmaster(home) is None
+
+
+async def test_client_survives_a_killed_postgres_restarted_by_another_process(
+    home: Path,
+) -> None:
+    client = SpectronClient(home=home, embedder="hashing", extractor="none")
+    try:
+        session = await client.sessions.create({"org": "fault"}, "agent:fault")
+        acknowledged = {}
+        for n in range(5):
+            acknowledged[f"fault-token-{n}"] = (await session.remember(f"fault-token-{n} x")).id
+        with restarts_blocked(home):
+            await kill_postmaster(home)
+            for n in range(5, 10):
+                with pytest.raises(StoreUnavailable):
+                    async with asyncio.timeout(20):  # not the pool's 30 s
+                        await session.remember(f"fault-token-{n} x")
+        # another process opens the home: it starts Postgres, unless this client's watch won
+        starter = await asyncio.to_thread(
+            subprocess.run, opener(home), env=env_for(home), capture_output=True, timeout=BOUND
+        )
+        assert starter.returncode == 0, starter.stderr.decode()
+
+        async def accepted() -> bool:
+            try:
+                result = await session.remember("fault-token-10 x")
+            except StoreUnavailable:
+                return False
+            acknowledged["fault-token-10"] = result.id
+            return True
+
+        await eventually(accepted, "remember works again")
+        for n in range(11, 15):
+            acknowledged[f"fault-token-{n}"] = (await session.remember(f"fault-token-{n} x")).id
+        for token, memory_id in acknowledged.items():
+            found = await session.recall(token, top_k=3, mode="keyword")
+            assert memory_id in [item.id for item in found.items], token
+        restarted = postmaster(home)
+        assert restarted is not None
+    finally:
+        await client.close()
+    # the last handle closed: the server another process restarted stops too
+    assert not restarted.is_running() or restarted.status() == psutil.STATUS_ZOMBIE
+    assert postmaster(home) is None
+
+
+async def test_last_handle_stops_the_server_another_process_restarted(home: Path) -> None:
+    handle = await asyncio.to_thread(EmbeddedPostgres, home)
+    await kill_postmaster(home)
+    reopened = await asyncio.to_thread(
+        subprocess.run, opener(home), env=env_for(home), capture_output=True, timeout=BOUND
+    )
+    assert reopened.returncode == 0, reopened.stderr.decode()
+    restarted = postmaster(home)
+    # the other process's exit released only its own handle
+    assert restarted is not None, server_log(home)
+    await asyncio.to_thread(handle.close)
+    assert not restarted.is_running() or restarted.status() == psutil.STATUS_ZOMBIE
