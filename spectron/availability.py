@@ -54,7 +54,7 @@ class StoreWatch:
         self._uri = uri
         self._server = server
         self._interval = interval
-        self._give_up_after = give_up_after
+        self.give_up_after = give_up_after  # seconds down, owning the server, before "failed"
         self.state: State = "up"
         self.reason = ""
         self._down_since: float | None = None
@@ -62,6 +62,7 @@ class StoreWatch:
         self._waits: set[asyncio.Timeout] = set()  # requests waiting for a pool connection
         self._probe: AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._restarting: asyncio.Task[None] | None = None
 
     def start(self, pool: AsyncConnectionPool[Any]) -> None:
         """Watch in a task of the running loop until `close`."""
@@ -69,10 +70,11 @@ class StoreWatch:
 
     async def close(self) -> None:
         """Stop watching and close the probe connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._restarting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._probe is not None:
             await self._probe.close()
             self._probe = None
@@ -132,17 +134,23 @@ class StoreWatch:
         if problem == "busy":
             return
         self._went_down(problem)
-        if self._server is not None:
-            try:
-                started = await asyncio.to_thread(self._server.ensure_running)
-            except Exception as exc:
-                log.warning("could not start the embedded Postgres yet: %s", exc)
-            else:
-                self._poke.set()  # started, or another process had: probe again at once
-                if started:
-                    log.warning("restarted the embedded Postgres")
-            if self._down_for() > self._give_up_after:
-                self.state = "failed"
+        if self._server is None:
+            return  # someone else runs the database: wait for it
+        if self._restarting is None or self._restarting.done():
+            self._restarting = asyncio.create_task(self._restart(self._server))
+        if self._down_for() > self.give_up_after:
+            self.state = "failed"
+
+    async def _restart(self, server: EmbeddedPostgres) -> None:
+        """Start the embedded server (in a thread: pg_ctl waits), or adopt another process's."""
+        try:
+            started = await asyncio.to_thread(server.ensure_running)
+        except Exception as exc:
+            log.warning("could not start the embedded Postgres yet: %s", exc)
+            return
+        self._poke.set()  # started, or another process had: probe again at once
+        if started:
+            log.warning("restarted the embedded Postgres")
 
     def _went_down(self, problem: str) -> None:
         if self.state == "up":

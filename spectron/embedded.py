@@ -32,6 +32,7 @@ T = TypeVar("T")
 _refs: dict[Path, int] = {}  # handles per server in this process: the package shares one instance
 START_TIME_SLACK = 5.0  # seconds between a postmaster's recorded start time and its process's
 OPEN_BOUND = 30.0  # seconds a new handle waits for a dead server's backends to exit
+LOCK_BOUND = 10.0  # seconds one attempt waits for another process's start of the server
 
 
 class NotRestartableYet(RuntimeError):
@@ -99,9 +100,12 @@ class EmbeddedPostgres:
         _refs[self.pgdata] -= 1
         if _refs[self.pgdata] == 0:
             del _refs[self.pgdata]
-            with _restart_lock(self.pgdata):
-                # stop the postmaster running now (another process may have restarted it), and
-                # nothing when none runs: a stale pid may name an unrelated process
+            # stop the postmaster running now (another process may have restarted it), and
+            # nothing when none runs: a stale pid may name an unrelated process
+            try:
+                with _restart_lock(self.pgdata):
+                    self._server._postmaster_info = _live_postmaster(self.pgdata)
+            except NotRestartableYet:  # another process is starting it: it holds a handle then
                 self._server._postmaster_info = _live_postmaster(self.pgdata)
             self._server.cleanup()
             # forget the cached instance, so a later handle in this process registers afresh
@@ -109,13 +113,22 @@ class EmbeddedPostgres:
 
 
 @contextlib.contextmanager
-def _restart_lock(pgdata: Path) -> Iterator[None]:
+def _restart_lock(pgdata: Path, bound: float = LOCK_BOUND) -> Iterator[None]:
     """An exclusive lock, across processes, on starting the server of one data directory.
 
-    The file sits beside the data directory: initdb wants that one empty.
+    The file sits beside the data directory: initdb wants that one empty. Raises
+    NotRestartableYet after `bound` seconds: a caller is never stuck behind a stuck process.
     """
+    deadline = time.monotonic() + bound
     with restart_lock_path(pgdata).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise NotRestartableYet(f"another process is starting {pgdata}") from None
+                time.sleep(0.05)
         yield
 
 

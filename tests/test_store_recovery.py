@@ -27,6 +27,7 @@ import pytest
 from spectron import SpectronClient
 from spectron.embedded import EmbeddedPostgres, restart_lock_path
 from spectron.errors import StoreUnavailable
+from spectron.http.app import create_app
 from tests.fault_support import (
     BOUND,
     eventually,
@@ -245,3 +246,33 @@ async def test_last_handle_stops_the_server_another_process_restarted(home: Path
     assert restarted is not None, server_log(home)
     await asyncio.to_thread(handle.close)
     assert not restarted.is_running() or restarted.status() == psutil.STATUS_ZOMBIE
+
+
+async def test_healthz_fails_only_in_a_state_the_process_cannot_leave(home: Path) -> None:
+    client = SpectronClient(home=home, embedder="hashing", extractor="none")
+    try:
+        service = await client.service()
+        service.watch.give_up_after = 1.0  # seconds without its database before "failed"
+        app = create_app(service)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://spectron"
+            ) as http,
+        ):
+            assert (await http.get("/healthz")).json() == {"status": "ok", "detail": ""}
+
+            async def health(status: int) -> bool:
+                response = await http.get("/healthz")
+                return response.status_code == status and (
+                    status != 200 or response.json()["detail"] == ""
+                )
+
+            with restarts_blocked(home):  # the restart keeps failing: the process is stuck
+                await kill_postmaster(home)
+                await eventually(lambda: health(503), "/healthz says the process cannot recover")
+                stuck = await http.get("/healthz")
+                assert stuck.json()["type"].endswith("/server-unavailable"), stuck.text
+            await eventually(lambda: health(200), "/healthz is fine once the restart succeeds")
+    finally:
+        await client.close()
