@@ -48,7 +48,7 @@ class EmbeddedPostgres:
         home.mkdir(parents=True, exist_ok=True)
         self.pgdata = (home / "pgdata").resolve()
         _prune_dead_handles(self.pgdata)
-        self._server: Any = _when_restartable(lambda: self._get_server())
+        self._server: Any = _when_restartable(self._get_server)
         _refs[self.pgdata] = _refs.get(self.pgdata, 0) + 1
         self._closed = False
         try:
@@ -146,11 +146,21 @@ def _live_postmaster(pgdata: Path) -> Any:
         process: psutil.Process = info.process
         if process.status() == psutil.STATUS_ZOMBIE or process.name() != "postgres":
             return None
+        if _serves(process, pgdata):
+            return info
         if abs(process.create_time() - info.start_time.timestamp()) > START_TIME_SLACK:
             return None  # the pid was reused by a later process
     except psutil.Error:
         return None
     return info
+
+
+def _serves(process: psutil.Process, pgdata: Path) -> bool:
+    """Whether a process is a postmaster started on `pgdata` (`postgres -D <pgdata> ...`)."""
+    try:
+        return str(pgdata) in process.cmdline()
+    except psutil.Error:
+        return False
 
 
 def restart_lock_path(pgdata: Path) -> Path:
@@ -183,10 +193,14 @@ def _check_restartable(pgdata: Path) -> None:
     try:
         process = psutil.Process(int(pidfile.read_text().split()[0]))
         zombie = process.status() == psutil.STATUS_ZOMBIE
+        postgres = process.name() == "postgres"
     except (OSError, ValueError, IndexError, psutil.Error):
         return  # no file, or its process is gone: Postgres itself clears it
     if zombie:
         raise NotRestartableYet(f"the dead postmaster {process.pid} is not reaped yet")
+    if postgres and _serves(process, pgdata):
+        # ours, but not judged live (starting, say): never remove the file under a postmaster
+        raise NotRestartableYet(f"postgres {process.pid} on {pgdata} is not ready")
     log.warning("removing %s: its pid %d is now another process", pidfile, process.pid)
     pidfile.unlink(missing_ok=True)
 
