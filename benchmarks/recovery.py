@@ -135,7 +135,10 @@ async def run(kills: int, agents: int) -> list[Outage]:
         server.send_signal(signal.SIGTERM)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(server.wait, 60)
-        shutil.rmtree(root, ignore_errors=True)
+        if sys.exc_info()[0] is None:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"kept {root} (serve.log) for a look", file=sys.stderr)
     return outages
 
 

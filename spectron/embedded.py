@@ -181,40 +181,53 @@ def _when_restartable(start: Callable[[], T]) -> T:
 
 
 def _check_restartable(pgdata: Path) -> None:
-    """With no live postmaster: raise NotRestartableYet while a start would fail; clear a stale
-    `postmaster.pid` whose pid now names another process.
+    """With no live postmaster: raise NotRestartableYet while a start would fail, and remove a
+    `postmaster.pid` that would block it although it protects nothing.
 
-    Then the file protects nothing (no backend holds the old shared memory), but Postgres and the
-    package would both take that process for the server and never start one.
+    Postgres refuses to start while processes of the old server hold its shared memory, and while
+    the pid in `postmaster.pid` exists: a dead postmaster not yet reaped by its parent (PID 1 may
+    take seconds, or never reap), or another process that reused the pid. When no process holds
+    the old shared memory, verifiably (Linux), such a file is removed; otherwise we wait.
     """
-    if _old_backends_attached(pgdata):
+    attached = _old_backends_attached(pgdata)
+    if attached:
         raise NotRestartableYet(f"the dead server's backends in {pgdata} hold on")
     pidfile = pgdata / "postmaster.pid"
     try:
-        process = psutil.Process(int(pidfile.read_text().split()[0]))
+        lines = pidfile.read_text().splitlines()
+        process = psutil.Process(int(lines[0]))
         zombie = process.status() == psutil.STATUS_ZOMBIE
-        postgres = process.name() == "postgres"
+        ours = not zombie and process.name() == "postgres" and _serves(process, pgdata)
     except (OSError, ValueError, IndexError, psutil.Error):
         return  # no file, or its process is gone: Postgres itself clears it
-    if zombie:
-        raise NotRestartableYet(f"the dead postmaster {process.pid} is not reaped yet")
-    if postgres and _serves(process, pgdata):
-        # ours, but not judged live (starting, say): never remove the file under a postmaster
+    if ours:
+        # a postmaster on this directory not judged live (starting, say): never pull its file
         raise NotRestartableYet(f"postgres {process.pid} on {pgdata} is not ready")
-    log.warning("removing %s: its pid %d is now another process", pidfile, process.pid)
+    if attached is None:
+        raise NotRestartableYet(f"pid {process.pid} of {pidfile} still exists")
+    what = "is not reaped yet" if zombie else "is now another process"
+    log.warning("removing %s: the dead postmaster's pid %d %s", pidfile, process.pid, what)
+    # the socket's lock file names the same pid, and Postgres checks it the same way
+    if len(lines) > 4 and lines[3].strip() and lines[4].strip():
+        socket_lock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock"
+        with contextlib.suppress(OSError, IndexError):
+            if socket_lock.read_text().split()[0] == str(process.pid):
+                socket_lock.unlink()
     pidfile.unlink(missing_ok=True)
 
 
-def _old_backends_attached(pgdata: Path) -> bool:
-    """Whether processes of a dead postmaster still hold its shared memory (Linux; else False).
+def _old_backends_attached(pgdata: Path) -> bool | None:
+    """Whether processes of a dead postmaster still hold its shared memory; None if unknown.
 
-    Postgres refuses to start until they have gone; they exit soon after noticing the death.
+    Known on Linux, from /proc/sysvipc/shm: the segment named in `postmaster.pid` has a count of
+    attached processes (every backend inherits the attachment), or is gone. They exit soon after
+    noticing the postmaster's death.
     """
     try:
         shmid = int((pgdata / "postmaster.pid").read_text().splitlines()[6].split()[-1])
         table = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
     except (OSError, ValueError, IndexError):
-        return False
+        return None
     for row in table:
         fields = row.split()
         if len(fields) > 6 and fields[1] == str(shmid):
