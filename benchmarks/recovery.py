@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -57,7 +58,11 @@ async def agent(http: httpx.AsyncClient, name: str, state: dict[str, object]) ->
         n += 1
         token = f"recovery-{name}-{n}"
         started = time.monotonic()
-        response = await http.post(f"{session}/remember", json={"content": f"{token} note"})
+        try:
+            response = await http.post(f"{session}/remember", json={"content": f"{token} note"})
+        except httpx.TransportError:  # a keep-alive connection closed under the request: retry
+            state["transport_errors"] = int(state["transport_errors"]) + 1  # type: ignore[call-overload]
+            continue
         took = (time.monotonic() - started) * 1000
         outage: Outage | None = state["outage"]  # type: ignore[assignment]
         if response.status_code == 201:
@@ -100,6 +105,7 @@ async def run(kills: int, agents: int) -> list[Outage]:
         "acked": {},
         "killed_at": 0.0,
         "last": None,
+        "transport_errors": 0,
     }
     try:
         await wait_ready(url, server)
@@ -128,10 +134,21 @@ async def run(kills: int, agents: int) -> list[Outage]:
                 )
                 if memory_id not in [item["id"] for item in found.json()["items"]]:
                     missing += 1
-            print(f"acknowledged {len(acked)}, not recallable afterwards: {missing}")
+            print(
+                f"acknowledged {len(acked)}, not recallable afterwards: {missing};"
+                f" connections closed under a request (retried): {state['transport_errors']}"
+            )
     finally:
         log = (root / "serve.log").read_text(errors="replace").splitlines()
         print("\n".join(line for line in log if "database" in line or "Postgres" in line))
+        # the last line of each server-side traceback: what a 500 was
+        ends = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Disconnect|Timeout)\b")
+        for n, line in enumerate(log):
+            if ends.match(line):
+                where = [
+                    f for f in log[max(0, n - 40) : n] if "/spectron/" in f or "/projectors/" in f
+                ]
+                print(line, *where[-3:], sep="\n")
         server.send_signal(signal.SIGTERM)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(server.wait, 60)

@@ -74,10 +74,17 @@ class GuardedPool(AsyncConnectionPool[AsyncConnection[Any]]):
             try:
                 yield conn
             except psycopg.Error as exc:
-                if self.watch is None or not (conn.broken or conn.closed):
+                if self.watch is None or not (conn.broken or conn.closed or _lost(exc)):
                     raise
                 self.watch.suspect()
                 raise self.watch.unavailable(f"connection lost: {exc}") from exc
+
+
+def _lost(error: psycopg.Error) -> bool:
+    """An error saying the server ended the session: a connection exception (class 08), or a
+    shutdown, crash or start-up (57P01-57P03), which can arrive before the socket closes."""
+    state = error.sqlstate or ""
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 async def open_pool(
