@@ -69,15 +69,18 @@ class GuardedPool(AsyncConnectionPool[AsyncConnection[Any]]):
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[AsyncConnection[Any]]:
-        """As the pool's, translating the errors of a connection that broke into StoreUnavailable."""
-        async with super().connection(timeout) as conn:
-            try:
-                yield conn
-            except psycopg.Error as exc:
-                if self.watch is None or not (conn.broken or conn.closed or _lost(exc)):
-                    raise
-                self.watch.suspect()
-                raise self.watch.unavailable(f"connection lost: {exc}") from exc
+        """As the pool's, translating the errors of a connection that broke into StoreUnavailable
+        (raised in the block, or by the commit when the block ends)."""
+        used: AsyncConnection[Any] | None = None
+        try:
+            async with super().connection(timeout) as used:
+                yield used
+        except psycopg.Error as exc:
+            broken = used is not None and (used.broken or used.closed)
+            if self.watch is None or not (broken or _lost(exc)):
+                raise
+            self.watch.suspect()
+            raise self.watch.unavailable(f"connection lost: {exc}") from exc
 
 
 def _lost(error: psycopg.Error) -> bool:
