@@ -39,10 +39,17 @@ from psycopg_pool import AsyncConnectionPool
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records, projection_positions
 from projectors.enrichment import Enricher, enrichment_passes
+from spectron.availability import StoreWatch
 from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding import Embedder, make_embedder
-from spectron.errors import ContentForgotten, LogUnavailable, MalformedEvent, SpectronError
+from spectron.errors import (
+    ContentForgotten,
+    LogUnavailable,
+    MalformedEvent,
+    SpectronError,
+    StoreUnavailable,
+)
 from spectron.events import LogPosition, MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.extraction import make_extractor
 from spectron.log import RawRecord, decode_record
@@ -57,6 +64,7 @@ BATCH_WINDOW = 0.02  # seconds a batch waits to fill: bounds the added read-your
 # Kafka's smallest default session timeout; a broker may hold a group join for half of it
 SESSION_TIMEOUT = 6.0
 MAX_BACKOFF = 30.0
+STORE_RETRY = 0.5  # seconds between attempts while Postgres is down (they fail at once)
 STOP_GRACE = 5.0  # seconds faust gets to stop cleanly after SIGTERM (then: exit anyway)
 
 Apply = Callable[[int, Sequence[RawRecord]], Awaitable[None]]
@@ -72,6 +80,7 @@ class Processors:
     event_log: KafkaEventLog
     ctx: ProjectionContext
     enrichers: Sequence[Enricher]
+    watch: StoreWatch
 
     @classmethod
     async def open(
@@ -81,7 +90,9 @@ class Processors:
         if settings.kafka_bootstrap is None or settings.database_url is None:
             raise SpectronError("a worker needs SPECTRON_KAFKA_BOOTSTRAP and SPECTRON_DATABASE_URL")
         await prepare_database(settings.database_url, settings.projection_schema, embedder.dim)
-        pool = await open_pool(settings.database_url, settings.projection_schema)
+        # attempts fail fast while Postgres is down, and resume as soon as it is back
+        watch = StoreWatch(settings.database_url)
+        pool = await open_pool(settings.database_url, settings.projection_schema, watch=watch)
         try:
             ctx = await _projection_context(pool, embedder)
             event_log = KafkaEventLog(
@@ -93,10 +104,12 @@ class Processors:
             raise
         if enrichers is None:
             enrichers = configured_enrichers(settings, embedder)
-        return cls(settings, pool, event_log, ctx, enrichers)
+        watch.start(pool)
+        return cls(settings, pool, event_log, ctx, enrichers, watch)
 
     async def close(self) -> None:
         """Disconnect from Kafka and Postgres."""
+        await self.watch.close()
         await self.event_log.close()
         await self.pool.close()
 
@@ -240,6 +253,9 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await attempt()
+        except StoreUnavailable as exc:  # the watch says when Postgres is back: no backoff
+            log.info("%s waits for the database (%s)", what, exc)
+            await asyncio.sleep(STORE_RETRY)
         except Exception as exc:  # CancelledError is not an Exception: shutdown still works
             log.warning("%s failed (%r); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)

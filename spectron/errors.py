@@ -22,7 +22,8 @@
     ├── MethodNotAllowed · MalformedJson · UnsupportedMediaType · PayloadTooLarge   (HTTP)
     ├── ProjectionModelMismatch ........... the projection indexes another embedding model
     ├── ReadYourWritesTimeout (TimeoutError)
-    ├── LogUnavailable
+    ├── LogUnavailable .................... transient (Retry-After)
+    ├── StoreUnavailable .................. the database is down or restarting (Retry-After)
     ├── EmbedderUnavailable
     ├── ServerUnavailable ................. the HTTP client could not reach a Spectron server
     ├── LLMError .......................... a language model was down or answered garbage
@@ -44,6 +45,7 @@ class SpectronError(Exception):
     # (spectron.http.problems.error_from_problem) carries its own
     type: str
     status: int
+    retry_after: float | None = None  # seconds: the error is transient; try again after that
 
 
 class InvalidInput(SpectronError, ValueError):
@@ -145,6 +147,14 @@ class ReadYourWritesTimeout(SpectronError, TimeoutError):
 class LogUnavailable(SpectronError):
     """The event log could not be reached or refused the append."""
 
+    retry_after = 1.0
+
+
+class StoreUnavailable(SpectronError):
+    """The database is down or restarting: nothing was done; try again after `retry_after` s."""
+
+    retry_after = 1.0
+
 
 class EmbedderUnavailable(SpectronError):
     """The embedding model failed, timed out or answered something that is not embeddings."""
@@ -201,6 +211,7 @@ PROBLEM_TYPES: dict[type[SpectronError], tuple[str, int]] = {
     LLMError: ("llm-unavailable", 502),
     ExtractionFailed: ("extraction-failed", 502),
     LogUnavailable: ("log-unavailable", 503),
+    StoreUnavailable: ("store-unavailable", 503),
     EmbedderUnavailable: ("embedder-unavailable", 503),
     ServerUnavailable: ("server-unavailable", 503),
     ReadYourWritesTimeout: ("read-your-writes-timeout", 504),

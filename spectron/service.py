@@ -28,6 +28,7 @@ from projectors.replay import (
 )
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
+from spectron.availability import StoreWatch
 from spectron.config import Settings
 from spectron.consistency import AWAITING_FACTS, wait_for_projections
 from spectron.db import open_pool, pinned_embedding_model, prepare_database
@@ -93,6 +94,7 @@ class MemoryService:
         reasoner: Reasoner | None = None,
         *,
         uri: str,
+        watch: StoreWatch | None = None,
     ) -> None:
         self.settings = settings
         self.reasoner = reasoner or make_reasoner()
@@ -103,6 +105,7 @@ class MemoryService:
         self.context = context
         self._server = server
         self._uri = uri
+        self.watch = watch or StoreWatch(uri, server)
         self._tasks: list[asyncio.Task[None]] = []
         self.query_vectors = QueryVectorCache()
 
@@ -128,7 +131,8 @@ class MemoryService:
                     settings.embedder or await _pinned_embedder(uri, settings.projection_schema)
                 )
             await prepare_database(uri, settings.projection_schema, embedder.dim)
-            pool = await open_pool(uri, settings.projection_schema)
+            watch = StoreWatch(uri, server)
+            pool = await open_pool(uri, settings.projection_schema, watch=watch)
             context = await _projection_context(pool, embedder)
             async with pool.connection() as conn:
                 # a replay that died left its deferred indexes recorded: build them now
@@ -149,8 +153,18 @@ class MemoryService:
                 server.close()
             raise
         service = cls(
-            settings, pool, event_log, embedder, context, server, extractor, reasoner, uri=uri
+            settings,
+            pool,
+            event_log,
+            embedder,
+            context,
+            server,
+            extractor,
+            reasoner,
+            uri=uri,
+            watch=watch,
         )
+        watch.start(pool)
         if settings.projectors_in_process:
             service.start_projectors()
         return service
@@ -174,6 +188,7 @@ class MemoryService:
         """Stop the loops, close connections, and release the embedded server."""
         await self._stop_tasks()
         try:
+            await self.watch.close()
             await self.log.close()
             await self.pool.close()
         finally:

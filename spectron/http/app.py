@@ -79,6 +79,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         404: "No such session for this key.",
         413: "The body is too large.",
         422: "Invalid input; nothing was appended.",
+        503: "The database or the log is unavailable for now: retry after `Retry-After` seconds.",
     }.items()
 }
 
@@ -232,9 +233,13 @@ def _message(err: Any) -> str:
 
 def _add_probes(app: FastAPI, metrics: Metrics) -> None:
     @app.get("/healthz", tags=["operations"])
-    async def healthz() -> Health:
-        """Liveness: the process serves requests."""
-        return Health(status="ok")
+    async def healthz(service: Service) -> Health:
+        """Liveness: 503 only in a state the process cannot leave by itself (restart it)."""
+        watch = service.watch
+        if not watch.live:
+            why = watch.reason or "its database watch stopped"
+            raise ServerUnavailable(f"the process cannot recover by itself: {why}")
+        return Health(status="ok", detail="" if watch.state == "up" else str(watch.unavailable()))
 
     @app.get("/readyz", tags=["operations"])
     async def readyz(service: Service) -> Health:

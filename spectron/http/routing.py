@@ -5,6 +5,7 @@ validates a body — so a request without a valid key learns nothing and touches
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -31,7 +32,9 @@ MAX_BODY_BYTES = 256 * 1024
 
 def problem_response(error: SpectronError, instance: str, **extra: Any) -> JSONResponse:
     """An application/problem+json response for `error`."""
-    headers = {"WWW-Authenticate": 'Bearer realm="spectron"'} if error.status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="spectron"'} if error.status == 401 else {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(error.retry_after))  # RFC 9110: whole seconds
     return JSONResponse(
         problem_body(error, instance, **extra),
         status_code=error.status,

@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError, TopicAlreadyExistsError
 from psycopg_pool import AsyncConnectionPool
 
-from spectron.errors import LogUnavailable
+from spectron.errors import LogUnavailable, StoreUnavailable
 from spectron.events import Envelope, LogPosition, partition_key
 from spectron.log import Appended, RawRecord, partition_for
 from spectron.sealing import seal_events
@@ -225,7 +225,7 @@ class KafkaEventLog:
                     " last_time = greatest(p.last_time, excluded.last_time)",
                     [(p, offset, at) for p, (offset, at) in sorted(heads.items())],
                 )
-        except psycopg.Error as exc:
+        except (psycopg.Error, StoreUnavailable) as exc:
             # the records are in Kafka: failing the append now would only invite a duplicate
             # retry; end_offsets() still sees them through the broker, if later
             log.warning("could not record acknowledged offsets %s: %s", heads, exc)
