@@ -7,11 +7,13 @@ sealed under that memory's key; the envelope (id, type, scope, principal, times)
 the log can be partitioned, audited and hash-chained. Forgetting destroys the key: the log keeps
 its bytes and its chain, but the content is gone for good (crypto-shredding).
 
-Sealed record value: the envelope's JSON with `payload` replaced by
-`"sealed": {"key": "<memory id>", "box": "<base64 nonce ‖ ciphertext ‖ tag>"}`; the event id and
-type are authenticated as associated data, so a box cannot be moved onto another event.
-Records another producer wrote in plaintext pass through; a memory id with a destroyed key (or a
-tombstone row) marks them forgotten as well.
+Sealed record value: the envelope's JSON with `payload` replaced by `"sealed": {"key": "<memory
+id>"}`, then NUL and the box (nonce ‖ ciphertext ‖ tag) as raw bytes. The plaintext in the box is
+the payload's JSON, followed for a vector by NUL and its packed bytes (spectron.events
+BINARY_TAIL). Logs written before kept the box as base64 in `"sealed": {..., "box": "..."}`; both
+open. The event id and type are authenticated as associated data, so a box cannot be moved onto
+another event. Records another producer wrote in plaintext pass through; a memory id with a
+destroyed key (or a tombstone row) marks them forgotten as well.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from psycopg import AsyncConnection
 from spectron.db import KEYS_SCHEMA
 from spectron.errors import ContentForgotten
 from spectron.events import (
+    BINARY_TAIL,
     EnrichmentFailed,
     Envelope,
     FactsExtracted,
@@ -38,6 +41,8 @@ from spectron.events import (
     MemoryRecorded,
     ReflectionRecorded,
     encode_event,
+    event_document,
+    record_head,
 )
 from spectron.log import RawRecord
 from spectron.scope import scope_key
@@ -62,12 +67,14 @@ def sealing_key_id(event: Envelope) -> uuid.UUID | None:
 
 def seal(event: Envelope, memory_id: uuid.UUID, key: bytes) -> bytes:
     """The record value of `event` with its payload encrypted under the memory's key."""
-    document = event.model_dump(mode="json")
+    document, tail = event_document(event)
     payload = orjson.dumps(document.pop("payload"))
+    if tail is not None:
+        payload += BINARY_TAIL + tail
     nonce = os.urandom(12)
     box = nonce + AESGCM(key).encrypt(nonce, payload, _associated(document))
-    document["sealed"] = {"key": str(memory_id), "box": base64.b64encode(box).decode()}
-    return orjson.dumps(document)
+    document["sealed"] = {"key": str(memory_id)}
+    return orjson.dumps(document) + BINARY_TAIL + box
 
 
 def _associated(document: dict[str, Any]) -> bytes:
@@ -183,7 +190,7 @@ async def unseal(
     documents: list[tuple[dict[str, Any] | None, uuid.UUID | None]] = []
     for record in records:
         try:
-            document = orjson.loads(record.value)
+            document = orjson.loads(record_head(record.value))
         except orjson.JSONDecodeError:
             document = None
         if not isinstance(document, dict):
@@ -215,25 +222,28 @@ async def unseal(
 
 def _open(record: RawRecord, document: dict[str, Any], key: bytes) -> RawRecord:
     sealed = document.pop("sealed")
+    _, raw_box, box_bytes = record.value.partition(BINARY_TAIL)
     try:
-        box = base64.b64decode(sealed["box"], validate=True)
-        payload = AESGCM(key).decrypt(box[:12], box[12:], _associated(document))
+        # since schema 2 the box follows the JSON as bytes; before, it was base64 inside it
+        box = box_bytes if raw_box else base64.b64decode(sealed["box"], validate=True)
+        plaintext = AESGCM(key).decrypt(box[:12], box[12:], _associated(document))
     except (InvalidTag, ValueError, TypeError, KeyError) as exc:
         reason = "sealed payload does not authenticate under its memory's key"
         return dataclasses.replace(record, fault=f"{reason} ({type(exc).__name__})")
-    # splice the decrypted payload in as bytes: parsing and re-printing a vector's floats here
-    # would double the decoder's work (it parses the record right after)
+    payload, binary, tail = plaintext.partition(BINARY_TAIL)
+    # splice the decrypted payload in as bytes: parsing and re-printing it here would double the
+    # decoder's work (it parses the record right after); a vector stays the record's binary tail
     envelope = orjson.dumps(document)
     value = (
         envelope[:-1] + (b',"payload":' if len(envelope) > 2 else b'"payload":') + payload + b"}"
     )
-    return dataclasses.replace(record, value=value)
+    return dataclasses.replace(record, value=value + binary + tail)
 
 
 def envelope_of(record: RawRecord) -> dict[str, Any] | None:
     """The readable envelope of a (forgotten) record: event id, type, scope, principal."""
     try:
-        document = orjson.loads(record.value)
+        document = orjson.loads(record_head(record.value))
         return {
             "event_id": uuid.UUID(document["event_id"]),
             "type": str(document["type"]),
