@@ -40,12 +40,19 @@ CONCURRENCY = 8
 FLOOR_BATCH = 500
 console = Console()
 
-# every relation of the measured schemas: a table counts heap + TOAST + maps, an index itself
+# every relation of the measured schemas: a table's heap with its free-space and visibility
+# maps, its TOAST (out-of-line values and their index) apart, each index alone
 _RELATIONS = """
 SELECT n.nspname, c.relname, CASE c.relkind WHEN 'i' THEN 'index' ELSE 'table' END,
-       CASE c.relkind WHEN 'i' THEN pg_relation_size(c.oid) ELSE pg_table_size(c.oid) END
+       CASE c.relkind WHEN 'i' THEN pg_relation_size(c.oid)
+            ELSE pg_table_size(c.oid) - coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)
+       END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'i', 'm')
+UNION ALL
+SELECT n.nspname, c.relname, 'TOAST', pg_total_relation_size(c.reltoastrelid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'm') AND c.reltoastrelid <> 0
 """
 # the type of each log record from its readable JSON head (sealed or not; a binary tail follows
 # a NUL in today's encoding), with the stored value and row sizes
@@ -74,7 +81,8 @@ class Measured:
 
 
 async def _sizes(conn: AsyncConnection[Any]) -> dict[tuple[str, str, str], int]:
-    cur = await conn.execute(_RELATIONS, [[*SCHEMAS, FLOOR_SCHEMA]])
+    schemas = [*SCHEMAS, FLOOR_SCHEMA]
+    cur = await conn.execute(_RELATIONS, [schemas, schemas])
     return {(s, r, k): int(b) for s, r, k, b in await cur.fetchall()}
 
 
@@ -133,10 +141,13 @@ async def _fill_floor(conn: AsyncConnection[Any], dim: int) -> None:
         last = str(max(ids))
 
 
-async def measure(home: Path, memories: int) -> Measured:
-    """Load the store, then the floor, each with its WAL; sizes after VACUUM and CHECKPOINT."""
+async def measure(memories: int, **client_options: Any) -> Measured:
+    """Load the store, then the floor, each with its WAL; sizes after VACUUM and CHECKPOINT.
+
+    `client_options` say where (a `home` for a fresh embedded server, or a `database`).
+    """
     result = Measured(memories)
-    async with SpectronClient(home=home, embedder=HashingEmbedder()) as client:
+    async with SpectronClient(embedder=HashingEmbedder(), **client_options) as client:
         service = await client.service()
         async with service.pool.connection() as conn:
             await conn.set_autocommit(True)
@@ -175,27 +186,32 @@ async def measure(home: Path, memories: int) -> Measured:
     return result
 
 
+_PART = {
+    "spectron_log": "log",
+    "spectron_keys": "keys",
+    "spectron": "projection",
+    FLOOR_SCHEMA: "floor",
+}
+
+
 def summary(result: Measured) -> dict[str, float]:
-    """Bytes per memory by part, the floor, and the ratio the target is about."""
+    """Bytes per memory by part, the floor, and the ratios the targets are about."""
     per = float(result.memories)
-    parts: dict[str, float] = {}
+    sizes: dict[str, float] = {}
     for (schema, _, kind), size in result.relations.items():
-        part = {
-            ("spectron_log", "table"): "log",
-            ("spectron_log", "index"): "log indexes",
-            ("spectron_keys", "table"): "keys",
-            ("spectron_keys", "index"): "keys indexes",
-            ("spectron", "table"): "projections",
-            ("spectron", "index"): "projection indexes",
-            (FLOOR_SCHEMA, "table"): "floor table",
-            (FLOOR_SCHEMA, "index"): "floor indexes",
-        }[(schema, kind)]
-        parts[part] = parts.get(part, 0.0) + size / per
-    total = sum(v for k, v in parts.items() if not k.startswith("floor"))
-    floor = parts.get("floor table", 0.0) + parts.get("floor indexes", 0.0)
-    parts["total"] = total
-    parts["floor"] = floor
-    parts["total / floor"] = total / floor if floor else float("nan")
+        part = _PART[schema] + (" indexes" if kind == "index" else " tables")
+        sizes[part] = sizes.get(part, 0.0) + size / per
+    parts = {
+        name: sizes.get(name, 0.0)
+        for part in ("log", "keys", "projection")
+        for name in (f"{part} tables", f"{part} indexes")
+    }
+    parts["log (tables + indexes)"] = parts["log tables"] + parts["log indexes"]
+    parts["total"] = sum(sizes.get(name, 0.0) for name in sizes if not name.startswith("floor"))
+    parts["floor tables"] = sizes.get("floor tables", 0.0)
+    parts["floor indexes"] = sizes.get("floor indexes", 0.0)
+    parts["floor"] = parts["floor tables"] + parts["floor indexes"]
+    parts["total / floor"] = parts["total"] / parts["floor"] if parts["floor"] else float("nan")
     parts["WAL"] = result.wal_spectron / per
     parts["floor WAL"] = result.wal_floor / per
     return parts
@@ -212,7 +228,7 @@ def render(result: Measured) -> None:
     table.add_column("part")
     table.add_column("bytes/memory", justify="right")
     for name, value in parts.items():
-        text = f"{value:.2f}×" if name == "total / floor" else f"{value:,.0f}"
+        text = f"{value:.2f}×" if "/" in name else f"{value:,.0f}"
         table.add_row(name, text)
     console.print(table)
     table = Table(title="by relation (growth over the empty schema)")
@@ -247,7 +263,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="spectron-disk-") as home:
-        result = asyncio.run(measure(Path(home), args.memories))
+        result = asyncio.run(measure(args.memories, home=Path(home)))
     render(result)
     if args.json is not None:
         document = {

@@ -7,13 +7,18 @@ sealed under that memory's key; the envelope (id, type, scope, principal, times)
 the log can be partitioned, audited and hash-chained. Forgetting destroys the key: the log keeps
 its bytes and its chain, but the content is gone for good (crypto-shredding).
 
-Sealed record value: the envelope's JSON with `payload` replaced by `"sealed": {"key": "<memory
-id>"}`, then NUL and the box (nonce ‖ ciphertext ‖ tag) as raw bytes. The plaintext in the box is
-the payload's JSON, followed for a vector by NUL and its packed bytes (spectron.events
-BINARY_TAIL). Logs written before kept the box as base64 in `"sealed": {..., "box": "..."}`; both
-open. The event id and type are authenticated as associated data, so a box cannot be moved onto
-another event. Records another producer wrote in plaintext pass through; a memory id with a
-destroyed key (or a tombstone row) marks them forgotten as well.
+Sealed record value (since MemoryEmbedded v2): the envelope's JSON with `payload` replaced by
+`"sealed": {"key": "<memory id>"}`, then NUL and the box (nonce ‖ ciphertext ‖ tag) as raw
+bytes. Each id is stored once: a memory's own record says `"sealed": {}` (its key is its event
+id), and a derived event's payload leaves out its `memory_id` (the key's id, restored on opening).
+The plaintext in the box is the rest of the payload's JSON, followed for a vector by NUL and its
+packed bytes (spectron.events BINARY_TAIL). The event id, type and memory id are authenticated as
+associated data, so a box cannot be moved onto another event or memory.
+
+Logs written before kept the box as base64 inside the JSON (`"sealed": {"key": ..., "box": ...}`,
+the payload whole, event id and type authenticated); they open as they always did. Records
+another producer wrote in plaintext pass through; a memory id with a destroyed key (or a
+tombstone row) marks them forgotten as well.
 """
 
 from __future__ import annotations
@@ -68,17 +73,28 @@ def sealing_key_id(event: Envelope) -> uuid.UUID | None:
 def seal(event: Envelope, memory_id: uuid.UUID, key: bytes) -> bytes:
     """The record value of `event` with its payload encrypted under the memory's key."""
     document, tail = event_document(event)
-    payload = orjson.dumps(document.pop("payload"))
+    fields = document.pop("payload")
+    if isinstance(event, _DERIVED):
+        del fields["memory_id"]  # it is the key's id
+    payload = orjson.dumps(fields)
     if tail is not None:
         payload += BINARY_TAIL + tail
     nonce = os.urandom(12)
-    box = nonce + AESGCM(key).encrypt(nonce, payload, _associated(document))
-    document["sealed"] = {"key": str(memory_id)}
+    sealed_for = str(memory_id)
+    box = nonce + AESGCM(key).encrypt(nonce, payload, _associated(document, sealed_for))
+    document["sealed"] = {} if memory_id == event.event_id else {"key": sealed_for}
     return orjson.dumps(document) + BINARY_TAIL + box
 
 
-def _associated(document: dict[str, Any]) -> bytes:
-    return f"{document.get('event_id')}:{document.get('type')}".encode()
+def _associated(document: dict[str, Any], memory_id: str | None = None) -> bytes:
+    """What a box authenticates besides its payload: the event (and, since v2, the memory) id."""
+    event = f"{document.get('event_id')}:{document.get('type')}"
+    return (event if memory_id is None else f"{event}:{memory_id}").encode()
+
+
+def _sealed_for(document: dict[str, Any]) -> str:
+    """The memory id a sealed record's key belongs to: named, or else the event's own."""
+    return str(document["sealed"].get("key", document["event_id"]))
 
 
 # One round trip: create new memories' keys (a redelivered memory keeps its first key: the no-op
@@ -166,7 +182,7 @@ def _memory_id(document: dict[str, Any]) -> uuid.UUID | None:
     """Which memory a (sealed or plaintext) record belongs to, if it is about one."""
     try:
         if "sealed" in document:
-            return uuid.UUID(document["sealed"]["key"])
+            return uuid.UUID(_sealed_for(document))
         kind = document.get("type")
         if kind in _CREATE_TYPES:
             return uuid.UUID(document["event_id"])
@@ -221,16 +237,24 @@ async def unseal(
 
 
 def _open(record: RawRecord, document: dict[str, Any], key: bytes) -> RawRecord:
+    memory_id = _sealed_for(document)
     sealed = document.pop("sealed")
-    _, raw_box, box_bytes = record.value.partition(BINARY_TAIL)
+    _, raw_box, box = record.value.partition(BINARY_TAIL)
     try:
-        # since schema 2 the box follows the JSON as bytes; before, it was base64 inside it
-        box = box_bytes if raw_box else base64.b64decode(sealed["box"], validate=True)
-        plaintext = AESGCM(key).decrypt(box[:12], box[12:], _associated(document))
+        if raw_box:  # today's layout: the box follows the JSON as bytes
+            associated = _associated(document, memory_id)
+        else:  # written before MemoryEmbedded v2: base64 inside the JSON
+            box, associated = base64.b64decode(sealed["box"], validate=True), _associated(document)
+        plaintext = AESGCM(key).decrypt(box[:12], box[12:], associated)
     except (InvalidTag, ValueError, TypeError, KeyError) as exc:
         reason = "sealed payload does not authenticate under its memory's key"
         return dataclasses.replace(record, fault=f"{reason} ({type(exc).__name__})")
     payload, binary, tail = plaintext.partition(BINARY_TAIL)
+    if raw_box and document.get("type") in _DERIVED_TYPES:
+        # put back the memory id the sealer left out (it is the key's, authenticated above)
+        rest = payload[1:].lstrip()
+        restored = b'{"memory_id":"' + memory_id.encode() + b'"'
+        payload = restored + (b"}" if rest == b"}" else b"," + rest)
     # splice the decrypted payload in as bytes: parsing and re-printing it here would double the
     # decoder's work (it parses the record right after); a vector stays the record's binary tail
     envelope = orjson.dumps(document)
