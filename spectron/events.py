@@ -169,9 +169,9 @@ class MemoryEmbeddedPayload(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _pack_floats(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not isinstance(data.get("vector", b""), str | bytes):
+        vector = data.get("vector", b"") if isinstance(data, dict) else b""
+        if not isinstance(vector, str | bytes | bytearray | memoryview):
             dtype = data.get("dtype", "float32")
-            vector = data["vector"]
             return {**data, "vector": pack(vector, dtype if dtype in VECTOR_DTYPES else "float32")}
         return data
 
