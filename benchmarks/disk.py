@@ -2,9 +2,10 @@
 
     python -m benchmarks.disk --memories 10000 [--json FILE]
 
-On a fresh embedded home (hashing embedder: 384-d unit vectors; the default `patterns`
-extractor), 8 agents `remember` short synthetic notes (benchmarks/workload.py) with the projectors
-running, until projections and embeddings have caught up. Then, in the same database, the floor:
+On a fresh embedded home (the hashing embedder's vectors, turned dense by a fixed rotation:
+384-d unit vectors with every component set, as a model's are; the default `patterns`
+extractor), 8 agents `remember` short synthetic notes (benchmarks/workload.py) with the
+projectors running, until projections and embeddings have caught up. Then, in the same database, the floor:
 one table (uuid primary key, the same text, the same vector as `vector(384)`) with an HNSW index
 (cosine, pgvector's defaults), filled with the memories' text and vectors in batches of 500 with
 the index in place, as an application would. Both are measured after `VACUUM (ANALYZE)` and a
@@ -23,10 +24,12 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from psycopg import AsyncConnection
 from rich.console import Console
@@ -34,6 +37,7 @@ from rich.table import Table
 
 from benchmarks.workload import ScopeTree, TextGenerator
 from spectron import SpectronClient
+from spectron.embedding import Vectors
 from spectron.embedding.hashing import HashingEmbedder
 
 SCHEMAS = ("spectron", "spectron_log", "spectron_keys")
@@ -66,6 +70,35 @@ SELECT convert_from(
        count(*), sum(octet_length(value)), sum(pg_column_size(value)), sum(pg_column_size(e.*))
 FROM spectron_log.events e GROUP BY 1 ORDER BY 3 DESC
 """
+
+
+class RotatedHashingEmbedder:
+    """The hashing embedder's vectors turned by a fixed random rotation: dense, like a model's.
+
+    Feature hashing sets ~30 of 384 components, which print as short JSON ("0.0"); a model's
+    vector has 384 full-precision values. A rotation keeps every cosine (recall is the hashing
+    embedder's) and makes each vector dense, so its bytes are what a real 384-d vector costs.
+    """
+
+    def __init__(self, dim: int = 384, seed: int = 384) -> None:
+        self._hashing = HashingEmbedder(dim)
+        rotation, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, dim)))
+        self._rotation = rotation.astype(np.float32)
+        self.dim = dim
+        self.model_id = f"hashing-rotated-{dim}@1"
+
+    def _turn(self, vectors: Vectors) -> Vectors:
+        turned = vectors @ self._rotation.T
+        norms = np.linalg.norm(turned, axis=-1, keepdims=True)
+        return (turned / norms).astype(np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> Vectors:
+        """Dense unit vectors of stored text."""
+        return self._turn(self._hashing.embed_passages(texts))
+
+    def embed_query(self, text: str) -> Vectors:
+        """Dense unit vector of a query."""
+        return self._turn(self._hashing.embed_query(text))
 
 
 @dataclass
@@ -184,7 +217,7 @@ async def measure(memories: int, **client_options: Any) -> Measured:
     """
     result = Measured(memories)
     own_server = "home" in client_options
-    async with SpectronClient(embedder=HashingEmbedder(), **client_options) as client:
+    async with SpectronClient(embedder=RotatedHashingEmbedder(), **client_options) as client:
         service = await client.service()
         async with service.pool.connection() as conn:
             await conn.set_autocommit(True)
