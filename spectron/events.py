@@ -158,8 +158,10 @@ PackedVector = Annotated[
 class MemoryEmbeddedPayload(_Strict):
     """The embedding the enrichment processor computed for a memory, recorded so replay never re-embeds.
 
-    In Python `vector` also takes a float sequence, packed as `dtype`.
+    Version 2: `vector` holds the components packed as little-endian `dtype` values.
     """
+
+    # in Python, `vector` also takes a sequence of numbers, packed as `dtype` (_pack_floats)
 
     memory_id: uuid.UUID
     model: str = Field(min_length=1, max_length=200)
