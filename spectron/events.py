@@ -162,7 +162,6 @@ class MemoryEmbeddedPayload(_Strict):
     """
 
     # in Python, `vector` also takes a sequence of numbers, packed as `dtype` (_pack_floats)
-
     memory_id: uuid.UUID
     model: str = Field(min_length=1, max_length=200)
     dtype: VectorDtype = Field(default="float32", description="Width of each stored component.")
