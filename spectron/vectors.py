@@ -2,8 +2,8 @@
 
 A 384-dimensional vector is 768 bytes as float16 and 1,536 as float32, against ~8 KB as a JSON
 float list. Embedders return unit vectors, whose components float16 holds to ~3 significant
-digits; recall ranks by cosine, which that rounding moves by ~1e-4 (LoCoMo recall is unchanged,
-see benchmarks/README.md "Disk"). Whatever the stored width, a vector is read back as float32.
+digits; recall ranks by cosine, which that rounding moves by ~1e-4 (LoCoMo dense recall is
+unchanged, see benchmarks/README.md "Disk"). Whatever the stored width, a vector is read back as float32.
 """
 
 from __future__ import annotations
