@@ -34,8 +34,11 @@ from spectron.events import (
 from spectron.extraction import Extractor
 from spectron.facts import EntityType
 from spectron.scope import ancestor_keys, scope_key
+from spectron.vectors import VectorDtype, pack
 
 ENRICHER_PRINCIPAL = "system:enricher"
+# the width vectors are logged at: unit vectors lose nothing recall can tell (spectron.vectors)
+LOGGED_VECTOR_DTYPE: VectorDtype = "float16"
 log = logging.getLogger(__name__)
 
 
@@ -81,7 +84,8 @@ def embed_memories(embedder: Embedder, memories: Sequence[MemoryLike]) -> list[M
             payload=MemoryEmbeddedPayload(
                 memory_id=memory.event_id,
                 model=embedder.model_id,
-                vector=[float(x) for x in vector],
+                dtype=LOGGED_VECTOR_DTYPE,
+                vector=pack(vector, LOGGED_VECTOR_DTYPE),
             ),
         )
         for memory, vector in zip(memories, vectors, strict=True)

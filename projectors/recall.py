@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 
@@ -95,12 +94,12 @@ async def project_recall(
         payload_e = event.payload
         if payload_e.model != ctx.embedding_model:
             return
-        if ctx.embedding_dim is not None and len(payload_e.vector) != ctx.embedding_dim:
+        if ctx.embedding_dim is not None and payload_e.dimensions != ctx.embedding_dim:
             # another producer's vector that the index cannot hold: skip it, as replay will,
             # rather than fail the partition's projection for good
             log.warning(
                 "skipping the %d-dimensional vector of memory %s at %s (index: %d)",
-                len(payload_e.vector),
+                payload_e.dimensions,
                 payload_e.memory_id,
                 logged.position,
                 ctx.embedding_dim,
@@ -109,7 +108,7 @@ async def project_recall(
         await cur.execute(
             _SET_EMBEDDING,
             [
-                np.asarray(payload_e.vector, dtype=np.float32),
+                payload_e.values(),
                 payload_e.model,
                 logged.recorded_at,
                 payload_e.memory_id,

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
-from spectron.events import EVENT_TYPES, SCHEMA_VERSION
+from spectron.events import EVENT_TYPES
+from spectron.events_v1 import LEGACY_EVENT_TYPES
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "events"
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:
-    """File name → JSON Schema, one per event type and schema version."""
+    """File name → JSON Schema, one per event type and schema version (superseded ones too)."""
     schemas = {}
-    for model in EVENT_TYPES:
+    for model in (*EVENT_TYPES, *LEGACY_EVENT_TYPES):
         name = model.model_fields["type"].default
+        [version] = get_args(model.model_fields["schema_version"].annotation)
         schema = model.model_json_schema(mode="validation")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        schema["$id"] = f"https://spectron.dev/schemas/events/{name}.v{SCHEMA_VERSION}.json"
-        schemas[f"{name}.v{SCHEMA_VERSION}.json"] = schema
+        schema["$id"] = f"https://spectron.dev/schemas/events/{name}.v{version}.json"
+        schemas[f"{name}.v{version}.json"] = schema
     return schemas
 
 

@@ -7,10 +7,17 @@ sealed under that memory's key; the envelope (id, type, scope, principal, times)
 the log can be partitioned, audited and hash-chained. Forgetting destroys the key: the log keeps
 its bytes and its chain, but the content is gone for good (crypto-shredding).
 
-Sealed record value: the envelope's JSON with `payload` replaced by
-`"sealed": {"key": "<memory id>", "box": "<base64 nonce ‖ ciphertext ‖ tag>"}`; the event id and
-type are authenticated as associated data, so a box cannot be moved onto another event.
-Records another producer wrote in plaintext pass through; a memory id with a destroyed key (or a
+Sealed record value (since MemoryEmbedded v2): the envelope's JSON with `payload` replaced by
+`"sealed": {"key": "<memory id>"}`, then NUL and the box (nonce ‖ ciphertext ‖ tag) as raw
+bytes. Each id is stored once: a memory's own record says `"sealed": {}` (its key is its event
+id), and a derived event's payload leaves out its `memory_id` (the key's id, restored on opening).
+The plaintext in the box is the rest of the payload's JSON, followed for a vector by NUL and its
+packed bytes (spectron.events BINARY_TAIL). The event id, type and memory id are authenticated as
+associated data, so a box cannot be moved onto another event or memory.
+
+Logs written before kept the box as base64 inside the JSON (`"sealed": {"key": ..., "box": ...}`,
+the payload whole, event id and type authenticated); they open as they always did. Records
+another producer wrote in plaintext pass through; a memory id with a destroyed key (or a
 tombstone row) marks them forgotten as well.
 """
 
@@ -31,6 +38,7 @@ from psycopg import AsyncConnection
 from spectron.db import KEYS_SCHEMA
 from spectron.errors import ContentForgotten
 from spectron.events import (
+    BINARY_TAIL,
     EnrichmentFailed,
     Envelope,
     FactsExtracted,
@@ -38,6 +46,8 @@ from spectron.events import (
     MemoryRecorded,
     ReflectionRecorded,
     encode_event,
+    event_document,
+    record_head,
 )
 from spectron.log import RawRecord
 from spectron.scope import scope_key
@@ -62,16 +72,29 @@ def sealing_key_id(event: Envelope) -> uuid.UUID | None:
 
 def seal(event: Envelope, memory_id: uuid.UUID, key: bytes) -> bytes:
     """The record value of `event` with its payload encrypted under the memory's key."""
-    document = event.model_dump(mode="json")
-    payload = orjson.dumps(document.pop("payload"))
+    document, tail = event_document(event)
+    fields = document.pop("payload")
+    if isinstance(event, _DERIVED):
+        del fields["memory_id"]  # it is the key's id
+    payload = orjson.dumps(fields)
+    if tail is not None:
+        payload += BINARY_TAIL + tail
     nonce = os.urandom(12)
-    box = nonce + AESGCM(key).encrypt(nonce, payload, _associated(document))
-    document["sealed"] = {"key": str(memory_id), "box": base64.b64encode(box).decode()}
-    return orjson.dumps(document)
+    sealed_for = str(memory_id)
+    box = nonce + AESGCM(key).encrypt(nonce, payload, _associated(document, sealed_for))
+    document["sealed"] = {} if memory_id == event.event_id else {"key": sealed_for}
+    return orjson.dumps(document) + BINARY_TAIL + box
 
 
-def _associated(document: dict[str, Any]) -> bytes:
-    return f"{document.get('event_id')}:{document.get('type')}".encode()
+def _associated(document: dict[str, Any], memory_id: str | None = None) -> bytes:
+    """What a box authenticates besides its payload: the event (and, since v2, the memory) id."""
+    event = f"{document.get('event_id')}:{document.get('type')}"
+    return (event if memory_id is None else f"{event}:{memory_id}").encode()
+
+
+def _sealed_for(document: dict[str, Any]) -> str:
+    """The memory id a sealed record's key belongs to: named, or else the event's own."""
+    return str(document["sealed"].get("key", document["event_id"]))
 
 
 # One round trip: create new memories' keys (a redelivered memory keeps its first key: the no-op
@@ -159,7 +182,7 @@ def _memory_id(document: dict[str, Any]) -> uuid.UUID | None:
     """Which memory a (sealed or plaintext) record belongs to, if it is about one."""
     try:
         if "sealed" in document:
-            return uuid.UUID(document["sealed"]["key"])
+            return uuid.UUID(_sealed_for(document))
         kind = document.get("type")
         if kind in _CREATE_TYPES:
             return uuid.UUID(document["event_id"])
@@ -183,7 +206,7 @@ async def unseal(
     documents: list[tuple[dict[str, Any] | None, uuid.UUID | None]] = []
     for record in records:
         try:
-            document = orjson.loads(record.value)
+            document = orjson.loads(record_head(record.value))
         except orjson.JSONDecodeError:
             document = None
         if not isinstance(document, dict):
@@ -214,26 +237,37 @@ async def unseal(
 
 
 def _open(record: RawRecord, document: dict[str, Any], key: bytes) -> RawRecord:
+    memory_id = _sealed_for(document)
     sealed = document.pop("sealed")
+    _, raw_box, box = record.value.partition(BINARY_TAIL)
     try:
-        box = base64.b64decode(sealed["box"], validate=True)
-        payload = AESGCM(key).decrypt(box[:12], box[12:], _associated(document))
+        if raw_box:  # today's layout: the box follows the JSON as bytes
+            associated = _associated(document, memory_id)
+        else:  # written before MemoryEmbedded v2: base64 inside the JSON
+            box, associated = base64.b64decode(sealed["box"], validate=True), _associated(document)
+        plaintext = AESGCM(key).decrypt(box[:12], box[12:], associated)
     except (InvalidTag, ValueError, TypeError, KeyError) as exc:
         reason = "sealed payload does not authenticate under its memory's key"
         return dataclasses.replace(record, fault=f"{reason} ({type(exc).__name__})")
-    # splice the decrypted payload in as bytes: parsing and re-printing a vector's floats here
-    # would double the decoder's work (it parses the record right after)
+    payload, binary, tail = plaintext.partition(BINARY_TAIL)
+    if raw_box and document.get("type") in _DERIVED_TYPES:
+        # put back the memory id the sealer left out (it is the key's, authenticated above)
+        rest = payload[1:].lstrip()
+        restored = b'{"memory_id":"' + memory_id.encode() + b'"'
+        payload = restored + (b"}" if rest == b"}" else b"," + rest)
+    # splice the decrypted payload in as bytes: parsing and re-printing it here would double the
+    # decoder's work (it parses the record right after); a vector stays the record's binary tail
     envelope = orjson.dumps(document)
     value = (
         envelope[:-1] + (b',"payload":' if len(envelope) > 2 else b'"payload":') + payload + b"}"
     )
-    return dataclasses.replace(record, value=value)
+    return dataclasses.replace(record, value=value + binary + tail)
 
 
 def envelope_of(record: RawRecord) -> dict[str, Any] | None:
     """The readable envelope of a (forgotten) record: event id, type, scope, principal."""
     try:
-        document = orjson.loads(record.value)
+        document = orjson.loads(record_head(record.value))
         return {
             "event_id": uuid.UUID(document["event_id"]),
             "type": str(document["type"]),
