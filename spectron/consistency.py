@@ -1,14 +1,17 @@
-"""Read-your-writes (DESIGN rule 3): wait, bounded, until projections cover what was appended before."""
+"""Read-your-writes (DESIGN rule 3): wait, bounded, until projections cover the writes a reader is owed."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.driver import projection_positions
 from spectron.errors import ReadYourWritesTimeout
+from spectron.log import EventLog
+from spectron.log.owed import owed_offsets
 from spectron.recall import VISIBLE, visibility_params
 from spectron.scope import Scope
 
@@ -21,6 +24,28 @@ AWAITING_FACTS = (
     " AND NOT EXISTS (SELECT 1 FROM enrichment_failures x"
     " WHERE x.memory_id = m.memory_id AND x.enricher LIKE 'extract:%%')"
 )
+
+
+async def owed_heads(
+    pool: AsyncConnectionPool,
+    event_log: EventLog,
+    scope: Scope,
+    after: Mapping[int, int] | None = None,
+) -> dict[int, int]:
+    """Per partition, what a strong read at `scope` waits for (see spectron.log.owed).
+
+    The acknowledged writes its scope can see, whichever process appended them, and `after`: the
+    heads of writes a client says it made (a token it passes on), capped at the log's end so a
+    token from elsewhere cannot make a reader wait for offsets that do not exist.
+    """
+    async with pool.connection() as conn:
+        heads = await owed_offsets(conn, scope)
+    if after:
+        ends = await event_log.end_offsets()
+        for partition, head in after.items():
+            if partition in ends:
+                heads[partition] = max(heads.get(partition, 0), min(head, ends[partition]))
+    return heads
 
 
 def _pending_sql(awaiting: str, scoped: bool) -> str:

@@ -29,7 +29,7 @@ from projectors.replay import (
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
 from spectron.config import Settings
-from spectron.consistency import AWAITING_FACTS, wait_for_projections
+from spectron.consistency import AWAITING_FACTS, owed_heads, wait_for_projections
 from spectron.db import open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder, Vectors, embedder_name, make_embedder
@@ -56,6 +56,7 @@ from spectron.forgetting import (
 )
 from spectron.history import HistoryEntry, attribute_history
 from spectron.log import EventLog
+from spectron.log.owed import parse_token
 from spectron.log.postgres import PostgresEventLog
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.profile import load_profile
@@ -231,8 +232,13 @@ class MemoryService:
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
         as_of: AsOf = None,
+        after: str | None = None,
     ) -> RecallResult:
-        """Memories visible from `scope` that best match `query`, after catching up with the log."""
+        """Memories visible from `scope` that best match `query`, after catching up with the log.
+
+        A strong read waits for the writes it is owed (spectron.consistency.owed_heads): those
+        its scope can see, and `after`, a client's token of its own ('partition:offset,...').
+        """
         scope = canonical_scope(scope)
         if not isinstance(query, str) or not query.strip() or len(query) > MAX_QUERY_CHARS:
             raise InvalidInput(f"query must be non-empty text of at most {MAX_QUERY_CHARS} chars")
@@ -246,6 +252,7 @@ class MemoryService:
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
         if mode not in ("hybrid", "dense", "keyword"):
             raise InvalidInput("mode must be 'hybrid', 'dense' or 'keyword'")
+        owed_by_token = parse_token(after)
         at = await resolve_as_of(as_of, self.log)
         started = time.perf_counter()
         pending = 0
@@ -254,7 +261,7 @@ class MemoryService:
             vector_task = asyncio.create_task(self._query_vector(query))
         try:
             if consistency == "strong":
-                heads = await self.log.end_offsets()
+                heads = await owed_heads(self.pool, self.log, scope, owed_by_token)
                 bound = self.settings.read_timeout if timeout is None else timeout
                 pending = await wait_for_projections(self.pool, heads, scope, bound)
             waited_ms = (time.perf_counter() - started) * 1000
@@ -296,13 +303,15 @@ class MemoryService:
         consistency: Consistency = "strong",
         timeout: float | None = None,
         as_of: AsOf = None,
+        after: str | None = None,
     ) -> State:
         """Entities, attribute chains and relations visible from `scope`, after catching up."""
         scope = canonical_scope(scope)
+        owed_by_token = parse_token(after)
         at = await resolve_as_of(as_of, self.log)
         pending = 0
         if consistency == "strong":
-            heads = await self.log.end_offsets()
+            heads = await owed_heads(self.pool, self.log, scope, owed_by_token)
             bound = self.settings.read_timeout if timeout is None else timeout
             awaiting = AWAITING_FACTS if self.extractor is not None else None
             pending = await wait_for_projections(self.pool, heads, scope, bound, awaiting)
@@ -357,10 +366,13 @@ class MemoryService:
         consistency: Consistency = "strong",
         timeout: float | None = None,
         as_of: AsOf = None,
+        after: str | None = None,
     ) -> Profile:
         """Entity state, persisted reflections, contributions and recent memory visible from scope."""
         at = await resolve_as_of(as_of, self.log)
-        state = await self.get_state(scope, consistency=consistency, timeout=timeout, as_of=at)
+        state = await self.get_state(
+            scope, consistency=consistency, timeout=timeout, as_of=at, after=after
+        )
         async with self.pool.connection() as conn:
             return await load_profile(conn, state.scope, state, state.pending, at)
 

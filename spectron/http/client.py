@@ -20,6 +20,7 @@ from spectron.facts import EntityType, Facts, check_facts
 from spectron.forgetting import ForgetFilter, ForgetResult
 from spectron.history import HistoryEntry
 from spectron.http.problems import ServerUnavailable, error_from_problem
+from spectron.log.owed import READ_AFTER_HEADER, format_token
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.recall import RecallMode
 from spectron.scope import Scope, canonical_scope
@@ -52,6 +53,19 @@ class HttpSpectronClient:
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
         self.sessions = HttpSessions(self)
+        # per partition, the last offset this client's writes were acknowledged at: its strong
+        # reads pass them on, so any server waits for them (DESIGN rule 3 across servers)
+        self._written: dict[int, int] = {}
+
+    def note_write(self, written: RememberResult) -> None:
+        """Remember an acknowledged write's position for this client's later strong reads."""
+        if self._written.get(written.partition, -1) < written.offset:
+            self._written[written.partition] = written.offset
+
+    @property
+    def read_token(self) -> str | None:
+        """The read-your-writes token of this client's acknowledged writes (None before any)."""
+        return format_token(self._written) if self._written else None
 
     async def request(
         self,
@@ -60,15 +74,21 @@ class HttpSpectronClient:
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         wait: float | None = None,
+        token: str | None = None,
     ) -> Any:
-        """Send one request; return its JSON, or raise the typed error its problem+json names."""
+        """Send one request; return its JSON, or raise the typed error its problem+json names.
+
+        `token` is a read-your-writes token (spectron.log.owed) for a strong read to wait for.
+        """
         # the server may wait up to `wait` seconds for read-your-writes before answering
         timeout = self.timeout if wait is None else max(self.timeout, wait + 10.0)
         try:
             content = orjson.dumps(body) if body is not None else None
         except TypeError as exc:
             raise InvalidInput(f"the request is not JSON-serialisable: {exc}") from exc
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else {}
+        if token is not None:
+            headers[READ_AFTER_HEADER] = token
         try:
             response = await self._http.request(
                 method, path, content=content, params=params, headers=headers, timeout=timeout
@@ -164,12 +184,15 @@ class HttpSession:
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         wait: float | None = None,
+        consistency: Consistency | None = None,
     ) -> Any:
         if self._closed:
             raise SessionClosed(f"session at {self.scope} is closed")
         await self._open()
         path = f"/v1/sessions/{self.session_id}/{operation}"
-        return await self._client.request(method, path, body, params, wait)
+        # a strong read also waits for this client's own acknowledged writes, on any server
+        token = self._client.read_token if consistency == "strong" else None
+        return await self._client.request(method, path, body, params, wait, token)
 
     async def remember(
         self,
@@ -188,7 +211,9 @@ class HttpSession:
         }
         if facts is not None:
             body["facts"] = _facts_json(facts)
-        return _parse(RememberResult, await self._call("POST", "remember", body))
+        written = _parse(RememberResult, await self._call("POST", "remember", body))
+        self._client.note_write(written)
+        return written
 
     async def recall(
         self,
@@ -214,7 +239,8 @@ class HttpSession:
             "mode": mode,
             "as_of": _as_of_text(as_of),
         }
-        return _parse(RecallResult, await self._call("POST", "recall", body, wait=timeout))
+        answer = await self._call("POST", "recall", body, wait=timeout, consistency=consistency)
+        return _parse(RecallResult, answer)
 
     async def get_state(
         self,
@@ -228,7 +254,10 @@ class HttpSession:
         params = _params(consistency, timeout, as_of)
         if scope is not None:
             params["scope"] = orjson.dumps(canonical_scope(scope)).decode()
-        return _parse(State, await self._call("GET", "state", params=params, wait=timeout))
+        answer = await self._call(
+            "GET", "state", params=params, wait=timeout, consistency=consistency
+        )
+        return _parse(State, answer)
 
     async def reflect(self, query: str, persist: bool = False, top_k: int = 10) -> Reflection:
         """Synthesise what this scope can see about `query`; persist=True records it as memory."""
@@ -244,7 +273,10 @@ class HttpSession:
     ) -> Profile:
         """This scope's entity state, persisted reflections, contributions and recent memory."""
         params = _params(consistency, timeout, as_of)
-        return _parse(Profile, await self._call("GET", "profile", params=params, wait=timeout))
+        answer = await self._call(
+            "GET", "profile", params=params, wait=timeout, consistency=consistency
+        )
+        return _parse(Profile, answer)
 
     async def history(
         self, entity: str, attribute: str | None = None, *, as_of: AsOf = None

@@ -16,6 +16,7 @@ import type {
   ForgetWhere,
   HistoryEntry,
   HistoryParams,
+  LogPosition,
   Profile,
   ReadParams,
   RecallParams,
@@ -56,6 +57,8 @@ export class SpectronClient {
   readonly #apiKey: string | undefined;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
+  /** Per partition, the last offset this client's writes were acknowledged at. */
+  readonly #written = new Map<number, number>();
 
   constructor(options: SpectronClientOptions = {}) {
     const baseUrl = options.baseUrl || env("SPECTRON_BASE_URL");
@@ -69,6 +72,26 @@ export class SpectronClient {
     this.sessions = new Sessions(this);
   }
 
+  /** Remember an acknowledged write's position: this client's strong reads then wait for it. */
+  noteWrite(position: LogPosition): void {
+    if ((this.#written.get(position.partition) ?? -1) < position.offset) {
+      this.#written.set(position.partition, position.offset);
+    }
+  }
+
+  /**
+   * The read-your-writes token of this client's acknowledged writes (`"partition:offset,..."`).
+   * Strong reads send it as the `Spectron-Read-After` header, so whichever server answers waits
+   * for them; undefined before any write.
+   */
+  get readToken(): string | undefined {
+    if (this.#written.size === 0) return undefined;
+    return [...this.#written.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([partition, offset]) => `${String(partition)}:${String(offset)}`)
+      .join(",");
+  }
+
   /** Send one request; resolve to its JSON (camelCased) or reject with a typed error. */
   async request<T>(
     method: Method,
@@ -76,6 +99,7 @@ export class SpectronClient {
     body?: object,
     query?: Record<string, string | undefined>,
     waitSeconds?: number | null,
+    readAfter?: string,
   ): Promise<T> {
     const url = new URL(this.baseUrl + path);
     for (const [name, value] of Object.entries(query ?? {})) {
@@ -84,6 +108,7 @@ export class SpectronClient {
     const headers: Record<string, string> = { Accept: "application/json" };
     if (this.#apiKey) headers.Authorization = `Bearer ${this.#apiKey}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (readAfter !== undefined) headers["Spectron-Read-After"] = readAfter;
     // a read may wait server-side for read-your-writes: never give up before the server does
     const timeout = Math.max(this.#timeoutMs, (waitSeconds ?? 0) * 1000 + 10_000);
     let response: Response;
@@ -157,17 +182,22 @@ export class Session {
     body?: object,
     query?: Record<string, string | undefined>,
     waitSeconds?: number | null,
+    consistency?: string | null,
   ): Promise<T> {
     if (this.#closed) {
       return Promise.reject(new SessionClosedError(`session ${this.id} is closed`));
     }
     const path = `/v1/sessions/${encodeURIComponent(this.id)}/${operation}`;
-    return this.#client.request<T>(method, path, body, query, waitSeconds);
+    // a strong read (the default) also waits for this client's own writes, on any server
+    const readAfter = consistency === undefined ? undefined : strongToken(consistency, this.#client);
+    return this.#client.request<T>(method, path, body, query, waitSeconds, readAfter);
   }
 
   /** Append a memory at this scope; resolves once the log has it. Needs `write`. */
-  remember(params: RememberParams): Promise<RememberResult> {
-    return this.#call("POST", "remember", snakeTop(params));
+  async remember(params: RememberParams): Promise<RememberResult> {
+    const written = await this.#call<RememberResult>("POST", "remember", snakeTop(params));
+    this.#client.noteWrite(written);
+    return written;
   }
 
   /**
@@ -176,7 +206,8 @@ export class Session {
    */
   async recall(params: RecallParams): Promise<RecallResult> {
     const body = snakeTop({ ...params, asOf: asOfText(params.asOf) });
-    return this.#call("POST", "recall", body, undefined, params.timeout);
+    const consistency = params.consistency ?? "strong";
+    return this.#call("POST", "recall", body, undefined, params.timeout, consistency);
   }
 
   /** Synthesise what this scope can see; `persist: true` records it (needs `write` too). */
@@ -186,7 +217,9 @@ export class Session {
 
   /** Entity state, persisted reflections, contributions and recent memory (`asOf`: then). Needs `read`. */
   async profile(params: ReadParams = {}): Promise<Profile> {
-    return this.#call("GET", "profile", undefined, readQuery(params), params.timeout);
+    const query = readQuery(params);
+    const consistency = params.consistency ?? "strong";
+    return this.#call("GET", "profile", undefined, query, params.timeout, consistency);
   }
 
   /**
@@ -198,7 +231,8 @@ export class Session {
       ...readQuery(params),
       scope: params.scope ? JSON.stringify(params.scope) : undefined,
     };
-    return this.#call("GET", "state", undefined, query, params.timeout);
+    const consistency = params.consistency ?? "strong";
+    return this.#call("GET", "state", undefined, query, params.timeout, consistency);
   }
 
   /**
@@ -239,6 +273,11 @@ export class Session {
     this.#closed = true;
     await this.#client.request<void>("DELETE", `/v1/sessions/${encodeURIComponent(this.id)}`);
   }
+}
+
+/** The client's token for a read of this consistency (strong by default; eventual waits for nothing). */
+function strongToken(consistency: string | null, client: SpectronClient): string | undefined {
+  return consistency === "eventual" ? undefined : client.readToken;
 }
 
 function readQuery(params: ReadParams): Record<string, string | undefined> {
