@@ -24,6 +24,10 @@ from spectron.sealing import drop_forgotten, unseal
 log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_WAIT = 0.5
+# enrichment appends its output behind the writes readers wait for: while the projection trails
+# a partition's end by more than this, enrichment leaves the partition alone so the projector
+# reaches the writes first (a memory not embedded yet is found by keyword meanwhile)
+PROJECTION_FIRST = 100
 
 
 async def project_once(
@@ -63,7 +67,10 @@ async def run_projection_tailer(
 async def enrich_once(
     pool: AsyncConnectionPool, event_log: PostgresEventLog, enricher: Enricher
 ) -> int:
-    """Run one batch per partition; outputs and position commit in one transaction (exactly once)."""
+    """Run one batch per partition; outputs and position commit in one transaction (exactly once).
+
+    Partitions whose projection trails far behind are left for later (PROJECTION_FIRST).
+    """
     ends = await event_log.end_offsets()
     async with pool.connection() as conn:
         await conn.execute(
@@ -76,10 +83,13 @@ async def enrich_once(
             [enricher.name],
         )
         positions = {int(p): int(n) for p, n in await cur.fetchall()}
+        projected = await projection_positions(conn)
     total = 0
     for partition, end in sorted(ends.items()):
         if positions.get(partition, 0) >= end:
             continue
+        if end - projected.get(partition, 0) > PROJECTION_FIRST:
+            continue  # projection first (see PROJECTION_FIRST); the tailer comes back
         async with pool.connection() as conn, conn.transaction():
             total += await _enrich_partition(conn, event_log, enricher, partition)
     return total

@@ -9,7 +9,7 @@ import pytest
 
 from projectors.driver import apply_records, projection_positions
 from projectors.enrichment import EmbeddingEnricher
-from projectors.tailer import enrich_once
+from projectors.tailer import PROJECTION_FIRST, enrich_once
 from spectron import SpectronClient
 from spectron.errors import ReadYourWritesTimeout
 from spectron.log import partition_for
@@ -123,3 +123,19 @@ async def test_a_token_makes_a_read_wait_for_a_write_its_scope_cannot_see(
 
     with pytest.raises(InvalidInput):
         await service.recall(elsewhere, "write", after="3:x")
+
+
+async def test_enrichment_leaves_a_partition_to_the_projector_while_it_trails(
+    make_client: Callable[..., SpectronClient],
+) -> None:
+    client = make_client(extractor="none", run_projectors=False)
+    service = await client.service()
+    embedding = EmbeddingEnricher(service.embedder)
+    async with client.sessions.create(scope={"org": "acme", "agent": "busy"}) as session:
+        for n in range(PROJECTION_FIRST + 1):
+            written = await session.remember(f"note {n} on the heron count")
+    # the projector trails the partition by more than PROJECTION_FIRST writes: enrichment waits,
+    # so its vectors do not queue up in front of the writes readers are owed
+    assert await enrich_once(service.pool, service.log, embedding) == 0
+    await _project_through(service, written.partition, written.offset)
+    assert await enrich_once(service.pool, service.log, embedding) > 0

@@ -23,7 +23,7 @@ from spectron.http.problems import ServerUnavailable, error_from_problem
 from spectron.log.owed import READ_AFTER_HEADER, format_token
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.recall import RecallMode
-from spectron.scope import Scope, canonical_scope
+from spectron.scope import Scope, canonical_scope, is_visible, scope_key
 from spectron.service import Consistency
 from spectron.validation import check_metadata
 
@@ -53,19 +53,25 @@ class HttpSpectronClient:
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
         self.sessions = HttpSessions(self)
-        # per partition, the last offset this client's writes were acknowledged at: its strong
-        # reads pass them on, so any server waits for them (DESIGN rule 3 across servers)
-        self._written: dict[int, int] = {}
+        # per scope written to, the last offset per partition this client's writes were
+        # acknowledged at: its strong reads pass on those their scope can see, so any server
+        # waits for them (DESIGN rule 3 across servers)
+        self._written: dict[str, tuple[Scope, dict[int, int]]] = {}
 
-    def note_write(self, written: RememberResult) -> None:
+    def note_write(self, scope: Scope, written: RememberResult) -> None:
         """Remember an acknowledged write's position for this client's later strong reads."""
-        if self._written.get(written.partition, -1) < written.offset:
-            self._written[written.partition] = written.offset
+        _, heads = self._written.setdefault(scope_key(scope), (scope, {}))
+        if heads.get(written.partition, -1) < written.offset:
+            heads[written.partition] = written.offset
 
-    @property
-    def read_token(self) -> str | None:
-        """The read-your-writes token of this client's acknowledged writes (None before any)."""
-        return format_token(self._written) if self._written else None
+    def read_token(self, scope: Scope) -> str | None:
+        """The read-your-writes token of this client's writes visible from `scope` (None: none)."""
+        merged: dict[int, int] = {}
+        for written_scope, heads in self._written.values():
+            if is_visible(written_scope, scope):
+                for partition, offset in heads.items():
+                    merged[partition] = max(merged.get(partition, -1), offset)
+        return format_token(merged) if merged else None
 
     async def request(
         self,
@@ -191,7 +197,7 @@ class HttpSession:
         await self._open()
         path = f"/v1/sessions/{self.session_id}/{operation}"
         # a strong read also waits for this client's own acknowledged writes, on any server
-        token = self._client.read_token if consistency == "strong" else None
+        token = self._client.read_token(self.scope) if consistency == "strong" else None
         return await self._client.request(method, path, body, params, wait, token)
 
     async def remember(
@@ -212,7 +218,7 @@ class HttpSession:
         if facts is not None:
             body["facts"] = _facts_json(facts)
         written = _parse(RememberResult, await self._call("POST", "remember", body))
-        self._client.note_write(written)
+        self._client.note_write(self.scope, written)
         return written
 
     async def recall(

@@ -57,8 +57,8 @@ export class SpectronClient {
   readonly #apiKey: string | undefined;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
-  /** Per partition, the last offset this client's writes were acknowledged at. */
-  readonly #written = new Map<number, number>();
+  /** Per scope written to: the scope, and per partition the last offset acknowledged there. */
+  readonly #written = new Map<string, [Scope, Map<number, number>]>();
 
   constructor(options: SpectronClientOptions = {}) {
     const baseUrl = options.baseUrl || env("SPECTRON_BASE_URL");
@@ -72,21 +72,31 @@ export class SpectronClient {
     this.sessions = new Sessions(this);
   }
 
-  /** Remember an acknowledged write's position: this client's strong reads then wait for it. */
-  noteWrite(position: LogPosition): void {
-    if ((this.#written.get(position.partition) ?? -1) < position.offset) {
-      this.#written.set(position.partition, position.offset);
+  /** Remember an acknowledged write at `scope`: strong reads that can see it wait for it. */
+  noteWrite(scope: Scope, position: LogPosition): void {
+    const key = JSON.stringify(Object.entries(scope).sort(([a], [b]) => a.localeCompare(b)));
+    const [, heads] = this.#written.get(key) ?? [scope, new Map<number, number>()];
+    if ((heads.get(position.partition) ?? -1) < position.offset) {
+      heads.set(position.partition, position.offset);
     }
+    this.#written.set(key, [scope, heads]);
   }
 
   /**
-   * The read-your-writes token of this client's acknowledged writes (`"partition:offset,..."`).
-   * Strong reads send it as the `Spectron-Read-After` header, so whichever server answers waits
-   * for them; undefined before any write.
+   * The read-your-writes token (`"partition:offset,..."`) of this client's writes visible from
+   * `scope`: strong reads send it as the `Spectron-Read-After` header, so whichever server answers
+   * waits for them. Undefined when there are none.
    */
-  get readToken(): string | undefined {
-    if (this.#written.size === 0) return undefined;
-    return [...this.#written.entries()]
+  readToken(scope: Scope): string | undefined {
+    const merged = new Map<number, number>();
+    for (const [written, heads] of this.#written.values()) {
+      if (!isVisible(written, scope)) continue;
+      for (const [partition, offset] of heads) {
+        merged.set(partition, Math.max(merged.get(partition) ?? -1, offset));
+      }
+    }
+    if (merged.size === 0) return undefined;
+    return [...merged.entries()]
       .sort(([a], [b]) => a - b)
       .map(([partition, offset]) => `${String(partition)}:${String(offset)}`)
       .join(",");
@@ -189,14 +199,15 @@ export class Session {
     }
     const path = `/v1/sessions/${encodeURIComponent(this.id)}/${operation}`;
     // a strong read (the default) also waits for this client's own writes, on any server
-    const readAfter = consistency === undefined ? undefined : strongToken(consistency, this.#client);
+    const readAfter =
+      consistency === undefined ? undefined : strongToken(consistency, this.#client, this.scope);
     return this.#client.request<T>(method, path, body, query, waitSeconds, readAfter);
   }
 
   /** Append a memory at this scope; resolves once the log has it. Needs `write`. */
   async remember(params: RememberParams): Promise<RememberResult> {
     const written = await this.#call<RememberResult>("POST", "remember", snakeTop(params));
-    this.#client.noteWrite(written);
+    this.#client.noteWrite(this.scope, written);
     return written;
   }
 
@@ -275,9 +286,20 @@ export class Session {
   }
 }
 
-/** The client's token for a read of this consistency (strong by default; eventual waits for nothing). */
-function strongToken(consistency: string | null, client: SpectronClient): string | undefined {
-  return consistency === "eventual" ? undefined : client.readToken;
+/** The client's token for a read (strong by default; eventual waits for nothing). */
+function strongToken(
+  consistency: string | null,
+  client: SpectronClient,
+  scope: Scope,
+): string | undefined {
+  return consistency === "eventual" ? undefined : client.readToken(scope);
+}
+
+/** DESIGN rule 1: `written` is visible from `scope` when one contains the other. */
+function isVisible(written: Scope, scope: Scope): boolean {
+  const within = (inner: Scope, outer: Scope) =>
+    Object.entries(outer).every(([key, value]) => inner[key] === value);
+  return within(written, scope) || within(scope, written);
 }
 
 function readQuery(params: ReadParams): Record<string, string | undefined> {

@@ -123,7 +123,8 @@ test("strong reads pass on the positions of the client's acknowledged writes", a
   await session.remember({ content: "one" });
   await session.remember({ content: "two" });
   await session.remember({ content: "three" });
-  assert.equal(client.readToken, "0:7,2:6");
+  assert.equal(client.readToken({ org: "acme" }), "0:7,2:6"); // the org sees the project's writes
+  assert.equal(client.readToken({ org: "acme", project: "q" }), undefined); // a sibling does not
   await session.recall({ query: "x" });
   assert.equal(header(), "0:7,2:6");
   await session.getState();
