@@ -143,6 +143,10 @@ async def apply_records(
     # pipeline mode: statements are sent without waiting for each result, so a batch costs one
     # round trip per statement whose result a projector reads (fetch*), not one per statement
     async with conn.pipeline(), conn.transaction(), PipelinedCursor[Any](conn) as cur:
+        # a batch need not wait for its own fsync: effect and position commit or vanish together,
+        # and one a crash loses is applied again from the log; waiting for the disk here only
+        # makes readers wait longer (any later synchronous commit flushes this one first)
+        await cur.execute("SET LOCAL synchronous_commit TO off")
         await cur.execute(
             "INSERT INTO positions (consumer, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             [PROJECTION_CONSUMER, partition],

@@ -3,17 +3,76 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Mapping
 
+import psycopg
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from projectors.driver import projection_positions
+from projectors.driver import PROJECTED_CHANNEL, projection_positions
 from spectron.errors import ReadYourWritesTimeout
 from spectron.log import EventLog
 from spectron.log.owed import owed_offsets
 from spectron.recall import VISIBLE, visibility_params
 from spectron.scope import Scope
+
+log = logging.getLogger(__name__)
+# how often a waiting reader looks again without being woken: covers a lost or late notification
+RECHECK = 0.1
+
+
+class ProjectionWatch:
+    """Wakes waiting readers when a projection batch commits (any process), instead of polling.
+
+    One LISTEN connection per process on the channel the driver notifies after each batch, so
+    many readers waiting at once cost one connection, not a stream of position queries that
+    would hold the pool the projector needs.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self._uri = uri
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def mark(self) -> asyncio.Event:
+        """Take before reading the positions; `wait` on it returns if a batch committed since."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._listen())
+        return self._changed
+
+    async def wait(self, mark: asyncio.Event, timeout: float) -> None:
+        """Return once a batch committed after `mark` was taken, or after `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await mark.wait()
+
+    async def close(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with await AsyncConnection.connect(self._uri, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {PROJECTED_CHANNEL}")
+                    self._wake()  # anything committed before LISTEN: readers look again
+                    async for _ in conn.notifies():
+                        self._wake()
+            except psycopg.Error as exc:
+                log.info("projection watch lost its connection (%s); readers poll meanwhile", exc)
+                await asyncio.sleep(1.0)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
 
 # What enrichment a reader waits for, as a condition on a memory row `m` that is still missing it.
 AWAITING_VECTOR = "m.embedding IS NULL"
@@ -63,12 +122,14 @@ async def wait_for_projections(
     scope: Scope | None,
     bound: float,
     awaiting: str | None = AWAITING_VECTOR,
+    watch: ProjectionWatch | None = None,
 ) -> int:
     """Wait until records before `heads` are projected and enriched; return how many still are not.
 
     `awaiting` names the enrichment to wait for (None: only the projection). With a scope, only
     memories visible from it count. Raises ReadYourWritesTimeout when even the memories themselves
     are not projected by the bound; when only enrichment is missing it returns the count instead.
+    With a `watch`, it looks again when a batch commits rather than polling.
     """
     deadline = time.monotonic() + bound
     heads_array = [heads.get(p, 0) for p in range(max(heads, default=-1) + 1)]
@@ -76,6 +137,7 @@ async def wait_for_projections(
     pending_sql = _pending_sql(awaiting, scope is not None) if awaiting else None
     delay = 0.001
     while True:
+        mark = watch.mark() if watch is not None else None
         async with pool.connection() as conn:
             positions = await projection_positions(conn)
             behind = {p: h for p, h in heads.items() if positions.get(p, 0) < h}
@@ -93,5 +155,9 @@ async def wait_for_projections(
                 f"projections are {lag} events behind the log after {bound:.2f}s"
                 f" (partitions {sorted(behind)}); retry, raise the bound, or use consistency='eventual'"
             )
+        if watch is not None and mark is not None:
+            remaining = deadline - time.monotonic()
+            await watch.wait(mark, max(0.0, min(RECHECK, remaining)))
+            continue
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.02)

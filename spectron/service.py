@@ -29,7 +29,12 @@ from projectors.replay import (
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
 from spectron.config import Settings
-from spectron.consistency import AWAITING_FACTS, owed_heads, wait_for_projections
+from spectron.consistency import (
+    AWAITING_FACTS,
+    ProjectionWatch,
+    owed_heads,
+    wait_for_projections,
+)
 from spectron.db import open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder, Vectors, embedder_name, make_embedder
@@ -107,6 +112,7 @@ class MemoryService:
         self._uri = uri
         self._tasks: list[asyncio.Task[None]] = []
         self.query_vectors = QueryVectorCache()
+        self.projection_watch = ProjectionWatch(uri)
 
     @classmethod
     async def open(
@@ -175,6 +181,7 @@ class MemoryService:
     async def close(self) -> None:
         """Stop the loops, close connections, and release the embedded server."""
         await self._stop_tasks()
+        await self.projection_watch.close()
         try:
             await self.log.close()
             await self.pool.close()
@@ -263,7 +270,9 @@ class MemoryService:
             if consistency == "strong":
                 heads = await owed_heads(self.pool, self.log, scope, owed_by_token)
                 bound = self.settings.read_timeout if timeout is None else timeout
-                pending = await wait_for_projections(self.pool, heads, scope, bound)
+                pending = await wait_for_projections(
+                    self.pool, heads, scope, bound, watch=self.projection_watch
+                )
             waited_ms = (time.perf_counter() - started) * 1000
             vector = await vector_task if vector_task is not None else None
         finally:
@@ -314,7 +323,9 @@ class MemoryService:
             heads = await owed_heads(self.pool, self.log, scope, owed_by_token)
             bound = self.settings.read_timeout if timeout is None else timeout
             awaiting = AWAITING_FACTS if self.extractor is not None else None
-            pending = await wait_for_projections(self.pool, heads, scope, bound, awaiting)
+            pending = await wait_for_projections(
+                self.pool, heads, scope, bound, awaiting, self.projection_watch
+            )
         elif consistency != "eventual":
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
         async with self.pool.connection() as conn:
