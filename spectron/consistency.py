@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
@@ -20,6 +21,11 @@ from spectron.recall import VISIBLE, visibility_params
 from spectron.scope import Scope
 
 log = logging.getLogger(__name__)
+# records of a partition an enrichment pass may trail the writes a reader is owed by and still be
+# waited for: further behind, its output cannot arrive within a read's bound (the default model
+# embeds a batch of 32 in about half a second on two cores), so the read answers at once with the
+# keyword fallback and the pending count rather than holding a request to its bound for nothing
+HOPELESS_BACKLOG = 256
 # how often a waiting reader looks again without being woken: covers a lost or late notification
 RECHECK = 0.1
 
@@ -107,6 +113,16 @@ async def owed_heads(
     return heads
 
 
+async def _hopeless(conn: AsyncConnection[Any], enrichment: str, heads: dict[int, int]) -> bool:
+    """True when the pass trails some owed write by more than HOPELESS_BACKLOG records."""
+    cur = await conn.execute(
+        "SELECT partition, next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
+        [enrichment],
+    )
+    done = {int(p): int(n) for p, n in await cur.fetchall()}
+    return any(head - done.get(p, 0) > HOPELESS_BACKLOG for p, head in heads.items())
+
+
 def _pending_sql(awaiting: str, scoped: bool) -> str:
     # only memories appended before the read began count: later ones are not owed to this reader
     sql = (
@@ -123,13 +139,16 @@ async def wait_for_projections(
     bound: float,
     awaiting: str | None = AWAITING_VECTOR,
     watch: ProjectionWatch | None = None,
+    enrichment: str | None = None,
 ) -> int:
     """Wait until records before `heads` are projected and enriched; return how many still are not.
 
     `awaiting` names the enrichment to wait for (None: only the projection). With a scope, only
     memories visible from it count. Raises ReadYourWritesTimeout when even the memories themselves
     are not projected by the bound; when only enrichment is missing it returns the count instead.
-    With a `watch`, it looks again when a batch commits rather than polling.
+    With a `watch`, it looks again when a batch commits rather than polling. `enrichment` names
+    the pass producing what `awaiting` waits for (embedded log only): when it trails the owed
+    writes by more than HOPELESS_BACKLOG records, the count is returned at once.
     """
     deadline = time.monotonic() + bound
     heads_array = [heads.get(p, 0) for p in range(max(heads, default=-1) + 1)]
@@ -148,6 +167,8 @@ async def wait_for_projections(
                 row = await cur.fetchone()
                 pending = int(row[0]) if row else 0
                 if pending == 0 or time.monotonic() >= deadline:
+                    return pending
+                if enrichment is not None and await _hopeless(conn, enrichment, heads):
                     return pending
         if behind and time.monotonic() >= deadline:
             lag = sum(h - positions.get(p, 0) for p, h in behind.items())

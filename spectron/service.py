@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from projectors.base import ProjectionContext
-from projectors.enrichment import Enricher, enrichment_passes
+from projectors.enrichment import Enricher, enrichment_consumer, enrichment_passes
 from projectors.replay import (
     Progress,
     ReplayReport,
@@ -274,7 +274,12 @@ class MemoryService:
                 heads = await owed_heads(self.pool, self.log, scope, owed_by_token)
                 bound = self.settings.read_timeout if timeout is None else timeout
                 pending = await wait_for_projections(
-                    self.pool, heads, scope, bound, watch=self.projection_watch
+                    self.pool,
+                    heads,
+                    scope,
+                    bound,
+                    watch=self.projection_watch,
+                    enrichment=self._embedding_pass(),
                 )
             waited_ms = (time.perf_counter() - started) * 1000
             vector = await vector_task if vector_task is not None else None
@@ -299,6 +304,12 @@ class MemoryService:
             pending=pending,
             waited_ms=round(waited_ms, 3),
         )
+
+    def _embedding_pass(self) -> str | None:
+        """The embedding pass whose position readers can see (embedded log), else None."""
+        if isinstance(self.log, PostgresEventLog):
+            return enrichment_consumer(self.embedder)
+        return None
 
     async def _query_vector(self, query: str) -> Vectors:
         """The query's vector: from the cache, else embedded off the event loop and cached."""

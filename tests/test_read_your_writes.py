@@ -11,6 +11,7 @@ from projectors.driver import apply_records, projection_positions
 from projectors.enrichment import EmbeddingEnricher
 from projectors.tailer import PROJECTION_FIRST, enrich_once
 from spectron import SpectronClient
+from spectron.consistency import HOPELESS_BACKLOG
 from spectron.errors import ReadYourWritesTimeout
 from spectron.log import partition_for
 from spectron.scope import scope_key
@@ -139,3 +140,19 @@ async def test_enrichment_leaves_a_partition_to_the_projector_while_it_trails(
     assert await enrich_once(service.pool, service.log, embedding) == 0
     await _project_through(service, written.partition, written.offset)
     assert await enrich_once(service.pool, service.log, embedding) > 0
+
+
+async def test_a_strong_recall_does_not_hold_out_for_enrichment_that_cannot_arrive(
+    make_client: Callable[..., SpectronClient],
+) -> None:
+    client = make_client(extractor="none", run_projectors=False)
+    service = await client.service()
+    async with client.sessions.create(scope={"org": "acme", "agent": "flood"}) as session:
+        for n in range(HOPELESS_BACKLOG + 1):
+            written = await session.remember(f"flood note {n} about egrets")
+        await _project_through(service, written.partition, written.offset)
+        # projected, none embedded, and the embedding pass trails by more than it could catch up
+        result = await session.recall("egrets", top_k=3, timeout=BOUND)
+
+    assert result.pending == HOPELESS_BACKLOG + 1 and len(result.items) == 3
+    assert result.waited_ms < BOUND * 1000 / 2  # answered with the keyword fallback, not at the bound
