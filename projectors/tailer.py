@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -130,14 +132,37 @@ async def _enrich_partition(
     return last + 1 - start
 
 
+@dataclass
+class Pace:
+    """How long an enrichment pass takes per log record it moves past (a moving average).
+
+    Readers use it to tell whether its output can still arrive within their bound.
+    """
+
+    seconds_per_record: float | None = None
+
+    def record(self, records: int, seconds: float) -> None:
+        """Fold in one batch: `records` moved past in `seconds`."""
+        if records > 0:
+            sample = seconds / records
+            last = self.seconds_per_record
+            self.seconds_per_record = sample if last is None else 0.7 * last + 0.3 * sample
+
+
 async def run_enrichment_tailer(
-    pool: AsyncConnectionPool, event_log: PostgresEventLog, enricher: Enricher
+    pool: AsyncConnectionPool,
+    event_log: PostgresEventLog,
+    enricher: Enricher,
+    pace: Pace | None = None,
 ) -> None:
     """Enrich forever; a failing model backs off and retries, never blocking the memory itself."""
     backoff = 0.5
     while True:
         try:
-            if await enrich_once(pool, event_log, enricher):
+            started = time.monotonic()
+            if done := await enrich_once(pool, event_log, enricher):
+                if pace is not None:
+                    pace.record(done, time.monotonic() - started)
                 backoff = 0.5
                 continue
             await event_log.wait_for_appends(IDLE_WAIT)

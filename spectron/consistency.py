@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.driver import PROJECTED_CHANNEL, projection_positions
+from projectors.tailer import Pace
 from spectron.errors import ReadYourWritesTimeout
 from spectron.log import EventLog
 from spectron.log.owed import owed_offsets
@@ -21,10 +22,12 @@ from spectron.recall import VISIBLE, visibility_params
 from spectron.scope import Scope
 
 log = logging.getLogger(__name__)
-# records of a partition an enrichment pass may trail the writes a reader is owed by and still be
-# waited for: further behind, its output cannot arrive within a read's bound (the default model
-# embeds a batch of 32 in about half a second on two cores), so the read answers at once with the
-# keyword fallback and the pending count rather than holding a request to its bound for nothing
+# An enrichment pass whose output cannot arrive within a read's bound is not waited for: the read
+# answers at once with the keyword fallback and the pending count, rather than holding a request
+# (and the pool, with its checks) to the bound for nothing. With the pass's measured pace: its
+# backlog up to the owed writes takes longer than the time left. Unmeasured (another process
+# runs it): it trails some owed write by more than this many records (the default model embeds
+# a batch of 32 in about half a second on two idle cores).
 HOPELESS_BACKLOG = 256
 # how often a waiting reader looks again without being woken: covers a lost or late notification
 RECHECK = 0.1
@@ -113,14 +116,23 @@ async def owed_heads(
     return heads
 
 
-async def _hopeless(conn: AsyncConnection[Any], enrichment: str, heads: dict[int, int]) -> bool:
-    """True when the pass trails some owed write by more than HOPELESS_BACKLOG records."""
+async def _hopeless(
+    conn: AsyncConnection[Any],
+    enrichment: str,
+    heads: dict[int, int],
+    pace: Pace | None,
+    left: float,
+) -> bool:
+    """True when the pass cannot reach the owed writes in the time left (see HOPELESS_BACKLOG)."""
     cur = await conn.execute(
         "SELECT partition, next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
         [enrichment],
     )
     done = {int(p): int(n) for p, n in await cur.fetchall()}
-    return any(head - done.get(p, 0) > HOPELESS_BACKLOG for p, head in heads.items())
+    backlog = {p: head - done.get(p, 0) for p, head in heads.items() if head > done.get(p, 0)}
+    if pace is not None and pace.seconds_per_record is not None:
+        return sum(backlog.values()) * pace.seconds_per_record > left
+    return any(behind > HOPELESS_BACKLOG for behind in backlog.values())
 
 
 def _pending_sql(awaiting: str, scoped: bool) -> str:
@@ -140,6 +152,7 @@ async def wait_for_projections(
     awaiting: str | None = AWAITING_VECTOR,
     watch: ProjectionWatch | None = None,
     enrichment: str | None = None,
+    pace: Pace | None = None,
 ) -> int:
     """Wait until records before `heads` are projected and enriched; return how many still are not.
 
@@ -148,7 +161,8 @@ async def wait_for_projections(
     are not projected by the bound; when only enrichment is missing it returns the count instead.
     With a `watch`, it looks again when a batch commits rather than polling. `enrichment` names
     the pass producing what `awaiting` waits for (embedded log only): when it trails the owed
-    writes by more than HOPELESS_BACKLOG records, the count is returned at once.
+    writes by more than it can catch up on in the time left (at its `pace`, when measured), the
+    count is returned at once.
     """
     deadline = time.monotonic() + bound
     heads_array = [heads.get(p, 0) for p in range(max(heads, default=-1) + 1)]
@@ -168,7 +182,8 @@ async def wait_for_projections(
                 pending = int(row[0]) if row else 0
                 if pending == 0 or time.monotonic() >= deadline:
                     return pending
-                if enrichment is not None and await _hopeless(conn, enrichment, heads):
+                left = deadline - time.monotonic()
+                if enrichment is not None and await _hopeless(conn, enrichment, heads, pace, left):
                     return pending
         if behind and time.monotonic() >= deadline:
             lag = sum(h - positions.get(p, 0) for p, h in behind.items())

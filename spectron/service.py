@@ -15,7 +15,12 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from projectors.base import ProjectionContext
-from projectors.enrichment import Enricher, enrichment_consumer, enrichment_passes
+from projectors.enrichment import (
+    EmbeddingEnricher,
+    Enricher,
+    enrichment_consumer,
+    enrichment_passes,
+)
 from projectors.replay import (
     Progress,
     ReplayReport,
@@ -26,7 +31,7 @@ from projectors.replay import (
     restore_indexes,
     swap_schemas,
 )
-from projectors.tailer import run_enrichment_tailer, run_projection_tailer
+from projectors.tailer import Pace, run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
 from spectron.config import Settings
 from spectron.consistency import (
@@ -114,6 +119,7 @@ class MemoryService:
         self._tasks: list[asyncio.Task[None]] = []
         self.query_vectors = QueryVectorCache()
         self.projection_watch = ProjectionWatch(uri)
+        self.embedding_pace = Pace()  # measured by this process's embedding pass, if it runs one
 
     @classmethod
     async def open(
@@ -171,8 +177,9 @@ class MemoryService:
         )
         if isinstance(self.log, PostgresEventLog):
             for enricher in self.enrichers():
+                pace = self.embedding_pace if isinstance(enricher, EmbeddingEnricher) else None
                 self._tasks.append(
-                    asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher))
+                    asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher, pace))
                 )
 
     def enrichers(self) -> list[Enricher]:
@@ -280,6 +287,7 @@ class MemoryService:
                     bound,
                     watch=self.projection_watch,
                     enrichment=self._embedding_pass(),
+                    pace=self.embedding_pace,
                 )
             waited_ms = (time.perf_counter() - started) * 1000
             vector = await vector_task if vector_task is not None else None

@@ -155,4 +155,6 @@ async def test_a_strong_recall_does_not_hold_out_for_enrichment_that_cannot_arri
         result = await session.recall("egrets", top_k=3, timeout=BOUND)
 
     assert result.pending == HOPELESS_BACKLOG + 1 and len(result.items) == 3
-    assert result.waited_ms < BOUND * 1000 / 2  # answered with the keyword fallback, not at the bound
+    assert (
+        result.waited_ms < BOUND * 1000 / 2
+    )  # answered with the keyword fallback, not at the bound
