@@ -82,6 +82,7 @@ log = logging.getLogger(__name__)
 Consistency = Literal["strong", "eventual"]
 MAX_TOP_K = 100
 MAX_QUERY_CHARS = 4_000
+PROJECTOR_CONNECTIONS = 2  # the projection tailer's own pool (see MemoryService._run_projection)
 
 
 class ProjectionModelMismatch(SpectronError):
@@ -172,15 +173,21 @@ class MemoryService:
 
     def start_projectors(self) -> None:
         """Run the projection (and, embedded, the enrichment) loops as tasks of this process."""
-        self._tasks.append(
-            asyncio.create_task(run_projection_tailer(self.pool, self.log, self.context))
-        )
+        self._tasks.append(asyncio.create_task(self._run_projection()))
         if isinstance(self.log, PostgresEventLog):
             for enricher in self.enrichers():
                 pace = self.embedding_pace if isinstance(enricher, EmbeddingEnricher) else None
                 self._tasks.append(
                     asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher, pace))
                 )
+
+    async def _run_projection(self) -> None:
+        """The projection tailer on connections of its own: requests never hold the ones it needs."""
+        pool = await open_pool(self._uri, self.settings.projection_schema, PROJECTOR_CONNECTIONS)
+        try:
+            await run_projection_tailer(pool, self.log, self.context)
+        finally:
+            await pool.close()
 
     def enrichers(self) -> list[Enricher]:
         """The enrichment passes this service's configuration asks for."""
