@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -153,6 +153,7 @@ async def wait_for_projections(
     watch: ProjectionWatch | None = None,
     enrichment: str | None = None,
     pace: Pace | None = None,
+    project: Callable[[int, int], Awaitable[bool]] | None = None,
 ) -> int:
     """Wait until records before `heads` are projected and enriched; return how many still are not.
 
@@ -162,7 +163,10 @@ async def wait_for_projections(
     With a `watch`, it looks again when a batch commits rather than polling. `enrichment` names
     the pass producing what `awaiting` waits for (embedded log only): when it trails the owed
     writes by more than it can catch up on in the time left (at its `pace`, when measured), the
-    count is returned at once.
+    count is returned at once. `project(partition, position)` applies a batch of a partition's
+    records from a position (True if it applied any; False if another projector holds the
+    partition): a reader owed a write helps the projection reach it instead of waiting for the
+    projector to come round to its partition.
     """
     deadline = time.monotonic() + bound
     heads_array = [heads.get(p, 0) for p in range(max(heads, default=-1) + 1)]
@@ -185,6 +189,12 @@ async def wait_for_projections(
                 left = deadline - time.monotonic()
                 if enrichment is not None and await _hopeless(conn, enrichment, heads, pace, left):
                     return pending
+        if behind and project is not None and time.monotonic() < deadline:
+            helped = False
+            for partition in sorted(behind):
+                helped = await project(partition, positions.get(partition, 0)) or helped
+            if helped:
+                continue  # look again at once: the batch may have covered the owed writes
         if behind and time.monotonic() >= deadline:
             lag = sum(h - positions.get(p, 0) for p, h in behind.items())
             raise ReadYourWritesTimeout(

@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from projectors.base import ProjectionContext
+from projectors.driver import apply_records
 from projectors.enrichment import (
     EmbeddingEnricher,
     Enricher,
@@ -83,6 +84,7 @@ Consistency = Literal["strong", "eventual"]
 MAX_TOP_K = 100
 MAX_QUERY_CHARS = 4_000
 PROJECTOR_CONNECTIONS = 2  # the projection tailer's own pool (see MemoryService._run_projection)
+HELP_BATCH = 100  # records a reader applies at a time when it helps projection (_help_project)
 
 
 class ProjectionModelMismatch(SpectronError):
@@ -121,6 +123,7 @@ class MemoryService:
         self.query_vectors = QueryVectorCache()
         self.projection_watch = ProjectionWatch(uri)
         self.embedding_pace = Pace()  # measured by this process's embedding pass, if it runs one
+        self._helping: dict[int, asyncio.Lock] = {}  # partitions a reader is projecting
 
     @classmethod
     async def open(
@@ -295,6 +298,7 @@ class MemoryService:
                     watch=self.projection_watch,
                     enrichment=self._embedding_pass(),
                     pace=self.embedding_pace,
+                    project=self._help_project if self._tasks else None,
                 )
             waited_ms = (time.perf_counter() - started) * 1000
             vector = await vector_task if vector_task is not None else None
@@ -319,6 +323,27 @@ class MemoryService:
             pending=pending,
             waited_ms=round(waited_ms, 3),
         )
+
+    async def _help_project(self, partition: int, position: int) -> bool:
+        """A reader applies a batch of a partition it is owed writes in; False if none applied.
+
+        The same driver as the projector's (apply_records): the partition's position row is
+        locked for the batch, so whoever gets it applies each record once; a reader that finds
+        it taken (the projector, or another reader) applies nothing and waits instead. Only
+        one reader of this process helps per partition at a time, so readers never hold more
+        than a connection per partition.
+        """
+        if not isinstance(self.log, PostgresEventLog):
+            return False  # Kafka: the workers read the topic, this process does not
+        lock = self._helping.setdefault(partition, asyncio.Lock())
+        if lock.locked():
+            return False
+        async with lock:
+            records = await self.log.read(partition, position, HELP_BATCH)
+            if not records:
+                return False
+            async with self.pool.connection() as conn:
+                return bool(await apply_records(conn, partition, records, self.context))
 
     def _embedding_pass(self) -> str | None:
         """The embedding pass whose position readers can see (embedded log), else None."""
@@ -353,7 +378,13 @@ class MemoryService:
             bound = self.settings.read_timeout if timeout is None else timeout
             awaiting = AWAITING_FACTS if self.extractor is not None else None
             pending = await wait_for_projections(
-                self.pool, heads, scope, bound, awaiting, self.projection_watch
+                self.pool,
+                heads,
+                scope,
+                bound,
+                awaiting,
+                self.projection_watch,
+                project=self._help_project if self._tasks else None,
             )
         elif consistency != "eventual":
             raise InvalidInput("consistency must be 'strong' or 'eventual'")

@@ -11,7 +11,7 @@ from projectors.driver import apply_records, projection_positions
 from projectors.enrichment import EmbeddingEnricher
 from projectors.tailer import PROJECTION_FIRST, enrich_once
 from spectron import SpectronClient
-from spectron.consistency import HOPELESS_BACKLOG
+from spectron.consistency import HOPELESS_BACKLOG, owed_heads, wait_for_projections
 from spectron.errors import ReadYourWritesTimeout
 from spectron.log import partition_for
 from spectron.scope import scope_key
@@ -158,3 +158,21 @@ async def test_a_strong_recall_does_not_hold_out_for_enrichment_that_cannot_arri
     assert (
         result.waited_ms < BOUND * 1000 / 2
     )  # answered with the keyword fallback, not at the bound
+
+
+async def test_a_reader_owed_a_write_projects_its_partition_itself(
+    make_client: Callable[..., SpectronClient],
+) -> None:
+    client = make_client(extractor="none", run_projectors=False)
+    service = await client.service()
+    scope = {"org": "acme", "agent": "a"}
+    async with client.sessions.create(scope=scope) as session:
+        written = await session.remember("the blue heron nests by the river")
+    owed = await owed_heads(service.pool, service.log, scope)
+    assert owed == {written.partition: written.offset + 1}
+    # no projector runs: the reader applies the batch it is owed, through the same driver
+    await wait_for_projections(
+        service.pool, owed, scope, BOUND, None, project=service._help_project
+    )
+    async with service.pool.connection() as conn:
+        assert (await projection_positions(conn))[written.partition] == written.offset + 1
