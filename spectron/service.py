@@ -124,6 +124,7 @@ class MemoryService:
         self.projection_watch = ProjectionWatch(uri)
         self.embedding_pace = Pace()  # measured by this process's embedding pass, if it runs one
         self._helping: dict[int, asyncio.Lock] = {}  # partitions a reader is projecting
+        self._replaying = False  # a rebuild or blue-green replay owns the projection
 
     @classmethod
     async def open(
@@ -333,8 +334,10 @@ class MemoryService:
         one reader of this process helps per partition at a time, so readers never hold more
         than a connection per partition.
         """
-        if not isinstance(self.log, PostgresEventLog):
-            return False  # Kafka: the workers read the topic, this process does not
+        if not isinstance(self.log, PostgresEventLog) or self._replaying:
+            # Kafka: the workers read the topic, this process does not; a rebuild or replay
+            # under way stopped the projectors, and owns the projection until it is done
+            return False
         lock = self._helping.setdefault(partition, asyncio.Lock())
         if lock.locked():
             return False
@@ -460,6 +463,7 @@ class MemoryService:
         running = bool(self._tasks)
         if running:
             await self.catch_up()
+        self._replaying = True
         await self._stop_tasks()
         try:
             async with self.pool.connection() as conn:
@@ -484,6 +488,7 @@ class MemoryService:
                 await swap_schemas(conn, live, rebuilt)
             return BlueGreenReport(report, live_hash, rebuilt_hash, [], True)
         finally:
+            self._replaying = False
             if running:
                 self.start_projectors()
 
@@ -598,13 +603,17 @@ class MemoryService:
     async def rebuild(self, progress: Progress | None = None) -> ReplayReport:
         """Drop the projections and replay the log into them; embeddings come from the log."""
         running = bool(self._tasks)
+        self._replaying = True
         await self._stop_tasks()
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            await reset_projection(
-                conn, self.settings.projection_schema, self.embedder.dim, self.context
-            )
-        report = await replay(self.pool, self.log, self.context, progress=progress)
+        try:
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                await reset_projection(
+                    conn, self.settings.projection_schema, self.embedder.dim, self.context
+                )
+            report = await replay(self.pool, self.log, self.context, progress=progress)
+        finally:
+            self._replaying = False
         if running:
             self.start_projectors()
         return report
