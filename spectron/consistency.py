@@ -75,6 +75,9 @@ class ProjectionWatch:
                     async for _ in conn.notifies():
                         self._wake()
             except psycopg.Error as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # psycopg turned a cancel into an error
                 log.info("projection watch lost its connection (%s); readers poll meanwhile", exc)
                 await asyncio.sleep(1.0)
 

@@ -83,7 +83,7 @@ log = logging.getLogger(__name__)
 Consistency = Literal["strong", "eventual"]
 MAX_TOP_K = 100
 MAX_QUERY_CHARS = 4_000
-PROJECTOR_CONNECTIONS = 2  # the projection tailer's own pool (see MemoryService._run_projection)
+PROJECTOR_CONNECTIONS = 2  # the in-process projection tailer's own pool
 HELP_BATCH = 100  # records a reader applies at a time when it helps projection (_help_project)
 
 
@@ -125,6 +125,7 @@ class MemoryService:
         self.embedding_pace = Pace()  # measured by this process's embedding pass, if it runs one
         self._helping: dict[int, asyncio.Lock] = {}  # partitions a reader is projecting
         self._replaying = False  # a rebuild or blue-green replay owns the projection
+        self._projector_pool: AsyncConnectionPool | None = None
 
     @classmethod
     async def open(
@@ -172,26 +173,29 @@ class MemoryService:
             settings, pool, event_log, embedder, context, server, extractor, reasoner, uri=uri
         )
         if settings.projectors_in_process:
+            # the projector's own connections: requests never hold the ones it needs
+            try:
+                service._projector_pool = await open_pool(
+                    uri, settings.projection_schema, PROJECTOR_CONNECTIONS
+                )
+            except BaseException:
+                await service.close()
+                raise
             service.start_projectors()
         return service
 
     def start_projectors(self) -> None:
         """Run the projection (and, embedded, the enrichment) loops as tasks of this process."""
-        self._tasks.append(asyncio.create_task(self._run_projection()))
+        projector_pool = self._projector_pool or self.pool
+        self._tasks.append(
+            asyncio.create_task(run_projection_tailer(projector_pool, self.log, self.context))
+        )
         if isinstance(self.log, PostgresEventLog):
             for enricher in self.enrichers():
                 pace = self.embedding_pace if isinstance(enricher, EmbeddingEnricher) else None
                 self._tasks.append(
                     asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher, pace))
                 )
-
-    async def _run_projection(self) -> None:
-        """The projection tailer on connections of its own: requests never hold the ones it needs."""
-        pool = await open_pool(self._uri, self.settings.projection_schema, PROJECTOR_CONNECTIONS)
-        try:
-            await run_projection_tailer(pool, self.log, self.context)
-        finally:
-            await pool.close()
 
     def enrichers(self) -> list[Enricher]:
         """The enrichment passes this service's configuration asks for."""
@@ -203,6 +207,8 @@ class MemoryService:
         await self.projection_watch.close()
         try:
             await self.log.close()
+            if self._projector_pool is not None:
+                await self._projector_pool.close()
             await self.pool.close()
             if isinstance(self.embedder, ProcessEmbedder):
                 await asyncio.to_thread(self.embedder.close)
