@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self, overload
 
+import psycopg
 from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg.abc import Params, Query, QueryNoTemplate
 from psycopg.rows import Row
@@ -29,13 +30,18 @@ log = logging.getLogger(__name__)
 
 
 class PipelinedCursor(AsyncCursor[Row]):
-    """The projectors' cursor under the driver's pipeline mode: a result exists once fetched.
+    """The projectors' cursor under the driver's pipeline mode: each statement on a cursor of its own.
 
-    Statements are sent without waiting for their results, so the `rowcount` of a statement
-    not fetched yet is unknown (psycopg would say -1, or a count that depends on timing); it
-    raises instead. Read results with RETURNING and a fetch, which waits for them.
+    Under pipeline mode psycopg hands a result to the cursor that sent its statement whenever it
+    arrives, which may be while a later statement is being sent: on one shared cursor, a fetch
+    meant for the later statement would then read the earlier one's result (an error, or worse,
+    wrong rows). Here every statement runs on a fresh cursor and a fetch reads only the last
+    one's, waiting for it, so a result cannot reach the wrong fetch whatever the timing. A
+    statement's `rowcount` is unknown until fetched (psycopg would say -1, or a count that
+    depends on timing), so it raises before: read results with RETURNING and a fetch.
     """
 
+    _statement: AsyncCursor[Row] | None = None
     _unfetched = False
 
     @overload
@@ -61,29 +67,51 @@ class PipelinedCursor(AsyncCursor[Row]):
         prepare: bool | None = None,
         binary: bool | None = None,
     ) -> Self:
-        """Send a statement; its result arrives with the next fetch."""
-        self._unfetched = True
+        """Send a statement on a cursor of its own; its result arrives with the next fetch."""
+        statement = AsyncCursor[Row](self.connection, row_factory=self.row_factory)
+        self._statement, self._unfetched = statement, True
         if isinstance(query, str | bytes | sql.Composable):
-            return await super().execute(query, params, prepare=prepare, binary=binary)
-        return await super().execute(query, prepare=prepare, binary=binary)
+            await statement.execute(query, params, prepare=prepare, binary=binary)
+        else:
+            await statement.execute(query, prepare=prepare, binary=binary)
+        return self
+
+    async def executemany(
+        self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
+    ) -> None:
+        """Send a statement once per parameter set, on a cursor of its own."""
+        statement = AsyncCursor[Row](self.connection, row_factory=self.row_factory)
+        self._statement, self._unfetched = statement, True
+        await statement.executemany(query, params_seq, returning=returning)
+
+    def _last(self) -> AsyncCursor[Row]:
+        if self._statement is None:
+            raise psycopg.ProgrammingError("no statement was executed on this cursor")
+        return self._statement
 
     async def fetchone(self) -> Row | None:
-        """Wait for the results sent so far; the next row of the last statement."""
-        row = await super().fetchone()
+        """Wait for the last statement's result; its next row."""
+        row = await self._last().fetchone()
         self._unfetched = False
         return row
 
     async def fetchmany(self, size: int = 0) -> list[Row]:
-        """Wait for the results sent so far; rows of the last statement."""
-        rows = await super().fetchmany(size)
+        """Wait for the last statement's result; its next rows."""
+        rows = await self._last().fetchmany(size)
         self._unfetched = False
         return rows
 
     async def fetchall(self) -> list[Row]:
-        """Wait for the results sent so far; every row of the last statement."""
-        rows = await super().fetchall()
+        """Wait for the last statement's result; all its remaining rows."""
+        rows = await self._last().fetchall()
         self._unfetched = False
         return rows
+
+    async def __anext__(self) -> Row:
+        row = await self.fetchone()
+        if row is None:
+            raise StopAsyncIteration("no more records to return")
+        return row
 
     @property
     def rowcount(self) -> int:
@@ -92,7 +120,7 @@ class PipelinedCursor(AsyncCursor[Row]):
             raise RuntimeError(
                 "rowcount is unknown until a fetch under pipeline mode: use RETURNING and fetch"
             )
-        return super().rowcount
+        return self._last().rowcount if self._statement is not None else -1
 
 
 async def apply_records(
@@ -115,6 +143,10 @@ async def apply_records(
     # pipeline mode: statements are sent without waiting for each result, so a batch costs one
     # round trip per statement whose result a projector reads (fetch*), not one per statement
     async with conn.pipeline(), conn.transaction(), PipelinedCursor[Any](conn) as cur:
+        # a batch need not wait for its own fsync: effect and position commit or vanish together,
+        # and one a crash loses is applied again from the log; waiting for the disk here only
+        # makes readers wait longer (any later synchronous commit flushes this one first)
+        await cur.execute("SET LOCAL synchronous_commit TO off")
         await cur.execute(
             "INSERT INTO positions (consumer, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             [PROJECTION_CONSUMER, partition],

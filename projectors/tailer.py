@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -25,6 +27,10 @@ log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_WAIT = 0.5
 STORE_RETRY = 0.5  # seconds between attempts while the database is down (requests fail fast)
+# enrichment appends its output behind the writes readers wait for: while the projection trails
+# a partition's end by more than this, enrichment leaves the partition alone so the projector
+# reaches the writes first (a memory not embedded yet is found by keyword meanwhile)
+PROJECTION_FIRST = 100
 
 
 async def project_once(
@@ -67,7 +73,10 @@ async def run_projection_tailer(
 async def enrich_once(
     pool: AsyncConnectionPool, event_log: PostgresEventLog, enricher: Enricher
 ) -> int:
-    """Run one batch per partition; outputs and position commit in one transaction (exactly once)."""
+    """Run one batch per partition; outputs and position commit in one transaction (exactly once).
+
+    Partitions whose projection trails far behind are left for later (PROJECTION_FIRST).
+    """
     ends = await event_log.end_offsets()
     async with pool.connection() as conn:
         await conn.execute(
@@ -80,10 +89,13 @@ async def enrich_once(
             [enricher.name],
         )
         positions = {int(p): int(n) for p, n in await cur.fetchall()}
+        projected = await projection_positions(conn)
     total = 0
     for partition, end in sorted(ends.items()):
         if positions.get(partition, 0) >= end:
             continue
+        if end - projected.get(partition, 0) > PROJECTION_FIRST:
+            continue  # projection first (see PROJECTION_FIRST); the tailer comes back
         async with pool.connection() as conn, conn.transaction():
             total += await _enrich_partition(conn, event_log, enricher, partition)
     return total
@@ -124,14 +136,37 @@ async def _enrich_partition(
     return last + 1 - start
 
 
+@dataclass
+class Pace:
+    """How long an enrichment pass takes per log record it moves past (a moving average).
+
+    Readers use it to tell whether its output can still arrive within their bound.
+    """
+
+    seconds_per_record: float | None = None
+
+    def record(self, records: int, seconds: float) -> None:
+        """Fold in one batch: `records` moved past in `seconds`."""
+        if records > 0:
+            sample = seconds / records
+            last = self.seconds_per_record
+            self.seconds_per_record = sample if last is None else 0.7 * last + 0.3 * sample
+
+
 async def run_enrichment_tailer(
-    pool: AsyncConnectionPool, event_log: PostgresEventLog, enricher: Enricher
+    pool: AsyncConnectionPool,
+    event_log: PostgresEventLog,
+    enricher: Enricher,
+    pace: Pace | None = None,
 ) -> None:
     """Enrich forever; a failing model backs off and retries, never blocking the memory itself."""
     backoff = 0.5
     while True:
         try:
-            if await enrich_once(pool, event_log, enricher):
+            started = time.monotonic()
+            if done := await enrich_once(pool, event_log, enricher):
+                if pace is not None:
+                    pace.record(done, time.monotonic() - started)
                 backoff = 0.5
                 continue
             await event_log.wait_for_appends(IDLE_WAIT)

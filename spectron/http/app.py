@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request, Response, Security
+from fastapi import Depends, FastAPI, Header, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPBearer
@@ -62,6 +62,7 @@ from spectron.http.sessions import (
     find_session,
     open_session,
 )
+from spectron.log.owed import READ_AFTER_HEADER
 from spectron.mcp import mount_mcp
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.scope import canonical_scope, is_within
@@ -70,6 +71,17 @@ from spectron.service import MemoryService
 log = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sk_...`.")
 TimeoutQuery = Annotated[float | None, Query(ge=0, le=MAX_TIMEOUT)]
+# read your writes across servers: the positions of a client's acknowledged writes, which its
+# strong reads also wait for (spectron.log.owed); both clients send it by themselves
+ReadAfter = Annotated[
+    str | None,
+    Header(
+        alias=READ_AFTER_HEADER,
+        description="Read-your-writes token: 'partition:offset,...' of the caller's acknowledged"
+        " writes (as remember returned them); a strong read also waits for them.",
+        max_length=20_000,
+    ),
+]
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {PROBLEM_MEDIA_TYPE: {}}}
     for status, text in {
@@ -318,7 +330,9 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
             )
 
     @app.post("/v1/sessions/{session_id}/recall", tags=["memory"], dependencies=auth)
-    async def recall(body: RecallRequest, session: Reader, service: Service) -> RecallResult:
+    async def recall(
+        body: RecallRequest, session: Reader, service: Service, after: ReadAfter = None
+    ) -> RecallResult:
         """Memories visible from the session's scope that best match the query (needs `read`)."""
         return await service.recall(
             session.scope,
@@ -330,6 +344,7 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
             timeout=body.timeout,
             mode=body.mode,
             as_of=_as_of(body.as_of),
+            after=after,
         )
 
     @app.post("/v1/sessions/{session_id}/reflect", tags=["memory"], dependencies=auth)
@@ -352,10 +367,15 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
         consistency: Consistency = "strong",
         timeout: TimeoutQuery = None,
         as_of: AsOfIn = None,
+        after: ReadAfter = None,
     ) -> Profile:
         """Entity state, persisted reflections, contributions and recent memory (needs `read`)."""
         return await service.profile(
-            session.scope, consistency=consistency, timeout=timeout, as_of=_as_of(as_of)
+            session.scope,
+            consistency=consistency,
+            timeout=timeout,
+            as_of=_as_of(as_of),
+            after=after,
         )
 
     @app.get("/v1/sessions/{session_id}/state", tags=["memory"], dependencies=auth)
@@ -368,6 +388,7 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
         consistency: Consistency = "strong",
         timeout: TimeoutQuery = None,
         as_of: AsOfIn = None,
+        after: ReadAfter = None,
     ) -> State:
         """Entities, attribute chains and relations visible from a scope (needs `read`)."""
         target = session.scope if scope is None else _scope_param(scope)
@@ -375,7 +396,7 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
         if not is_within(target, session.scope):
             raise InvalidScope(f"a session at {session.scope} cannot read state at {target}")
         return await service.get_state(
-            target, consistency=consistency, timeout=timeout, as_of=_as_of(as_of)
+            target, consistency=consistency, timeout=timeout, as_of=_as_of(as_of), after=after
         )
 
     @app.get("/v1/sessions/{session_id}/history", tags=["memory"], dependencies=auth)

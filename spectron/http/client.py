@@ -28,10 +28,11 @@ from spectron.health import DeadLetterInfo, LogStatus, RetryOutcome
 from spectron.history import AuditPage, HistoryEntry
 from spectron.http.bodies import KeyInfo
 from spectron.http.problems import error_from_problem
+from spectron.log.owed import READ_AFTER_HEADER, format_token
 from spectron.memories import MemoryPage, MemoryRecord
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.recall import RecallMode
-from spectron.scope import Scope, canonical_scope
+from spectron.scope import Scope, canonical_scope, is_visible, scope_key
 from spectron.scope_tree import ScopeTree
 from spectron.service import Consistency
 from spectron.validation import check_metadata
@@ -63,6 +64,25 @@ class HttpSpectronClient:
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
         self.sessions = HttpSessions(self)
+        # per scope written to, the last offset per partition this client's writes were
+        # acknowledged at: its strong reads pass on those their scope can see, so any server
+        # waits for them (DESIGN rule 3 across servers)
+        self._written: dict[str, tuple[Scope, dict[int, int]]] = {}
+
+    def note_write(self, scope: Scope, written: RememberResult) -> None:
+        """Remember an acknowledged write's position for this client's later strong reads."""
+        _, heads = self._written.setdefault(scope_key(scope), (scope, {}))
+        if heads.get(written.partition, -1) < written.offset:
+            heads[written.partition] = written.offset
+
+    def read_token(self, scope: Scope) -> str | None:
+        """The read-your-writes token of this client's writes visible from `scope` (None: none)."""
+        merged: dict[int, int] = {}
+        for written_scope, heads in self._written.values():
+            if is_visible(written_scope, scope):
+                for partition, offset in heads.items():
+                    merged[partition] = max(merged.get(partition, -1), offset)
+        return format_token(merged) if merged else None
 
     async def request(
         self,
@@ -71,15 +91,21 @@ class HttpSpectronClient:
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         wait: float | None = None,
+        token: str | None = None,
     ) -> Any:
-        """Send one request; return its JSON, or raise the typed error its problem+json names."""
+        """Send one request; return its JSON, or raise the typed error its problem+json names.
+
+        `token` is a read-your-writes token (spectron.log.owed) for a strong read to wait for.
+        """
         # the server may wait up to `wait` seconds for read-your-writes before answering
         timeout = self.timeout if wait is None else max(self.timeout, wait + 10.0)
         try:
             content = orjson.dumps(body) if body is not None else None
         except TypeError as exc:
             raise InvalidInput(f"the request is not JSON-serialisable: {exc}") from exc
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else {}
+        if token is not None:
+            headers[READ_AFTER_HEADER] = token
         try:
             response = await self._http.request(
                 method, path, content=content, params=params, headers=headers, timeout=timeout
@@ -202,12 +228,15 @@ class HttpSession:
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         wait: float | None = None,
+        consistency: Consistency | None = None,
     ) -> Any:
         if self._closed:
             raise SessionClosed(f"session at {self.scope} is closed")
         await self._open()
         path = f"/v1/sessions/{self.session_id}/{operation}"
-        return await self._client.request(method, path, body, params, wait)
+        # a strong read also waits for this client's own acknowledged writes, on any server
+        token = self._client.read_token(self.scope) if consistency == "strong" else None
+        return await self._client.request(method, path, body, params, wait, token)
 
     async def remember(
         self,
@@ -226,7 +255,9 @@ class HttpSession:
         }
         if facts is not None:
             body["facts"] = _facts_json(facts)
-        return _parse(RememberResult, await self._call("POST", "remember", body))
+        written = _parse(RememberResult, await self._call("POST", "remember", body))
+        self._client.note_write(self.scope, written)
+        return written
 
     async def recall(
         self,
@@ -252,7 +283,8 @@ class HttpSession:
             "mode": mode,
             "as_of": _as_of_text(as_of),
         }
-        return _parse(RecallResult, await self._call("POST", "recall", body, wait=timeout))
+        answer = await self._call("POST", "recall", body, wait=timeout, consistency=consistency)
+        return _parse(RecallResult, answer)
 
     async def get_state(
         self,
@@ -266,7 +298,10 @@ class HttpSession:
         params = _params(consistency, timeout, as_of)
         if scope is not None:
             params["scope"] = orjson.dumps(canonical_scope(scope)).decode()
-        return _parse(State, await self._call("GET", "state", params=params, wait=timeout))
+        answer = await self._call(
+            "GET", "state", params=params, wait=timeout, consistency=consistency
+        )
+        return _parse(State, answer)
 
     async def reflect(self, query: str, persist: bool = False, top_k: int = 10) -> Reflection:
         """Synthesise what this scope can see about `query`; persist=True records it as memory."""
@@ -282,7 +317,10 @@ class HttpSession:
     ) -> Profile:
         """This scope's entity state, persisted reflections, contributions and recent memory."""
         params = _params(consistency, timeout, as_of)
-        return _parse(Profile, await self._call("GET", "profile", params=params, wait=timeout))
+        answer = await self._call(
+            "GET", "profile", params=params, wait=timeout, consistency=consistency
+        )
+        return _parse(Profile, answer)
 
     async def history(
         self, entity: str, attribute: str | None = None, *, as_of: AsOf = None

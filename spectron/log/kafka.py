@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from spectron.errors import LogUnavailable, StoreUnavailable
 from spectron.events import Envelope, LogPosition, partition_key
 from spectron.log import Appended, RawRecord, partition_for
+from spectron.log.owed import Head, floor_heads, record_heads, written_heads
 from spectron.sealing import seal_events
 
 log = logging.getLogger(__name__)
@@ -156,12 +157,23 @@ class KafkaEventLog:
         for event, value in zip(events, values, strict=True):
             key = partition_key(event)
             sends.append((partition_for(key, self._partitions), key, value))
-        return await self._produce(sends)
+        appended = await self._produce(sends)
+        await self._record_heads(written_heads(events, appended))
+        return appended
 
     async def append_raw(self, partition: int, key: bytes | None, value: bytes) -> Appended:
         """Produce bytes as another producer would (no validation): for tools and poison tests."""
         [appended] = await self._produce([(partition, key, value)])
+        await self._record_heads(floor_heads([appended]))  # its scope is unknown: owed by all
         return appended
+
+    async def _record_heads(self, heads: Sequence[Head]) -> None:
+        try:
+            async with self._pool.connection() as conn:
+                await record_heads(conn, heads)
+        except psycopg.Error as exc:
+            # as with _record_acks: the records are in Kafka, failing now would invite a duplicate
+            log.warning("could not record the scopes' heads %s: %s", heads, exc)
 
     async def _produce(self, sends: Sequence[tuple[int, bytes | None, bytes]]) -> list[Appended]:
         if not sends:

@@ -24,6 +24,7 @@ from spectron.errors import LogUnavailable
 from spectron.events import Envelope, LogPosition, partition_key
 from spectron.log import Appended, RawRecord, partition_for
 from spectron.log.chain import ChainBreak, ChainedRecord, record_hash, verify_partition
+from spectron.log.owed import floor_heads, record_heads, written_heads
 from spectron.sealing import seal_events
 
 CHANNEL = "spectron_log"
@@ -154,7 +155,9 @@ class PostgresEventLog:
             for n, index in enumerate(indexes):
                 result[index] = Appended(LogPosition(partition, first + n), recorded_at)
         await _write(conn, rows)
-        return [appended for appended in result if appended is not None]
+        acks = [appended for appended in result if appended is not None]
+        await record_heads(conn, written_heads(events, acks))
+        return acks
 
     async def append_raw(self, partition: int, key: bytes | None, value: bytes) -> Appended:
         """Append bytes as another producer would (no validation): for tools and poison tests."""
@@ -162,7 +165,9 @@ class PostgresEventLog:
             rows: list[_Row] = []
             first, recorded_at = await _reserve_and_chain(conn, partition, [(key, value)], rows)
             await _write(conn, rows)
-        return Appended(LogPosition(partition, first), recorded_at)
+            appended = Appended(LogPosition(partition, first), recorded_at)
+            await record_heads(conn, floor_heads([appended]))  # its scope is unknown: owed by all
+        return appended
 
     async def verify_chain(self) -> tuple[int, list[ChainBreak]]:
         """Check every partition's hash chain end to end; return records checked and breaks."""

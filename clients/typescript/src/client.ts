@@ -29,6 +29,7 @@ import type {
   ForgetWhere,
   HistoryEntry,
   HistoryParams,
+  LogPosition,
   Profile,
   ReadParams,
   RecallParams,
@@ -69,6 +70,8 @@ export class SpectronClient {
   readonly #apiKey: string | undefined;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
+  /** Per scope written to: the scope, and per partition the last offset acknowledged there. */
+  readonly #written = new Map<string, [Scope, Map<number, number>]>();
 
   constructor(options: SpectronClientOptions = {}) {
     const baseUrl = options.baseUrl || env("SPECTRON_BASE_URL");
@@ -82,6 +85,36 @@ export class SpectronClient {
     this.sessions = new Sessions(this);
   }
 
+  /** Remember an acknowledged write at `scope`: strong reads that can see it wait for it. */
+  noteWrite(scope: Scope, position: LogPosition): void {
+    const key = JSON.stringify(Object.entries(scope).sort(([a], [b]) => a.localeCompare(b)));
+    const [, heads] = this.#written.get(key) ?? [scope, new Map<number, number>()];
+    if ((heads.get(position.partition) ?? -1) < position.offset) {
+      heads.set(position.partition, position.offset);
+    }
+    this.#written.set(key, [scope, heads]);
+  }
+
+  /**
+   * The read-your-writes token (`"partition:offset,..."`) of this client's writes visible from
+   * `scope`: strong reads send it as the `Spectron-Read-After` header, so whichever server answers
+   * waits for them. Undefined when there are none.
+   */
+  readToken(scope: Scope): string | undefined {
+    const merged = new Map<number, number>();
+    for (const [written, heads] of this.#written.values()) {
+      if (!isVisible(written, scope)) continue;
+      for (const [partition, offset] of heads) {
+        merged.set(partition, Math.max(merged.get(partition) ?? -1, offset));
+      }
+    }
+    if (merged.size === 0) return undefined;
+    return [...merged.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([partition, offset]) => `${String(partition)}:${String(offset)}`)
+      .join(",");
+  }
+
   /** Send one request; resolve to its JSON (camelCased) or reject with a typed error. */
   async request<T>(
     method: Method,
@@ -89,6 +122,7 @@ export class SpectronClient {
     body?: object,
     query?: Record<string, string | undefined>,
     waitSeconds?: number | null,
+    readAfter?: string,
   ): Promise<T> {
     const url = new URL(this.baseUrl + path);
     for (const [name, value] of Object.entries(query ?? {})) {
@@ -97,6 +131,7 @@ export class SpectronClient {
     const headers: Record<string, string> = { Accept: "application/json" };
     if (this.#apiKey) headers.Authorization = `Bearer ${this.#apiKey}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (readAfter !== undefined) headers["Spectron-Read-After"] = readAfter;
     // a read may wait server-side for read-your-writes: never give up before the server does
     const timeout = Math.max(this.#timeoutMs, (waitSeconds ?? 0) * 1000 + 10_000);
     let response: Response;
@@ -202,17 +237,23 @@ export class Session {
     body?: object,
     query?: Record<string, string | undefined>,
     waitSeconds?: number | null,
+    consistency?: string | null,
   ): Promise<T> {
     if (this.#closed) {
       return Promise.reject(new SessionClosedError(`session ${this.id} is closed`));
     }
     const path = `/v1/sessions/${encodeURIComponent(this.id)}/${operation}`;
-    return this.#client.request<T>(method, path, body, query, waitSeconds);
+    // a strong read (the default) also waits for this client's own writes, on any server
+    const readAfter =
+      consistency === undefined ? undefined : strongToken(consistency, this.#client, this.scope);
+    return this.#client.request<T>(method, path, body, query, waitSeconds, readAfter);
   }
 
   /** Append a memory at this scope; resolves once the log has it. Needs `write`. */
-  remember(params: RememberParams): Promise<RememberResult> {
-    return this.#call("POST", "remember", snakeTop(params));
+  async remember(params: RememberParams): Promise<RememberResult> {
+    const written = await this.#call<RememberResult>("POST", "remember", snakeTop(params));
+    this.#client.noteWrite(this.scope, written);
+    return written;
   }
 
   /**
@@ -221,7 +262,8 @@ export class Session {
    */
   async recall(params: RecallParams): Promise<RecallResult> {
     const body = snakeTop({ ...params, asOf: asOfText(params.asOf) });
-    return this.#call("POST", "recall", body, undefined, params.timeout);
+    const consistency = params.consistency ?? "strong";
+    return this.#call("POST", "recall", body, undefined, params.timeout, consistency);
   }
 
   /** Synthesise what this scope can see; `persist: true` records it (needs `write` too). */
@@ -231,7 +273,9 @@ export class Session {
 
   /** Entity state, persisted reflections, contributions and recent memory (`asOf`: then). Needs `read`. */
   async profile(params: ReadParams = {}): Promise<Profile> {
-    return this.#call("GET", "profile", undefined, readQuery(params), params.timeout);
+    const query = readQuery(params);
+    const consistency = params.consistency ?? "strong";
+    return this.#call("GET", "profile", undefined, query, params.timeout, consistency);
   }
 
   /**
@@ -243,7 +287,8 @@ export class Session {
       ...readQuery(params),
       scope: params.scope ? JSON.stringify(params.scope) : undefined,
     };
-    return this.#call("GET", "state", undefined, query, params.timeout);
+    const consistency = params.consistency ?? "strong";
+    return this.#call("GET", "state", undefined, query, params.timeout, consistency);
   }
 
   /**
@@ -315,6 +360,22 @@ export class Session {
     this.#closed = true;
     await this.#client.request<void>("DELETE", `/v1/sessions/${encodeURIComponent(this.id)}`);
   }
+}
+
+/** The client's token for a read (strong by default; eventual waits for nothing). */
+function strongToken(
+  consistency: string | null,
+  client: SpectronClient,
+  scope: Scope,
+): string | undefined {
+  return consistency === "eventual" ? undefined : client.readToken(scope);
+}
+
+/** DESIGN rule 1: `written` is visible from `scope` when one contains the other. */
+function isVisible(written: Scope, scope: Scope): boolean {
+  const within = (inner: Scope, outer: Scope) =>
+    Object.entries(outer).every(([key, value]) => inner[key] === value);
+  return within(written, scope) || within(scope, written);
 }
 
 function readQuery(params: ReadParams): Record<string, string | undefined> {

@@ -97,6 +97,42 @@ test("requests use snake_case, responses camelCase, user maps untouched", async 
   assert.deepEqual(recall?.body, { query: "competitor pricing", top_k: 10 });
 });
 
+test("strong reads pass on the positions of the client's acknowledged writes", async () => {
+  let offset = 0;
+  const server = fakeServer({
+    "POST /v1/sessions": [201, SESSION],
+    "POST /v1/sessions/ID/recall": [200, { items: [], formatted: "", pending: 0, waited_ms: 0 }],
+    "GET /v1/sessions/ID/state": [200, { scope: SESSION.scope, entities: [], pending: 0 }],
+  });
+  const fetchWrites: typeof fetch = async (input, init) => {
+    if (String(input).endsWith("/remember")) {
+      offset += 1; // writes land at 2:5, 2:6, then 0:7 (another partition)
+      const partition = offset === 3 ? 0 : 2;
+      return new Response(
+        JSON.stringify({ id: ITEM.id, partition, offset: 4 + offset, recorded_at: ITEM.recorded_at }),
+        { status: 201, headers: { "Content-Type": "application/json" } },
+      );
+    }
+    return server.fetch(input, init);
+  };
+  const client = new SpectronClient({ baseUrl: "http://spectron.test", fetch: fetchWrites });
+  const session = await client.sessions.create({ scope: { org: "acme", project: "p" } });
+  const header = () => server.sent.at(-1)?.headers["Spectron-Read-After"];
+  await session.recall({ query: "x" });
+  assert.equal(header(), undefined); // nothing written yet: nothing owed
+  await session.remember({ content: "one" });
+  await session.remember({ content: "two" });
+  await session.remember({ content: "three" });
+  assert.equal(client.readToken({ org: "acme" }), "0:7,2:6"); // the org sees the project's writes
+  assert.equal(client.readToken({ org: "acme", project: "q" }), undefined); // a sibling does not
+  await session.recall({ query: "x" });
+  assert.equal(header(), "0:7,2:6");
+  await session.getState();
+  assert.equal(header(), "0:7,2:6");
+  await session.recall({ query: "x", consistency: "eventual" });
+  assert.equal(header(), undefined);
+});
+
 test("problems become SpectronApiError carrying the problem+json body", async () => {
   const problem = {
     type: "https://spectron.dev/problems/scope-outside-floor",
