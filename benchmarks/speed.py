@@ -26,7 +26,7 @@ from benchmarks.workload import ScopeTree, TextGenerator
 from spectron import SpectronClient
 from spectron.client import Session
 from spectron.embedding import Embedder
-from spectron.recall import _RECALL, RRF_K, search, visibility_params
+from spectron.recall import _RECALL, recall_params, search
 from spectron.scope import Scope
 from spectron.service import MemoryService
 
@@ -332,21 +332,7 @@ async def explain_recall(
     vector = service.embedder.embed_query(query)
     out: dict[str, dict[str, Any]] = {}
     for level, scope in (("leaf", tree.leaf_scopes[0]), ("org", tree.org_scope)):
-        params = {
-            **visibility_params(scope),
-            "query": query,
-            "vector": vector,
-            "use_dense": True,
-            "use_keyword": True,
-            "category": None,
-            "metadata": None,
-            "pool": 50,
-            "rrf_k": RRF_K,
-            "top_k": 10,
-        }
-        # parameters added to the query later (e.g. as_of) are unset: the default recall
-        for name in re.findall(r"%\((\w+)\)s", _RECALL):
-            params.setdefault(name, None)
+        params = recall_params(scope, query, vector, top_k=10)
         async with service.pool.connection() as conn, conn.transaction():
             await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
             await conn.execute("SET LOCAL hnsw.ef_search = 100")

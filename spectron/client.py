@@ -255,8 +255,12 @@ class Session:
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
         as_of: AsOf = None,
+        explain: bool = False,
     ) -> RecallResult:
-        """Memories visible from this scope that best match `query` (read-your-writes by default)."""
+        """Memories visible from this scope that best match `query` (read-your-writes by default).
+
+        With `explain=True` every item says which legs found it and at what rank.
+        """
         service = await self._service()
         return await service.recall(
             self.scope,
@@ -268,4 +272,5 @@ class Session:
             timeout=timeout,
             mode=mode,
             as_of=as_of,
+            explain=explain,
         )

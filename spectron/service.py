@@ -231,6 +231,7 @@ class MemoryService:
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
         as_of: AsOf = None,
+        explain: bool = False,
     ) -> RecallResult:
         """Memories visible from `scope` that best match `query`, after catching up with the log."""
         scope = canonical_scope(scope)
@@ -246,6 +247,8 @@ class MemoryService:
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
         if mode not in ("hybrid", "dense", "keyword"):
             raise InvalidInput("mode must be 'hybrid', 'dense' or 'keyword'")
+        if not isinstance(explain, bool):
+            raise InvalidInput("explain must be true or false")
         at = await resolve_as_of(as_of, self.log)
         started = time.perf_counter()
         pending = 0
@@ -273,6 +276,7 @@ class MemoryService:
                 metadata=metadata,
                 mode=mode,
                 as_of=at,
+                explain=explain,
             )
         return RecallResult(
             items=items,

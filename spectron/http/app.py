@@ -291,6 +291,7 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
             timeout=body.timeout,
             mode=body.mode,
             as_of=_as_of(body.as_of),
+            explain=body.explain,
         )
 
     @app.post("/v1/sessions/{session_id}/reflect", tags=["memory"], dependencies=auth)
