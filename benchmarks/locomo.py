@@ -68,11 +68,12 @@ class Turn:
 
 @dataclass(frozen=True)
 class Question:
-    """A question with its normalised evidence dia_ids."""
+    """A question with its normalised evidence dia_ids and the reference answer."""
 
     text: str
     category: int
     evidence: frozenset[str]
+    answer: str = ""
 
 
 @dataclass
@@ -155,7 +156,12 @@ def load_conversations(
                 conversation.questions_without_evidence += 1
                 continue
             conversation.questions.append(
-                Question(str(qa["question"]), int(qa["category"]), frozenset(evidence))
+                Question(
+                    str(qa["question"]),
+                    int(qa["category"]),
+                    frozenset(evidence),
+                    str(qa.get("answer", "")),
+                )
             )
         out.append(conversation)
     return out
