@@ -16,7 +16,7 @@ from tests.recorded_llm import Reply, completion, recorded_server
 # benchmarks/ sits beside the installed packages, not inside them: import it from the checkout
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.answers import AnswersConfig, Endpoint, run_answers  # noqa: E402
+from benchmarks.answers import AnswersConfig, Endpoint, run_answers
 
 CONVERSATION = {
     "sample_id": "conv-test",
@@ -100,8 +100,9 @@ async def test_j_score_from_recalled_context(tmp_path: Path, database: str) -> N
     assert len(answer_requests) == len(judge_requests) == 3
     # the answerer saw what recall found, with speaker and session date
     marathon = next(b for b in answer_requests if "Lisbon" in b["messages"][0]["content"])
-    assert "Ben (9:00 am on 20 June, 2023): I ran the Lisbon marathon yesterday." in (
-        marathon["messages"][0]["content"]
+    assert (
+        "Ben (9:00 am on 20 June, 2023): I ran the Lisbon marathon yesterday."
+        in (marathon["messages"][0]["content"])
     )
     # the judge saw the question, the gold answer and the generated answer
     judged = next(b for b in judge_requests if "Lisbon" in b["messages"][0]["content"])
