@@ -38,9 +38,9 @@ class RecallTuning:
     bm25: bool = True
     bm25_k1: float = 1.2
     bm25_b: float = 0.3
-    neighbour_weight: float = 0.5
+    neighbour_weight: float = 0.3
     neighbour_span: int = 2
-    neighbour_seeds: int = 30
+    neighbour_seeds: int = 50
 
 
 DEFAULT_TUNING = RecallTuning()
