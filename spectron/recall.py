@@ -44,6 +44,7 @@ class RecallTuning:
 
 
 DEFAULT_TUNING = RecallTuning()
+BM25_CORPUS_CAP = 10_000  # visible memories counted for BM25's document count, at most
 
 
 def visible(alias: str) -> str:
@@ -86,9 +87,13 @@ matched AS MATERIALIZED (
   SELECT m.memory_id, m.tsv FROM memories m, q
   WHERE %(use_keyword)s AND q.tsq IS NOT NULL AND m.tsv @@ q.tsq AND {VISIBLE} {_FILTERS}
 ),
+-- counted up to a cap: past it the weights barely move, and counting a big scope costs more than
+-- the whole leg
 corpus AS (
-  SELECT count(*)::float8 AS n FROM memories m
-  WHERE EXISTS (SELECT FROM matched) AND {VISIBLE} {_FILTERS}
+  SELECT count(*)::float8 AS n FROM (
+    SELECT FROM memories m WHERE EXISTS (SELECT FROM matched) AND {VISIBLE} {_FILTERS}
+    LIMIT %(corpus_cap)s
+  ) c
 ),
 terms AS (
   SELECT mt.memory_id, t.lexeme, coalesce(array_length(t.positions, 1), 1) AS tf,
@@ -97,7 +102,7 @@ terms AS (
   WHERE t.lexeme = ANY(q.lexemes)
 ),
 idf AS (
-  SELECT lexeme, ln(1 + (corpus.n - count(*) + 0.5) / (count(*) + 0.5)) AS weight
+  SELECT lexeme, ln(1 + (greatest(corpus.n, count(*)) - count(*) + 0.5) / (count(*) + 0.5)) AS weight
   FROM terms, corpus GROUP BY lexeme, corpus.n
 ),
 avglen AS (SELECT avg(length(tsv))::float8 AS v FROM matched),
@@ -205,6 +210,7 @@ def recall_params(
         "bm25": tuning.bm25,
         "bm25_k1": tuning.bm25_k1,
         "bm25_b": tuning.bm25_b,
+        "corpus_cap": BM25_CORPUS_CAP,
         "neighbour_weight": tuning.neighbour_weight if mode == "hybrid" else 0.0,
         "neighbour_span": tuning.neighbour_span,
         "neighbour_seeds": tuning.neighbour_seeds,
