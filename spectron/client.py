@@ -22,6 +22,7 @@ from spectron.history import HistoryEntry
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.reasoning import Reasoner
 from spectron.recall import RecallMode
+from spectron.rerank import Reranker
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.service import Consistency, MemoryService
 
@@ -47,6 +48,7 @@ class SpectronClient:
         embedder: Embedder | str | None = None,
         extractor: Extractor | str | None = None,
         reasoner: Reasoner | None = None,
+        reranker: Reranker | None = None,
         partitions: int | None = None,
         read_timeout: float | None = None,
         run_projectors: bool | None = None,
@@ -72,6 +74,7 @@ class SpectronClient:
         self._embedder = embedder if not isinstance(embedder, str) else None
         self._extractor = extractor if not isinstance(extractor, str) else None
         self._reasoner = reasoner
+        self._reranker = reranker
         self._service: MemoryService | None = None
         self._starting: asyncio.Lock | None = None
         self.sessions: Sessions | HttpSessions = Sessions(self)
@@ -95,7 +98,11 @@ class SpectronClient:
             async with self._starting:
                 if self._service is None:
                     self._service = await MemoryService.open(
-                        self.settings, self._embedder, self._extractor, self._reasoner
+                        self.settings,
+                        self._embedder,
+                        self._extractor,
+                        self._reasoner,
+                        self._reranker,
                     )
         return self._service
 

@@ -75,6 +75,13 @@ class MalformedEvent(SpectronError):
     status = 500
 
 
+class RerankerUnavailable(SpectronError):
+    """The reranking endpoint failed, timed out or answered something that is not scores."""
+
+    type = "reranker-unavailable"
+    status = 503
+
+
 class EmbedderUnavailable(SpectronError):
     """The embedding model failed, timed out or answered something that is not embeddings."""
 

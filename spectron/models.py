@@ -40,6 +40,9 @@ class RecallExplanation(_Result):
         description="Score lent by hits written just before or after it in the same scope."
     )
     lent_by: list[uuid.UUID] = Field(description="The hits that lent it score, best first.")
+    rerank_score: float | None = Field(
+        None, description="The reranker's relevance score; null when no reranker ran."
+    )
 
 
 class MemoryItem(_Result):

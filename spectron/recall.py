@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +13,9 @@ import numpy as np
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from spectron.errors import RerankerUnavailable
 from spectron.models import Leg, MemoryItem, RecallExplanation
+from spectron.rerank import Reranker
 from spectron.scope import Scope, ancestor_keys
 
 RecallMode = Literal["hybrid", "dense", "keyword"]
@@ -44,6 +48,8 @@ class RecallTuning:
 
 
 DEFAULT_TUNING = RecallTuning()
+RERANK_POOL = 30  # hybrid hits an (opt-in) reranker reorders before the top_k are kept
+log = logging.getLogger(__name__)
 BM25_CORPUS_CAP = 10_000  # visible memories counted for BM25's document count, at most
 
 
@@ -278,7 +284,28 @@ def explanation(row: Sequence[Any]) -> RecallExplanation:
         fused_score=float(own or 0.0),
         neighbour_score=float(lent or 0.0),
         lent_by=list(lenders or []),
+        rerank_score=None,
     )
+
+
+async def reranked(
+    reranker: Reranker, query: str, items: list[MemoryItem], top_k: int
+) -> list[MemoryItem]:
+    """The top_k of `items` in the reranker's order; the fused order when it is unavailable."""
+    try:
+        scores = await asyncio.to_thread(reranker.rerank, query, [item.content for item in items])
+    except RerankerUnavailable as exc:
+        log.warning("reranker unavailable, recall keeps the fused order: %s", exc)
+        return items[:top_k]
+    order = sorted(range(len(items)), key=lambda index: -scores[index])  # stable: ties keep fusion
+    out = []
+    for index in order[:top_k]:
+        item = items[index]
+        if item.explanation is not None:
+            why = item.explanation.model_copy(update={"rerank_score": scores[index]})
+            item = item.model_copy(update={"explanation": why})
+        out.append(item)
+    return out
 
 
 def memory_item(row: Sequence[Any], score: float = 0.0) -> MemoryItem:

@@ -60,7 +60,8 @@ from spectron.log.postgres import PostgresEventLog
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.profile import load_profile
 from spectron.reasoning import Reasoner, ReflectionInput, make_reasoner
-from spectron.recall import RecallMode, format_items, search
+from spectron.recall import RERANK_POOL, RecallMode, format_items, reranked, search
+from spectron.rerank import Reranker, make_reranker
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.state import load_state
 from spectron.statehash import projection_hash
@@ -94,9 +95,11 @@ class MemoryService:
         reasoner: Reasoner | None = None,
         *,
         uri: str,
+        reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
         self.reasoner = reasoner or make_reasoner()
+        self.reranker = reranker
         self.pool = pool
         self.log = event_log
         self.embedder = embedder
@@ -114,8 +117,14 @@ class MemoryService:
         embedder: Embedder | None = None,
         extractor: Extractor | None = None,
         reasoner: Reasoner | None = None,
+        reranker: Reranker | None = None,
     ) -> MemoryService:
-        """Start (or connect to) the database and log, migrate, and start in-process projectors."""
+        """Start (or connect to) the database and log, migrate, and start in-process projectors.
+
+        Without a `reranker`, SPECTRON_RERANKER names one (default: none).
+        """
+        if reranker is None:
+            reranker = make_reranker()
         if extractor is None and settings.extractor != "none":
             extractor = make_extractor(settings.extractor)
         server = None
@@ -150,7 +159,16 @@ class MemoryService:
                 server.close()
             raise
         service = cls(
-            settings, pool, event_log, embedder, context, server, extractor, reasoner, uri=uri
+            settings,
+            pool,
+            event_log,
+            embedder,
+            context,
+            server,
+            extractor,
+            reasoner,
+            uri=uri,
+            reranker=reranker,
         )
         if settings.projectors_in_process:
             service.start_projectors()
@@ -265,19 +283,22 @@ class MemoryService:
         finally:
             if vector_task is not None and not vector_task.done():
                 vector_task.cancel()
+        reranker = self.reranker if mode == "hybrid" else None
         async with self.pool.connection() as conn:
             items = await search(
                 conn,
                 scope,
                 query,
                 vector,
-                top_k=top_k,
+                top_k=max(top_k, RERANK_POOL) if reranker is not None else top_k,
                 memory_category=memory_category,
                 metadata=metadata,
                 mode=mode,
                 as_of=at,
                 explain=explain,
             )
+        if reranker is not None:
+            items = await reranked(reranker, query, items, top_k)
         return RecallResult(
             items=items,
             formatted=format_items(items, scope, pending),
