@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.speed import raw_embedding_rate
+from benchmarks.speed import BEFORE_TUNING, raw_embedding_rate
 from benchmarks.stats import Stopwatch, distribution
 from spectron import SpectronClient
 from spectron.embedding import Embedder
@@ -41,17 +41,7 @@ ABLATIONS: dict[str, tuple[str, RecallTuning]] = {
         "hybrid",
         replace(DEFAULT_TUNING, rrf_k=60, dense_weight=1.0, dense_pool=50),
     ),
-    "hybrid_before": (
-        "hybrid",
-        replace(
-            DEFAULT_TUNING,
-            neighbour_weight=0.0,
-            bm25=False,
-            rrf_k=60,
-            dense_weight=1.0,
-            dense_pool=50,
-        ),
-    ),
+    "hybrid_before": ("hybrid", BEFORE_TUNING),
     "keyword_no_bm25": ("keyword", replace(DEFAULT_TUNING, bm25=False)),
 }
 SQL_TIMED = {"hybrid": ("hybrid", DEFAULT_TUNING), **ABLATIONS}

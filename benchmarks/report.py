@@ -100,6 +100,11 @@ SPEED_ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
         "E",
         lambda f: _dist(_get(f, "recall.leaf_hybrid_sql_only")),
     ),
+    (
+        "recall leaf, hybrid SQL only, ranking before #15 (ms)",
+        "E",
+        lambda f: _dist(_get(f, "recall.leaf_hybrid_sql_only_before")),
+    ),
     ("recall org (sees all), hybrid (ms)", "E", lambda f: _dist(_get(f, "recall.org_hybrid"))),
     ("recall org, dense (ms)", "E", lambda f: _dist(_get(f, "recall.org_dense"))),
     ("recall org, keyword (ms)", "E", lambda f: _dist(_get(f, "recall.org_keyword"))),
@@ -107,6 +112,11 @@ SPEED_ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
         "recall org, hybrid SQL only (ms)",
         "E",
         lambda f: _dist(_get(f, "recall.org_hybrid_sql_only")),
+    ),
+    (
+        "recall org, hybrid SQL only, ranking before #15 (ms)",
+        "E",
+        lambda f: _dist(_get(f, "recall.org_hybrid_sql_only_before")),
     ),
     (
         "get_state, 1,000 entities (ms)",
