@@ -251,7 +251,11 @@ async def _one(
 
 def parse(argv: list[str]) -> tuple[AnswersConfig, argparse.Namespace]:
     """Command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.answers", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.answers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--base-url", required=True, help="OpenAI-compatible base URL (…/v1)")
     parser.add_argument("--model", required=True, help="the answering model")
     parser.add_argument("--judge-base-url", help="default: --base-url")
