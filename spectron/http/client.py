@@ -270,12 +270,8 @@ class HttpSession:
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
         as_of: AsOf = None,
-        explain: bool = False,
     ) -> RecallResult:
-        """Memories visible from this scope that best match `query` (read-your-writes by default).
-
-        With `explain=True` every item says which legs found it and at what rank.
-        """
+        """Memories visible from this scope that best match `query` (read-your-writes by default)."""
         metadata = check_metadata(metadata) if metadata is not None else None
         body = {
             "query": query,
@@ -286,7 +282,6 @@ class HttpSession:
             "timeout": timeout,
             "mode": mode,
             "as_of": _as_of_text(as_of),
-            "explain": explain,
         }
         answer = await self._call("POST", "recall", body, wait=timeout, consistency=consistency)
         return _parse(RecallResult, answer)

@@ -13,6 +13,7 @@ import type {
   AuditParams,
   DeadLetter,
   KeyInfo,
+  LogPosition,
   LogStatus,
   LogVerification,
   MemoriesParams,
