@@ -13,7 +13,6 @@ import type {
   AuditParams,
   DeadLetter,
   KeyInfo,
-  LogPosition,
   LogStatus,
   LogVerification,
   MemoriesParams,
