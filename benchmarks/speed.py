@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import random
 import re
@@ -26,7 +27,7 @@ from benchmarks.workload import ScopeTree, TextGenerator
 from spectron import SpectronClient
 from spectron.client import Session
 from spectron.embedding import Embedder
-from spectron.recall import _RECALL, RRF_K, search, visibility_params
+from spectron.recall import _RECALL, DEFAULT_TUNING, recall_params, search
 from spectron.scope import Scope
 from spectron.service import MemoryService
 
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from spectron.http.client import HttpSession
 
 ENTITY_SCOPE_AGENT = "crm"
+
+# recall as it ranked before issue 15: cover density keyword leg, RRF k=60, pools 50, no neighbours
+BEFORE_TUNING = dataclasses.replace(
+    DEFAULT_TUNING, neighbour_weight=0.0, bm25=False, rrf_k=60, dense_weight=1.0, dense_pool=50
+)
 
 
 @dataclass(frozen=True)
@@ -313,15 +319,19 @@ async def recall_latencies(
                 **distribution(samples),
                 "mean_items": round(sum(hits) / max(len(hits), 1), 2),
             }
-        sql_only: list[float] = []
+        # the SQL alone, today's recall and recall as it ranked before issue 15 (cover density,
+        # RRF k=60, no neighbours), interleaved so that both see the same machine
+        sql_only: dict[str, list[float]] = {"": [], "_before": []}
         for n, query in enumerate(queries[: run.config.warmup + run.config.recall_ops]):
             vector = service.embedder.embed_query(query)
-            clock = Stopwatch()
-            async with service.pool.connection() as conn:
-                await search(conn, scope, query, vector, top_k=10, mode="hybrid")
-            if n >= run.config.warmup:
-                sql_only.append(clock.ms())
-        out[f"{level}_hybrid_sql_only"] = distribution(sql_only)
+            for suffix, tuning in (("", DEFAULT_TUNING), ("_before", BEFORE_TUNING)):
+                clock = Stopwatch()
+                async with service.pool.connection() as conn:
+                    await search(conn, scope, query, vector, top_k=10, tuning=tuning)
+                if n >= run.config.warmup:
+                    sql_only[suffix].append(clock.ms())
+        for suffix, samples in sql_only.items():
+            out[f"{level}_hybrid_sql_only{suffix}"] = distribution(samples)
     return out
 
 
@@ -332,21 +342,7 @@ async def explain_recall(
     vector = service.embedder.embed_query(query)
     out: dict[str, dict[str, Any]] = {}
     for level, scope in (("leaf", tree.leaf_scopes[0]), ("org", tree.org_scope)):
-        params = {
-            **visibility_params(scope),
-            "query": query,
-            "vector": vector,
-            "use_dense": True,
-            "use_keyword": True,
-            "category": None,
-            "metadata": None,
-            "pool": 50,
-            "rrf_k": RRF_K,
-            "top_k": 10,
-        }
-        # parameters added to the query later (e.g. as_of) are unset: the default recall
-        for name in re.findall(r"%\((\w+)\)s", _RECALL):
-            params.setdefault(name, None)
+        params = recall_params(scope, query, vector, top_k=10)
         async with service.pool.connection() as conn, conn.transaction():
             await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
             await conn.execute("SET LOCAL hnsw.ef_search = 100")

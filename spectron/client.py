@@ -24,6 +24,7 @@ from spectron.memories import MemoryPage, MemoryRecord
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.reasoning import Reasoner
 from spectron.recall import RecallMode
+from spectron.rerank import Reranker
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.scope_tree import ScopeTree
 from spectron.service import Consistency, MemoryService
@@ -51,6 +52,7 @@ class SpectronClient:
         embedder: Embedder | str | None = None,
         extractor: Extractor | str | None = None,
         reasoner: Reasoner | None = None,
+        reranker: Reranker | None = None,
         partitions: int | None = None,
         read_timeout: float | None = None,
         run_projectors: bool | None = None,
@@ -76,6 +78,7 @@ class SpectronClient:
         self._embedder = embedder if not isinstance(embedder, str) else None
         self._extractor = extractor if not isinstance(extractor, str) else None
         self._reasoner = reasoner
+        self._reranker = reranker
         self._service: MemoryService | None = None
         self._starting: asyncio.Lock | None = None
         self.sessions: Sessions | HttpSessions = Sessions(self)
@@ -99,7 +102,11 @@ class SpectronClient:
             async with self._starting:
                 if self._service is None:
                     self._service = await MemoryService.open(
-                        self.settings, self._embedder, self._extractor, self._reasoner
+                        self.settings,
+                        self._embedder,
+                        self._extractor,
+                        self._reasoner,
+                        self._reranker,
                     )
         return self._service
 
@@ -331,8 +338,12 @@ class Session:
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
         as_of: AsOf = None,
+        explain: bool = False,
     ) -> RecallResult:
-        """Memories visible from this scope that best match `query` (read-your-writes by default)."""
+        """Memories visible from this scope that best match `query` (read-your-writes by default).
+
+        With `explain=True` every item says which legs found it and at what rank.
+        """
         service = await self._service()
         return await service.recall(
             self.scope,
@@ -344,4 +355,5 @@ class Session:
             timeout=timeout,
             mode=mode,
             as_of=as_of,
+            explain=explain,
         )

@@ -25,6 +25,7 @@
     ├── LogUnavailable .................... transient (Retry-After)
     ├── StoreUnavailable .................. the database is down or restarting (Retry-After)
     ├── EmbedderUnavailable
+    ├── RerankerUnavailable ............... an opt-in reranker failed (recall keeps its own order)
     ├── ServerUnavailable ................. the HTTP client could not reach a Spectron server
     ├── LLMError .......................... a language model was down or answered garbage
     ├── ExtractionFailed .................. the extractor produced no valid facts
@@ -160,6 +161,10 @@ class EmbedderUnavailable(SpectronError):
     """The embedding model failed, timed out or answered something that is not embeddings."""
 
 
+class RerankerUnavailable(SpectronError):
+    """The reranking endpoint failed, timed out or answered something that is not scores."""
+
+
 class ServerUnavailable(SpectronError):
     """The Spectron server could not be reached, or answered something that is not Spectron's."""
 
@@ -213,6 +218,7 @@ PROBLEM_TYPES: dict[type[SpectronError], tuple[str, int]] = {
     LogUnavailable: ("log-unavailable", 503),
     StoreUnavailable: ("store-unavailable", 503),
     EmbedderUnavailable: ("embedder-unavailable", 503),
+    RerankerUnavailable: ("reranker-unavailable", 503),
     ServerUnavailable: ("server-unavailable", 503),
     ReadYourWritesTimeout: ("read-your-writes-timeout", 504),
 }

@@ -21,7 +21,7 @@ import orjson
 
 from spectron.errors import LLMError
 
-__all__ = ["MAX_ANSWER_BYTES", "LLMError", "chat_json"]
+__all__ = ["MAX_ANSWER_BYTES", "LLMError", "chat_json", "post_json"]
 
 # far above any honest chat completion for one memory; a bigger body is hostile or broken
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
@@ -58,6 +58,20 @@ def chat_json(
     if not 200 <= status < 300:
         raise LLMError(f"{url}: HTTP {status}: {_excerpt(body)}")
     return _answer(url, body)
+
+
+def post_json(url: str, body: bytes, api_key: str | None, timeout: float) -> Any:
+    """POST a JSON body to `url` within `timeout` seconds in total; the answer's parsed JSON."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    status, data = _post(url, body, headers, timeout)
+    if not 200 <= status < 300:
+        raise LLMError(f"{url}: HTTP {status}: {_excerpt(data)}")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise LLMError(f"{url}: answer is not JSON: {_excerpt(data)}") from exc
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,29 @@ class RememberResult(_Result):
     recorded_at: datetime
 
 
+Leg = Literal["dense", "keyword", "neighbour"]
+
+
+class RecallExplanation(_Result):
+    """Why a memory came back: the rank each leg gave it and what hits beside it lent it."""
+
+    legs: list[Leg] = Field(description="The legs that found it.")
+    dense_rank: int | None = Field(
+        description="1-based rank in the dense (vector) leg; null when that leg did not find it."
+    )
+    keyword_rank: int | None = Field(
+        description="1-based rank in the keyword (BM25) leg; null when that leg did not find it."
+    )
+    fused_score: float = Field(description="Its own weighted reciprocal-rank-fusion score.")
+    neighbour_score: float = Field(
+        description="Score lent by hits written just before or after it in the same scope."
+    )
+    lent_by: list[uuid.UUID] = Field(description="The hits that lent it score, best first.")
+    rerank_score: float | None = Field(
+        None, description="The reranker's relevance score; null when no reranker ran."
+    )
+
+
 class MemoryItem(_Result):
     """One recalled memory."""
 
@@ -33,12 +56,18 @@ class MemoryItem(_Result):
     metadata: dict[str, Any]
     scope: dict[str, str]
     score: float = Field(
-        description="Fused rank score (reciprocal rank fusion of dense + keyword)."
+        description=(
+            "Fused score: weighted reciprocal rank fusion of the dense and keyword legs, plus"
+            " what hits written beside it lent it."
+        )
     )
     principal: str
     recorded_at: datetime
     embedded: bool = Field(
         description="False when matched by keyword before its vector was projected."
+    )
+    explanation: RecallExplanation | None = Field(
+        None, description="Why it came back; only when recall was asked to explain."
     )
 
 

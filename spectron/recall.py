@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,12 +13,45 @@ import numpy as np
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from spectron.models import MemoryItem
+from spectron.errors import RerankerUnavailable
+from spectron.models import Leg, MemoryItem, RecallExplanation
 from spectron.prompt_text import quoted, scope_label
+from spectron.rerank import Reranker
 from spectron.scope import Scope, ancestor_keys
 
 RecallMode = Literal["hybrid", "dense", "keyword"]
-RRF_K = 60
+
+
+@dataclass(frozen=True)
+class RecallTuning:
+    """How hybrid recall pools, scores and fuses its legs (defaults chosen on LoCoMo conversations 0-4).
+
+    Each leg ranks its best `*_pool` memories: the dense leg by cosine distance, the keyword leg
+    by BM25 (k1, b) over Postgres' English lexemes (stop words dropped, Snowball stems; with
+    bm25=False by Postgres' cover density ranking, as before BM25). Weighted
+    reciprocal rank fusion scores a memory dense_weight / (rrf_k + dense rank) + keyword_weight /
+    (rrf_k + keyword rank). Then each of the best `neighbour_seeds` hits lends neighbour_weight
+    times its score to the `neighbour_span` memories written just before and after it in its scope
+    (the turns around a conversation turn). Modes "dense" and "keyword" are one leg alone.
+    """
+
+    rrf_k: int = 5
+    dense_weight: float = 0.7
+    keyword_weight: float = 1.0
+    dense_pool: int = 30
+    keyword_pool: int = 50
+    bm25: bool = True
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.3
+    neighbour_weight: float = 0.3
+    neighbour_span: int = 2
+    neighbour_seeds: int = 50
+
+
+DEFAULT_TUNING = RecallTuning()
+RERANK_POOL = 30  # hybrid hits an (opt-in) reranker reorders before the top_k are kept
+log = logging.getLogger(__name__)
+BM25_CORPUS_CAP = 10_000  # visible memories counted for BM25's document count, at most
 
 
 def visible(alias: str) -> str:
@@ -40,37 +76,107 @@ _EMBEDDED = (
 
 _RECALL = f"""
 WITH q AS (
-  SELECT tsquery_or_agg(plainto_tsquery('simple', lexeme)) AS tsq
+  SELECT array_agg(DISTINCT lexeme) AS lexemes,
+         tsquery_or_agg(plainto_tsquery('simple', lexeme)) AS tsq
   FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS lexeme
 ),
 dense AS (
   SELECT memory_id, row_number() OVER (ORDER BY distance, memory_id) AS rank FROM (
     SELECT m.memory_id, m.embedding <=> %(vector)s::vector AS distance FROM memories m
     WHERE %(use_dense)s AND {_EMBEDDED} AND {VISIBLE} {_FILTERS}
-    ORDER BY m.embedding <=> %(vector)s::vector LIMIT %(pool)s
+    ORDER BY m.embedding <=> %(vector)s::vector LIMIT %(dense_pool)s
   ) d
+),
+-- the keyword leg ranks by BM25: every memory holding a query term matches the OR query, so
+-- a term's document frequency is counted over the matches alone; only the number of visible
+-- memories needs a count of its own
+matched AS MATERIALIZED (
+  SELECT m.memory_id, m.tsv FROM memories m, q
+  WHERE %(use_keyword)s AND q.tsq IS NOT NULL AND m.tsv @@ q.tsq AND {VISIBLE} {_FILTERS}
+),
+-- counted up to a cap: past it the weights barely move, and counting a big scope costs more than
+-- the whole leg
+corpus AS (
+  SELECT count(*)::float8 AS n FROM (
+    SELECT FROM memories m WHERE EXISTS (SELECT FROM matched) AND {VISIBLE} {_FILTERS}
+    LIMIT %(corpus_cap)s
+  ) c
+),
+terms AS (
+  SELECT mt.memory_id, t.lexeme, coalesce(array_length(t.positions, 1), 1) AS tf,
+         length(mt.tsv) AS len
+  FROM matched mt CROSS JOIN LATERAL unnest(mt.tsv) AS t, q
+  WHERE t.lexeme = ANY(q.lexemes)
+),
+idf AS (
+  SELECT lexeme, ln(1 + (greatest(corpus.n, count(*)) - count(*) + 0.5) / (count(*) + 0.5)) AS weight
+  FROM terms, corpus GROUP BY lexeme, corpus.n
+),
+avglen AS (SELECT avg(length(tsv))::float8 AS v FROM matched),
+bm25 AS (
+  SELECT terms.memory_id,
+         sum(idf.weight * tf * (%(bm25_k1)s::float8 + 1)
+             / (tf + %(bm25_k1)s * (1 - %(bm25_b)s + %(bm25_b)s * len / avglen.v))) AS r
+  FROM terms JOIN idf USING (lexeme), avglen
+  GROUP BY terms.memory_id
 ),
 sparse AS (
   SELECT memory_id, row_number() OVER (ORDER BY r DESC, memory_id) AS rank FROM (
-    SELECT m.memory_id, ts_rank_cd(m.tsv, q.tsq) AS r FROM memories m, q
-    WHERE %(use_keyword)s AND q.tsq IS NOT NULL AND m.tsv @@ q.tsq AND {VISIBLE} {_FILTERS}
-    ORDER BY r DESC LIMIT %(pool)s
+    SELECT memory_id, r FROM bm25 WHERE %(bm25)s
+    UNION ALL
+    -- the keyword ranking before BM25 (cover density, no term weights), kept for comparison
+    SELECT mt.memory_id, ts_rank_cd(mt.tsv, q.tsq) FROM matched mt, q WHERE NOT %(bm25)s
+    ORDER BY r DESC, memory_id LIMIT %(keyword_pool)s
   ) s
+),
+fused AS (
+  SELECT hits.memory_id, dense.rank AS dense_rank, sparse.rank AS keyword_rank,
+         -- a memory with no vector yet cannot rank in the dense leg: lend it its keyword rank
+         -- there, or any memory matching one query word in both legs would bury the writer's
+         -- own best keyword match while it waits for its embedding
+         coalesce(
+           %(dense_weight)s::float8 / (%(rrf_k)s + dense.rank),
+           CASE WHEN %(use_dense)s AND NOT {_EMBEDDED}
+                THEN %(dense_weight)s::float8 / (%(rrf_k)s + sparse.rank) END,
+           0
+         ) + coalesce(%(keyword_weight)s::float8 / (%(rrf_k)s + sparse.rank), 0) AS score
+  FROM (SELECT memory_id FROM dense UNION SELECT memory_id FROM sparse) hits
+  JOIN memories m USING (memory_id)
+  LEFT JOIN dense USING (memory_id)
+  LEFT JOIN sparse USING (memory_id)
+),
+seeds AS (
+  SELECT f.memory_id, f.score, m.scope_key, m.partition, m."offset" FROM fused f
+  JOIN memories m USING (memory_id)
+  WHERE %(neighbour_weight)s::float8 > 0
+  ORDER BY f.score DESC, f.memory_id LIMIT %(neighbour_seeds)s
+),
+-- a scope's memories are in log order within its partition: the turns written around a hit
+lent AS (
+  SELECT n.memory_id, sum(%(neighbour_weight)s::float8 * s.score) AS score,
+         array_agg(s.memory_id ORDER BY s.score DESC, s.memory_id) AS lenders
+  FROM seeds s CROSS JOIN LATERAL (
+    (SELECT m.memory_id FROM memories m
+     WHERE m.scope_key = s.scope_key AND m.partition = s.partition AND m."offset" < s."offset"
+       {_FILTERS}
+     ORDER BY m."offset" DESC LIMIT %(neighbour_span)s)
+    UNION ALL
+    (SELECT m.memory_id FROM memories m
+     WHERE m.scope_key = s.scope_key AND m.partition = s.partition AND m."offset" > s."offset"
+       {_FILTERS}
+     ORDER BY m."offset" LIMIT %(neighbour_span)s)
+  ) n
+  GROUP BY n.memory_id
 )
 SELECT m.memory_id, m.content, m.memory_category, m.metadata, m.scope, m.principal, m.recorded_at,
        {_EMBEDDED} AS embedded,
-       -- a memory with no vector yet cannot rank in the dense leg: lend it its keyword rank
-       -- there, or any memory matching one query word in both legs would bury the writer's own
-       -- best keyword match while it waits for its embedding
-       coalesce(
-         1.0 / (%(rrf_k)s + dense.rank),
-         CASE WHEN %(use_dense)s AND NOT {_EMBEDDED} THEN 1.0 / (%(rrf_k)s + sparse.rank) END,
-         0
-       ) + coalesce(1.0 / (%(rrf_k)s + sparse.rank), 0) AS score
-FROM (SELECT memory_id FROM dense UNION SELECT memory_id FROM sparse) hits
+       coalesce(fused.score, 0) + coalesce(lent.score, 0) AS score,
+       fused.dense_rank, fused.keyword_rank, fused.score AS own_score, lent.score AS lent_score,
+       lent.lenders
+FROM (SELECT memory_id FROM fused UNION SELECT memory_id FROM lent) hits
 JOIN memories m USING (memory_id)
-LEFT JOIN dense USING (memory_id)
-LEFT JOIN sparse USING (memory_id)
+LEFT JOIN fused USING (memory_id)
+LEFT JOIN lent USING (memory_id)
 ORDER BY score DESC, m.recorded_at DESC, m.memory_id
 LIMIT %(top_k)s
 """
@@ -79,6 +185,45 @@ LIMIT %(top_k)s
 def visibility_params(scope: Scope) -> dict[str, Any]:
     """Bind parameters for the VISIBLE fragment."""
     return {"scope": Jsonb(scope), "ancestors": ancestor_keys(scope)}
+
+
+def recall_params(
+    scope: Scope,
+    query: str,
+    vector: np.ndarray[Any, Any] | None,
+    *,
+    top_k: int,
+    memory_category: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    mode: RecallMode = "hybrid",
+    as_of: datetime | None = None,
+    tuning: RecallTuning = DEFAULT_TUNING,
+) -> dict[str, Any]:
+    """Bind parameters of the recall query."""
+    use_dense = mode in ("hybrid", "dense") and vector is not None
+    return {
+        **visibility_params(scope),
+        "query": query,
+        "vector": vector if use_dense else None,
+        "use_dense": use_dense,
+        "use_keyword": mode in ("hybrid", "keyword"),
+        "category": memory_category,
+        "metadata": Jsonb(metadata) if metadata else None,
+        "dense_pool": max(top_k, tuning.dense_pool),
+        "keyword_pool": max(top_k, tuning.keyword_pool),
+        "rrf_k": tuning.rrf_k,
+        "dense_weight": tuning.dense_weight,
+        "keyword_weight": tuning.keyword_weight,
+        "bm25": tuning.bm25,
+        "bm25_k1": tuning.bm25_k1,
+        "bm25_b": tuning.bm25_b,
+        "corpus_cap": BM25_CORPUS_CAP,
+        "neighbour_weight": tuning.neighbour_weight if mode == "hybrid" else 0.0,
+        "neighbour_span": tuning.neighbour_span,
+        "neighbour_seeds": tuning.neighbour_seeds,
+        "top_k": top_k,
+        "as_of": as_of,
+    }
 
 
 async def search(
@@ -92,30 +237,79 @@ async def search(
     metadata: dict[str, Any] | None = None,
     mode: RecallMode = "hybrid",
     as_of: datetime | None = None,
+    explain: bool = False,
+    tuning: RecallTuning = DEFAULT_TUNING,
 ) -> list[MemoryItem]:
     """The top_k memories visible from `scope` for `query`, best first (as of a log time)."""
-    use_dense = mode in ("hybrid", "dense") and vector is not None
-    params = {
-        **visibility_params(scope),
-        "query": query,
-        "vector": vector if use_dense else None,
-        "use_dense": use_dense,
-        "use_keyword": mode in ("hybrid", "keyword"),
-        "category": memory_category,
-        "metadata": Jsonb(metadata) if metadata else None,
-        "pool": max(top_k * 4, 50),
-        "rrf_k": RRF_K,
-        "top_k": top_k,
-        "as_of": as_of,
-    }
+    params = recall_params(
+        scope,
+        query,
+        vector,
+        top_k=top_k,
+        memory_category=memory_category,
+        metadata=metadata,
+        mode=mode,
+        as_of=as_of,
+        tuning=tuning,
+    )
     async with conn.transaction():
         # keep scanning the HNSW graph until enough rows pass the scope filter; relaxed order is
         # faster and costs nothing here: the dense leg ranks its pool by exact distance again
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         await conn.execute("SET LOCAL hnsw.ef_search = 100")
-        cur = await conn.execute(_RECALL, params)
+        # never a prepared statement: after five runs Postgres may switch to a generic plan, and
+        # the generic plan of this many-parameter query is far off for other modes and tunings
+        # (measured 300-800 ms instead of 7-20 ms on one LoCoMo conversation)
+        cur = await conn.execute(_RECALL, params, prepare=False)
         rows = await cur.fetchall()
-    return [memory_item(row, float(row[8])) for row in rows]
+    items = [memory_item(row, float(row[8])) for row in rows]
+    if explain:
+        items = [
+            item.model_copy(update={"explanation": explanation(row)})
+            for item, row in zip(items, rows, strict=True)
+        ]
+    return items
+
+
+def explanation(row: Sequence[Any]) -> RecallExplanation:
+    """Which legs found a recalled row, at what rank, and what its neighbours lent it."""
+    dense_rank, keyword_rank, own, lent, lenders = row[9:14]
+    legs: list[Leg] = []
+    if dense_rank is not None:
+        legs.append("dense")
+    if keyword_rank is not None:
+        legs.append("keyword")
+    if lent is not None:
+        legs.append("neighbour")
+    return RecallExplanation(
+        legs=legs,
+        dense_rank=dense_rank,
+        keyword_rank=keyword_rank,
+        fused_score=float(own or 0.0),
+        neighbour_score=float(lent or 0.0),
+        lent_by=list(lenders or []),
+        rerank_score=None,
+    )
+
+
+async def reranked(
+    reranker: Reranker, query: str, items: list[MemoryItem], top_k: int
+) -> list[MemoryItem]:
+    """The top_k of `items` in the reranker's order; the fused order when it is unavailable."""
+    try:
+        scores = await asyncio.to_thread(reranker.rerank, query, [item.content for item in items])
+    except RerankerUnavailable as exc:
+        log.warning("reranker unavailable, recall keeps the fused order: %s", exc)
+        return items[:top_k]
+    order = sorted(range(len(items)), key=lambda index: -scores[index])  # stable: ties keep fusion
+    out = []
+    for index in order[:top_k]:
+        item = items[index]
+        if item.explanation is not None:
+            why = item.explanation.model_copy(update={"rerank_score": scores[index]})
+            item = item.model_copy(update={"explanation": why})
+        out.append(item)
+    return out
 
 
 def memory_item(row: Sequence[Any], score: float = 0.0) -> MemoryItem:
@@ -131,6 +325,7 @@ def memory_item(row: Sequence[Any], score: float = 0.0) -> MemoryItem:
         recorded_at=row[6],
         embedded=row[7],
         score=score,
+        explanation=None,
     )
 
 

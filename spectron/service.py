@@ -76,7 +76,8 @@ from spectron.memories import MemoryPage, MemoryRecord, get_memory, list_memorie
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.profile import load_profile
 from spectron.reasoning import Reasoner, ReflectionInput, make_reasoner
-from spectron.recall import RecallMode, format_items, search
+from spectron.recall import RERANK_POOL, RecallMode, format_items, reranked, search
+from spectron.rerank import Reranker, make_reranker
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.scope_tree import ScopeTree, scope_tree
 from spectron.state import load_state
@@ -110,9 +111,11 @@ class MemoryService:
         *,
         uri: str,
         watch: StoreWatch | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
         self.reasoner = reasoner or make_reasoner()
+        self.reranker = reranker
         self.pool = pool
         self.log = event_log
         self.embedder = embedder
@@ -136,8 +139,14 @@ class MemoryService:
         embedder: Embedder | None = None,
         extractor: Extractor | None = None,
         reasoner: Reasoner | None = None,
+        reranker: Reranker | None = None,
     ) -> MemoryService:
-        """Start (or connect to) the database and log, migrate, and start in-process projectors."""
+        """Start (or connect to) the database and log, migrate, and start in-process projectors.
+
+        Without a `reranker`, SPECTRON_RERANKER names one (default: none).
+        """
+        if reranker is None:
+            reranker = make_reranker()
         if extractor is None and settings.extractor != "none":
             extractor = make_extractor(settings.extractor)
         server = None
@@ -183,6 +192,7 @@ class MemoryService:
             reasoner,
             uri=uri,
             watch=watch,
+            reranker=reranker,
         )
         watch.start(pool)
         if settings.projectors_in_process:
@@ -281,6 +291,7 @@ class MemoryService:
         mode: RecallMode = "hybrid",
         as_of: AsOf = None,
         after: str | None = None,
+        explain: bool = False,
     ) -> RecallResult:
         """Memories visible from `scope` that best match `query`, after catching up with the log.
 
@@ -300,6 +311,8 @@ class MemoryService:
         if mode not in ("hybrid", "dense", "keyword"):
             raise InvalidInput("mode must be 'hybrid', 'dense' or 'keyword'")
         owed_by_token = parse_token(after)
+        if not isinstance(explain, bool):
+            raise InvalidInput("explain must be true or false")
         at = await resolve_as_of(as_of, self.log)
         started = time.perf_counter()
         pending = 0
@@ -325,18 +338,22 @@ class MemoryService:
         finally:
             if vector_task is not None and not vector_task.done():
                 vector_task.cancel()
+        reranker = self.reranker if mode == "hybrid" else None
         async with self.pool.connection() as conn:
             items = await search(
                 conn,
                 scope,
                 query,
                 vector,
-                top_k=top_k,
+                top_k=max(top_k, RERANK_POOL) if reranker is not None else top_k,
                 memory_category=memory_category,
                 metadata=metadata,
                 mode=mode,
                 as_of=at,
+                explain=explain,
             )
+        if reranker is not None:
+            items = await reranked(reranker, query, items, top_k)
         return RecallResult(
             items=items,
             formatted=format_items(items, scope, pending),

@@ -45,8 +45,13 @@ class Recorder:
         self.stop = threading.Event()
 
 
+Reply = tuple[int, bytes]
+# a scenario replays one recorded reply, or picks the recorded reply for each request body
+Recorded = dict[str, Reply | Callable[[dict[str, Any]], Reply]]
+
+
 def make_handler(
-    recorder: Recorder, recorded: dict[str, tuple[int, bytes]], slow_body: bytes
+    recorder: Recorder, recorded: Recorded, slow_body: bytes
 ) -> type[BaseHTTPRequestHandler]:
     """A request handler replaying `recorded`, plus the slow and dripping scenarios."""
 
@@ -67,7 +72,8 @@ def make_handler(
                 elif scenario == "drip":
                     self.drip()
                 else:
-                    self.reply(*recorded[scenario])
+                    answer = recorded[scenario]
+                    self.reply(*(answer(recorder.body) if callable(answer) else answer))
             except OSError:
                 pass  # the client gave up and closed the connection, as it should
 
@@ -96,7 +102,7 @@ def make_handler(
 
 
 @contextlib.contextmanager
-def recorded_server(recorded: dict[str, tuple[int, bytes]], slow_body: bytes) -> Iterator[Server]:
+def recorded_server(recorded: Recorded, slow_body: bytes) -> Iterator[Server]:
     """A ThreadingHTTPServer on 127.0.0.1; yields base_url(scenario) and the request recorder."""
     recorder = Recorder()
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(recorder, recorded, slow_body))

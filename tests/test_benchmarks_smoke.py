@@ -14,7 +14,7 @@ from rich.console import Console
 # benchmarks/ sits beside the installed packages, not inside them: import it from the checkout
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.locomo import DEFAULT_PATH, normalize_evidence
+from benchmarks.locomo import ABLATIONS, DEFAULT_PATH, normalize_evidence
 from benchmarks.report import locomo_rows, markdown_table, render, speed_rows
 from benchmarks.run import Options, parse, run_all, write_results
 
@@ -86,8 +86,10 @@ async def test_tiny_run_writes_tables_and_json(tmp_path: Path) -> None:
         return
     assert loc["conversations"] == 1 and loc["turns"] == 60 and loc["questions"] > 0
     assert loc["ingest"]["missing_vectors"] == 0
-    expected = {"spectron_hybrid", "spectron_dense", "spectron_keyword"}
+    expected = {"spectron_hybrid", "spectron_dense", "spectron_keyword", *ABLATIONS}
     assert expected <= set(loc["recall"])
+    assert set(loc["recall@10_by_split"]["spectron_hybrid"]) == {"conversations 0-4"}
+    assert sum(loc["hybrid_top10_legs"].values()) > 0
     try:
         import bm25s  # type: ignore[import-untyped]  # noqa: F401
 

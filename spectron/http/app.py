@@ -345,6 +345,7 @@ def _add_session_routes(app: FastAPI, metrics: Metrics) -> None:
             mode=body.mode,
             as_of=_as_of(body.as_of),
             after=after,
+            explain=body.explain,
         )
 
     @app.post("/v1/sessions/{session_id}/reflect", tags=["memory"], dependencies=auth)

@@ -99,6 +99,9 @@ class RecallRequest(_Request):
     timeout: Timeout = None
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     as_of: AsOfIn = None
+    explain: bool = Field(
+        False, description="Say for every item which legs found it and at what rank."
+    )
 
 
 AsOfIn = Annotated[

@@ -270,8 +270,12 @@ class HttpSession:
         timeout: float | None = None,
         mode: RecallMode = "hybrid",
         as_of: AsOf = None,
+        explain: bool = False,
     ) -> RecallResult:
-        """Memories visible from this scope that best match `query` (read-your-writes by default)."""
+        """Memories visible from this scope that best match `query` (read-your-writes by default).
+
+        With `explain=True` every item says which legs found it and at what rank.
+        """
         metadata = check_metadata(metadata) if metadata is not None else None
         body = {
             "query": query,
@@ -282,6 +286,7 @@ class HttpSession:
             "timeout": timeout,
             "mode": mode,
             "as_of": _as_of_text(as_of),
+            "explain": explain,
         }
         answer = await self._call("POST", "recall", body, wait=timeout, consistency=consistency)
         return _parse(RecallResult, answer)

@@ -133,6 +133,34 @@ test("strong reads pass on the positions of the client's acknowledged writes", a
   assert.equal(header(), undefined);
 });
 
+test("recall with explain sends explain and returns each item's legs and ranks camelCased", async () => {
+  const explanation = {
+    legs: ["dense", "keyword"],
+    dense_rank: 3,
+    keyword_rank: 1,
+    fused_score: 0.28,
+    neighbour_score: 0,
+    lent_by: [],
+  };
+  const server = fakeServer({
+    "POST /v1/sessions": [201, SESSION],
+    "POST /v1/sessions/ID/recall": [
+      200,
+      { items: [{ ...ITEM, explanation }], formatted: "[1] ...", pending: 0, waited_ms: 1 },
+    ],
+  });
+  const client = new SpectronClient({ baseUrl: "http://spectron.test/", apiKey: "sk_test", fetch: server.fetch });
+  const session = await client.sessions.create({ scope: { org: "acme" } });
+  const ctx = await session.recall({ query: "pricing", explain: true });
+  const why = ctx.items[0]?.explanation;
+  assert.ok(why);
+  assert.deepEqual(why.legs, ["dense", "keyword"]);
+  assert.equal(why.denseRank, 3);
+  assert.equal(why.keywordRank, 1);
+  assert.deepEqual(why.lentBy, []);
+  assert.deepEqual(server.sent[1]?.body, { query: "pricing", explain: true });
+});
+
 test("problems become SpectronApiError carrying the problem+json body", async () => {
   const problem = {
     type: "https://spectron.dev/problems/scope-outside-floor",
