@@ -32,6 +32,7 @@ ENV_VARS = (
     "SPECTRON_API_KEY",
     "SPECTRON_SESSION_IDLE_SECONDS",
     "SPECTRON_SESSIONS_PER_KEY",
+    "SPECTRON_RECALL_NEIGHBOURS",
     "SPECTRON_RERANKER",
     "SPECTRON_RERANKER_URL",
     "SPECTRON_RERANKER_MODEL",
@@ -82,6 +83,10 @@ class Settings:
     # None: run the projectors in-process in embedded mode, leave them to workers with Kafka
     run_projectors: bool | None = field(
         default_factory=lambda: _flag(_env("SPECTRON_RUN_PROJECTORS"))
+    )
+    # hybrid recall: the share of a hit's score lent to the memories beside it (0: off)
+    recall_neighbours: float = field(
+        default_factory=lambda: float(_env("SPECTRON_RECALL_NEIGHBOURS") or 0.0)
     )
     # HTTP sessions: idle lifetime and how many one API key may hold open
     session_idle_seconds: float = field(

@@ -33,6 +33,11 @@ class RecallTuning:
     (rrf_k + keyword rank). Then each of the best `neighbour_seeds` hits lends neighbour_weight
     times its score to the `neighbour_span` memories written just before and after it in its scope
     (the turns around a conversation turn). Modes "dense" and "keyword" are one leg alone.
+
+    Neighbour lending is off by default (SPECTRON_RECALL_NEIGHBOURS, e.g. 0.3, turns it on): it
+    is worth +6 points on LoCoMo's conversations, where the answer is the turn after the question,
+    but in a store of consecutive similar notes the notes lend each other score past a distinct
+    best match, and a hit's unrelated neighbours join the results.
     """
 
     rrf_k: int = 5
@@ -43,12 +48,13 @@ class RecallTuning:
     bm25: bool = True
     bm25_k1: float = 1.2
     bm25_b: float = 0.3
-    neighbour_weight: float = 0.3
+    neighbour_weight: float = 0.0
     neighbour_span: int = 2
     neighbour_seeds: int = 50
 
 
 DEFAULT_TUNING = RecallTuning()
+CONVERSATION_TUNING = RecallTuning(neighbour_weight=0.3)  # what LoCoMo's figures use
 RERANK_POOL = 30  # hybrid hits an (opt-in) reranker reorders before the top_k are kept
 log = logging.getLogger(__name__)
 BM25_CORPUS_CAP = 10_000  # visible memories counted for BM25's document count, at most

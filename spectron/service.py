@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from psycopg import sql
@@ -76,7 +76,14 @@ from spectron.memories import MemoryPage, MemoryRecord, get_memory, list_memorie
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.profile import load_profile
 from spectron.reasoning import Reasoner, ReflectionInput, make_reasoner
-from spectron.recall import RERANK_POOL, RecallMode, format_items, reranked, search
+from spectron.recall import (
+    DEFAULT_TUNING,
+    RERANK_POOL,
+    RecallMode,
+    format_items,
+    reranked,
+    search,
+)
 from spectron.rerank import Reranker, make_reranker
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.scope_tree import ScopeTree, scope_tree
@@ -126,6 +133,7 @@ class MemoryService:
         self.watch = watch or StoreWatch(uri, server)
         self._tasks: list[asyncio.Task[None]] = []
         self.query_vectors = QueryVectorCache()
+        self.recall_tuning = replace(DEFAULT_TUNING, neighbour_weight=settings.recall_neighbours)
         self.projection_watch = ProjectionWatch(uri)
         self.embedding_pace = Pace()  # measured by this process's embedding pass, if it runs one
         self._helping: dict[int, asyncio.Lock] = {}  # partitions a reader is projecting
@@ -351,6 +359,7 @@ class MemoryService:
                 mode=mode,
                 as_of=at,
                 explain=explain,
+                tuning=self.recall_tuning,
             )
         if reranker is not None:
             items = await reranked(reranker, query, items, top_k)

@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from spectron import InvalidInput, SpectronClient
+from spectron.config import Settings
 from spectron.embedding.hashing import HashingEmbedder
-from spectron.recall import DEFAULT_TUNING, search
+from spectron.recall import CONVERSATION_TUNING, DEFAULT_TUNING, search
 from tests.test_http_support import fresh_org
 
 pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
+SETTINGS = {"recall_neighbours": CONVERSATION_TUNING.neighbour_weight}  # lending is opt-in
 
 # a conversation, remembered in order: the answer to the question sits in the turn after it
 DIALOG = [
@@ -32,7 +34,12 @@ async def client(request, module_database, http_client) -> AsyncIterator[Any]:
     if request.param == "http":
         yield await http_client()
         return
-    local = SpectronClient(database=module_database, embedder=HashingEmbedder(), extractor="none")
+    local = SpectronClient(
+        database=module_database,
+        embedder=HashingEmbedder(),
+        extractor="none",
+        settings=Settings(recall_neighbours=CONVERSATION_TUNING.neighbour_weight),
+    )
     try:
         yield local
     finally:
@@ -137,6 +144,7 @@ async def test_neighbours_stay_in_scope_and_obey_filters(module_database) -> Non
                 mode="hybrid",
                 memory_category="episodic",
                 explain=True,
+                tuning=CONVERSATION_TUNING,
             )
     finally:
         await client.close()
