@@ -1,24 +1,19 @@
-"""Helpers for the MCP tests: `spectron mcp` and `spectron serve` as real processes, official clients."""
+"""Helpers for the MCP tests: `spectron mcp` as a real process, official clients over stdio and HTTP."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import httpx2
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
-
-from spectron.log.tansu import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUND = 120.0  # generous: CI may be slow and busy
@@ -68,39 +63,6 @@ async def http_session(url: str, secret: str) -> AsyncIterator[ClientSession]:
     ):
         await session.initialize()
         yield session
-
-
-@contextmanager
-def serve(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`spectron serve` on a free port; yields its URL once /readyz answers."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "spectron.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + BOUND
-        while True:
-            assert proc.poll() is None, f"spectron serve exited: {log.read_text()}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "spectron serve did not become ready"
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def text(result: CallToolResult) -> str:

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from spectron import SpectronClient
-from tests.conftest import free_port
+from tests.serve_support import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -118,28 +118,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         SPECTRON_READ_TIMEOUT="10",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spectron.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (
-                f"spectron serve exited: {proc.stdout and proc.stdout.read()}"
-            )
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "spectron serve did not become ready"
-            time.sleep(0.2)
+    with serving(env, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         admin = json.loads(
             cli(
                 env,
@@ -163,13 +142,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         }
         seeded = asyncio.run(seed(url, keys))
         yield {"url": url, "keys": keys, "home": env["SPECTRON_HOME"], **seeded}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import httpx
 import pytest
 
 from spectron import SpectronClient
-from spectron.log.tansu import free_port
 from tests.conftest import SETTLE_TIMEOUT
+from tests.serve_support import serving
 
 pytest_plugins = ["tests.test_http_support"]  # module_database
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,36 +67,8 @@ def server(module_database: str, tmp_path_factory) -> Iterator[tuple[str, dict[s
         SPECTRON_READ_TIMEOUT=str(SETTLE_TIMEOUT),
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spectron.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (
-                f"spectron serve exited: {proc.stdout.read() if proc.stdout else ''}"
-            )
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "spectron serve did not become ready"
-            time.sleep(0.2)
+    with serving(env, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url, env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_typescript_client_and_the_seed_snippet(server) -> None:

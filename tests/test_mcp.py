@@ -27,11 +27,11 @@ from tests.mcp_support import (
     ROOT,
     http_session,
     ok,
-    serve,
     spectron_env,
     stdio_session,
     text,
 )
+from tests.serve_support import serving
 from tests.test_http_support import fresh_org, log_size
 
 pytest_plugins = ["tests.test_http_support"]
@@ -70,7 +70,7 @@ def server(
     env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, service: MemoryService
 ) -> Iterator[str]:
     """`spectron serve` on the module's database."""
-    with serve(env, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+    with serving(env, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url
 
 
