@@ -240,7 +240,9 @@ class Processors:
 
 def configured_enrichers(settings: Settings, embedder: Embedder) -> list[Enricher]:
     """The passes the settings ask for, as `MemoryService.enrichers` runs them in embedded mode."""
-    extractor = None if settings.extractor == "none" else make_extractor(settings.extractor)
+    extractor = (
+        None if settings.extractor == "none" else make_extractor(settings.extractor, settings)
+    )
     return enrichment_passes(embedder, extractor)
 
 
@@ -425,12 +427,12 @@ def run_worker(
     `enrichers` defaults to what the settings configure: the embedding pass of `embedder` (or
     `settings.embedder`) and, unless `settings.extractor` is "none", fact extraction.
     """
-    asyncio.run(serve(settings, embedder or make_embedder(settings.embedder), enrichers))
+    asyncio.run(serve(settings, embedder or make_embedder(settings.embedder, settings), enrichers))
 
 
 def main() -> None:
     """Entry point of `python -m projectors.faust_app`: settings from SPECTRON_* variables."""
-    run_worker(Settings())
+    run_worker(Settings.from_env())
 
 
 if __name__ == "__main__":

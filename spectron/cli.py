@@ -108,7 +108,7 @@ def worker() -> None:
     """Run the projection and enrichment workers on Kafka (faust-streaming); start more to scale."""
     from projectors.faust_app import run_worker
 
-    settings = Settings()
+    settings = Settings.from_env()
     if settings.kafka_bootstrap is None or settings.database_url is None:
         console.print("[red]set SPECTRON_KAFKA_BOOTSTRAP and SPECTRON_DATABASE_URL[/red]")
         raise typer.Exit(2)

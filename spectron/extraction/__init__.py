@@ -7,10 +7,10 @@ replay never calls an extractor again.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Protocol
 
+from spectron.config import Settings
 from spectron.facts import EntityType, Facts
 
 __all__ = ["Extractor", "make_extractor"]
@@ -29,9 +29,10 @@ class Extractor(Protocol):
         ...
 
 
-def make_extractor(name: str | None = None) -> Extractor:
-    """The extractor named by `name` or SPECTRON_EXTRACTOR: patterns (default) or llm."""
-    name = (name or os.environ.get("SPECTRON_EXTRACTOR") or "patterns").lower()
+def make_extractor(name: str | None = None, settings: Settings | None = None) -> Extractor:
+    """The extractor named by `name` or `settings.extractor`: patterns (default) or llm."""
+    settings = settings or Settings()
+    name = (name or settings.extractor).lower()
     if name == "patterns":
         from spectron.extraction.patterns import PatternExtractor
 
@@ -39,13 +40,9 @@ def make_extractor(name: str | None = None) -> Extractor:
     if name == "llm":
         from spectron.extraction.llm import LLMExtractor
 
-        model = os.environ.get("SPECTRON_LLM_MODEL")
+        model = settings.llm_model
         if not model:
             # the model id is recorded with every fact, so it must be named, not guessed
             raise ValueError("the llm extractor needs SPECTRON_LLM_MODEL (and SPECTRON_LLM_URL)")
-        return LLMExtractor(
-            base_url=os.environ.get("SPECTRON_LLM_URL") or "http://127.0.0.1:8080/v1",
-            model=model,
-            api_key=os.environ.get("SPECTRON_LLM_KEY") or None,
-        )
+        return LLMExtractor(base_url=settings.llm_url, model=model, api_key=settings.llm_key)
     raise ValueError(f"unknown extractor {name!r}: choose patterns or llm")

@@ -151,7 +151,7 @@ def create_app(service: MemoryService | None = None, settings: Settings | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = service is None
-        running = service or await MemoryService.open(settings or Settings())
+        running = service or await MemoryService.open(settings or Settings.from_env())
         try:
             async with running.pool.connection() as conn:
                 await keystore.migrate_keys(conn)

@@ -38,7 +38,7 @@ def serve(
 
     console.print(f"Spectron console: http://{host}:{port}/ui (sign in with an API key)")
     # one process owns the embedded Postgres handle and the projector loops: no uvicorn workers
-    uvicorn.run(create_app(settings=Settings()), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(settings=Settings.from_env()), host=host, port=port, log_level=log_level)
 
 
 @asynccontextmanager
@@ -61,7 +61,7 @@ async def _auth_db(settings: Settings) -> AsyncIterator[AsyncConnection[Any]]:
 
 def _run(action: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with _auth_db(Settings()) as conn:
+        async with _auth_db(Settings.from_env()) as conn:
             return await action(conn)
 
     try:

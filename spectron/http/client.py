@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Generator
 from datetime import datetime
@@ -14,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from spectron.asof import AsOf
+from spectron.config import Settings
 from spectron.errors import (
     InvalidInput,
     MemoryNotFound,
@@ -53,10 +53,11 @@ class HttpSpectronClient:
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        url = base_url or os.environ.get("SPECTRON_BASE_URL")
+        environment = Settings.from_env()
+        url = base_url or environment.base_url
         if not url:
             raise InvalidInput("no server: pass base_url or set SPECTRON_BASE_URL")
-        key = api_key or os.environ.get("SPECTRON_API_KEY")
+        key = api_key or environment.api_key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.base_url = url.rstrip("/")
         self.timeout = timeout

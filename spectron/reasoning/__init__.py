@@ -7,11 +7,11 @@ reasoner again.
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from spectron.config import Settings
 from spectron.models import MemoryItem, State
 from spectron.scope import Scope
 
@@ -48,9 +48,10 @@ class Reasoner(Protocol):
         ...
 
 
-def make_reasoner(name: str | None = None) -> Reasoner:
-    """The reasoner named by `name` or SPECTRON_REASONER: extractive (default) or llm."""
-    name = (name or os.environ.get("SPECTRON_REASONER") or "extractive").lower()
+def make_reasoner(name: str | None = None, settings: Settings | None = None) -> Reasoner:
+    """The reasoner named by `name` or `settings.reasoner`: extractive (default) or llm."""
+    settings = settings or Settings()
+    name = (name or settings.reasoner).lower()
     if name == "extractive":
         from spectron.reasoning.extractive import ExtractiveReasoner
 
@@ -58,5 +59,5 @@ def make_reasoner(name: str | None = None) -> Reasoner:
     if name == "llm":
         from spectron.reasoning.llm import LLMReasoner
 
-        return LLMReasoner.from_env()
+        return LLMReasoner.from_settings(settings)
     raise ValueError(f"unknown reasoner {name!r}: choose extractive or llm")

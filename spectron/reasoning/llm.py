@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
+from spectron.config import Settings
 from spectron.errors import LLMError
 from spectron.llm import chat_json
 from spectron.reasoning import Draft, ReflectionInput
@@ -60,16 +60,12 @@ class LLMReasoner:
         self.reasoner_id = f"llm:{model}@1"
 
     @classmethod
-    def from_env(cls) -> LLMReasoner:
-        """Configure from SPECTRON_LLM_URL, SPECTRON_LLM_MODEL and SPECTRON_LLM_KEY."""
-        model = os.environ.get("SPECTRON_LLM_MODEL")
+    def from_settings(cls, settings: Settings) -> LLMReasoner:
+        """Configure from settings.llm_url, llm_model and llm_key (SPECTRON_LLM_*)."""
+        model = settings.llm_model
         if not model:
             raise ValueError("the llm reasoner needs SPECTRON_LLM_MODEL (and SPECTRON_LLM_URL)")
-        return cls(
-            base_url=os.environ.get("SPECTRON_LLM_URL") or "http://127.0.0.1:8080/v1",
-            model=model,
-            api_key=os.environ.get("SPECTRON_LLM_KEY") or None,
-        )
+        return cls(base_url=settings.llm_url, model=model, api_key=settings.llm_key)
 
     def reflect(self, data: ReflectionInput) -> Draft:
         """One chat completion; LLMError on timeout, HTTP error or an answer of the wrong shape."""

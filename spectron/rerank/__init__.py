@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Protocol
+
+from spectron.config import Settings
 
 
 class Reranker(Protocol):
@@ -20,13 +21,14 @@ class Reranker(Protocol):
         ...
 
 
-def make_reranker(name: str | None = None) -> Reranker | None:
-    """The reranker named by `name` or SPECTRON_RERANKER: none (default) or http."""
-    name = (name or os.environ.get("SPECTRON_RERANKER") or "none").lower()
+def make_reranker(name: str | None = None, settings: Settings | None = None) -> Reranker | None:
+    """The reranker named by `name` or `settings.reranker`: none (default) or http."""
+    settings = settings or Settings()
+    name = (name or settings.reranker).lower()
     if name == "none":
         return None
     if name == "http":
         from spectron.rerank.http import HttpReranker
 
-        return HttpReranker.from_env()
+        return HttpReranker.from_settings(settings)
     raise ValueError(f"unknown reranker {name!r}: choose none or http")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
 
+from spectron.config import Settings
 from spectron.errors import RerankerUnavailable
 from spectron.llm import LLMError, post_json
 
@@ -38,17 +38,17 @@ class HttpReranker:
         self.model_id = f"rerank:{model or api}"
 
     @classmethod
-    def from_env(cls) -> HttpReranker:
-        """Configure from SPECTRON_RERANKER_URL, _MODEL, _KEY, _API (cohere or tei), _TIMEOUT."""
-        api = os.environ.get("SPECTRON_RERANKER_API", "cohere")
+    def from_settings(cls, settings: Settings) -> HttpReranker:
+        """Configure from settings.reranker_url, _model, _key, _api (cohere or tei), _timeout."""
+        api = settings.reranker_api
         if api not in ("cohere", "tei"):
             raise ValueError(f"SPECTRON_RERANKER_API must be cohere or tei, not {api!r}")
         return cls(
-            base_url=os.environ.get("SPECTRON_RERANKER_URL", "http://127.0.0.1:8080/v1"),
-            model=os.environ.get("SPECTRON_RERANKER_MODEL", ""),
-            api_key=os.environ.get("SPECTRON_RERANKER_KEY"),
+            base_url=settings.reranker_url,
+            model=settings.reranker_model,
+            api_key=settings.reranker_key,
             api=api,  # type: ignore[arg-type]
-            timeout=float(os.environ.get("SPECTRON_RERANKER_TIMEOUT", "10")),
+            timeout=settings.reranker_timeout,
         )
 
     def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
