@@ -39,9 +39,7 @@ from psycopg_pool import AsyncConnectionPool
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records, projection_positions
 from projectors.enrichment import Enricher, enrichment_passes
-from spectron.availability import StoreWatch
 from spectron.config import Settings
-from spectron.db import open_pool, prepare_database
 from spectron.embedding import Embedder, make_embedder
 from spectron.errors import (
     ContentForgotten,
@@ -51,12 +49,11 @@ from spectron.errors import (
     StoreUnavailable,
 )
 from spectron.events import LogPosition, MemoryLike, MemoryRecorded, ReflectionRecorded
-from spectron.extraction import make_extractor
 from spectron.log import RawRecord, decode_record
 from spectron.log.kafka import FETCH_MAX_WAIT_MS, KafkaEventLog, record_time
 from spectron.log.kafka_chain import chain_head, extend_chain
+from spectron.runtime import Runtime, open_runtime
 from spectron.sealing import drop_forgotten, unseal
-from spectron.service import _projection_context
 
 log = logging.getLogger(__name__)
 BATCH = 500  # records per partition per transaction
@@ -75,43 +72,44 @@ T = TypeVar("T")
 class Processors:
     """What the agents share: the database, the log (for gaps and appends) and the enrichers."""
 
-    settings: Settings
-    pool: AsyncConnectionPool
+    runtime: Runtime
     event_log: KafkaEventLog
-    ctx: ProjectionContext
     enrichers: Sequence[Enricher]
-    watch: StoreWatch
 
     @classmethod
     async def open(
         cls, settings: Settings, embedder: Embedder, enrichers: Sequence[Enricher] | None = None
     ) -> Processors:
-        """Migrate the database, pin the embedding model, and start the log (creating the topic)."""
+        """Open the runtime on Kafka (migrating the database, pinning the embedding model and
+        creating the topic); `enrichers` default to the passes the settings configure."""
         if settings.kafka_bootstrap is None or settings.database_url is None:
             raise SpectronError("a worker needs SPECTRON_KAFKA_BOOTSTRAP and SPECTRON_DATABASE_URL")
-        await prepare_database(settings.database_url, settings.projection_schema, embedder.dim)
-        # attempts fail fast while Postgres is down, and resume as soon as it is back
-        watch = StoreWatch(settings.database_url)
-        pool = await open_pool(settings.database_url, settings.projection_schema, watch=watch)
-        try:
-            ctx = await _projection_context(pool, embedder)
-            event_log = KafkaEventLog(
-                settings.kafka_bootstrap, settings.topic, settings.partitions, pool
-            )
-            await event_log.start()
-        except BaseException:
-            await pool.close()
-            raise
+        runtime = await open_runtime(settings, embedder=embedder)
+        event_log = runtime.log
+        assert isinstance(event_log, KafkaEventLog)  # settings.kafka_bootstrap chose it
         if enrichers is None:
-            enrichers = configured_enrichers(settings, embedder)
-        watch.start(pool)
-        return cls(settings, pool, event_log, ctx, enrichers, watch)
+            # as MemoryService.enrichers runs them in embedded mode
+            enrichers = enrichment_passes(runtime.embedder, runtime.extractor)
+        return cls(runtime, event_log, enrichers)
+
+    @property
+    def settings(self) -> Settings:
+        """The worker's settings."""
+        return self.runtime.settings
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The worker's connections to Postgres."""
+        return self.runtime.pool
+
+    @property
+    def ctx(self) -> ProjectionContext:
+        """The projection context pinned to the embedding model."""
+        return self.runtime.context
 
     async def close(self) -> None:
         """Disconnect from Kafka and Postgres."""
-        await self.watch.close()
-        await self.event_log.close()
-        await self.pool.close()
+        await self.runtime.aclose()
 
     async def project(self, partition: int, records: Sequence[RawRecord]) -> None:
         """Apply one partition's batch (and any gap before it), retrying until Postgres takes it."""
@@ -236,14 +234,6 @@ class Processors:
             # read would have started at the oldest record kept instead)
             raise LogUnavailable(f"records {start}..{end - 1} of partition {partition} are late")
         return missing
-
-
-def configured_enrichers(settings: Settings, embedder: Embedder) -> list[Enricher]:
-    """The passes the settings ask for, as `MemoryService.enrichers` runs them in embedded mode."""
-    extractor = (
-        None if settings.extractor == "none" else make_extractor(settings.extractor, settings)
-    )
-    return enrichment_passes(embedder, extractor)
 
 
 async def _retry(what: str, attempt: Callable[[], Awaitable[T]]) -> T:

