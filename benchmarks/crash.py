@@ -46,6 +46,7 @@ from typing import Any
 
 from benchmarks.load_http import create_key
 from spectron.log.tansu import free_port, start_tansu
+from spectron.maintenance import rebuild, state_hash
 
 REPO = Path(__file__).resolve().parents[1]
 SCOPES = 8  # agents of the writer, each at its own scope (spread over the partitions)
@@ -596,9 +597,9 @@ async def verify(
     projected = {m for m, count in per_id.items() if count == 1 and m in logged}
     lost = acked - projected
     duplicated = {m for m, count in per_id.items() if count > 1} | set(misplaced)
-    live_hash = await service.state_hash()
-    await service.rebuild()
-    rebuilt_hash = await service.state_hash()
+    live_hash = await state_hash(service)
+    await rebuild(service)
+    rebuilt_hash = await state_hash(service)
     return {
         "acknowledged": len(acked),
         "projected": len(projected),

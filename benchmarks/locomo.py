@@ -25,6 +25,7 @@ from benchmarks.speed import BEFORE_TUNING, raw_embedding_rate
 from benchmarks.stats import Stopwatch, distribution
 from spectron import SpectronClient
 from spectron.embedding import Embedder
+from spectron.maintenance import catch_up
 from spectron.recall import CONVERSATION_TUNING, DEFAULT_TUNING, RecallTuning, search
 from spectron.service import MemoryService
 
@@ -267,7 +268,7 @@ async def ingest(
     await asyncio.gather(*(agent() for _ in range(concurrency)))
     appended = clock.seconds()
     service = await client.service()
-    missing = await service.catch_up(3_600)
+    missing = await catch_up(service, 3_600)
     total = clock.seconds()
     return {
         "turns": len(queue),

@@ -24,7 +24,7 @@ from psycopg import sql
 from benchmarks.http_api import http_figures
 from benchmarks.stats import Stopwatch, distribution, postgres_memory_mib, rss_mib
 from benchmarks.workload import ScopeTree, TextGenerator
-from spectron import SpectronClient
+from spectron import SpectronClient, maintenance
 from spectron.client import Session
 from spectron.embedding import Embedder
 from spectron.recall import _RECALL, DEFAULT_TUNING, recall_params, search
@@ -173,7 +173,7 @@ async def memory_count(service: MemoryService) -> int:
 async def catch_up(service: MemoryService, bound: float = 3_600.0) -> float:
     """Wait until projections and embeddings cover the log; return seconds waited."""
     clock = Stopwatch()
-    missing = await service.catch_up(bound)
+    missing = await maintenance.catch_up(service, bound)
     if missing:
         raise RuntimeError(f"{missing} memories still unembedded after {bound}s")
     return clock.seconds()
@@ -455,10 +455,10 @@ async def vacuum_analyze(service: MemoryService) -> float:
 async def replay_figures(service: MemoryService) -> dict[str, Any]:
     """Drop the projections, replay the log from offset 0 (no re-embedding); hash before and after."""
     clock = Stopwatch()
-    before = await service.state_hash()
+    before = await maintenance.state_hash(service)
     hash_seconds = clock.seconds()
-    report = await service.rebuild()
-    after = await service.state_hash()
+    report = await maintenance.rebuild(service)
+    after = await maintenance.state_hash(service)
     return {
         "events": report.events,
         "seconds": round(report.seconds, 3),

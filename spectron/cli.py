@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from projectors.replay import ReplayReport
+from spectron import maintenance
 from spectron.cli_input import json_flag
 from spectron.client import SpectronClient
 from spectron.config import Settings
@@ -128,11 +129,11 @@ def rebuild(
         client = SpectronClient(home=home, run_projectors=False)
         service = await client.service()
         try:
-            before = await service.state_hash() if verify else None
+            before = await maintenance.state_hash(service) if verify else None
             progress = _ReplayBar()
             with progress.bar:
-                report = await service.rebuild(progress=progress)
-            after = await service.state_hash()
+                report = await maintenance.rebuild(service, progress=progress)
+            after = await maintenance.state_hash(service)
         finally:
             await client.close()
         console.print(f"{_rate_line(report)}; state hash {after[:16]}")
@@ -169,7 +170,9 @@ def replay(
         try:
             progress = _ReplayBar()
             with progress.bar:
-                outcome = await service.blue_green_replay(verify=verify, progress=progress)
+                outcome = await maintenance.blue_green_replay(
+                    service, verify=verify, progress=progress
+                )
         finally:
             await client.close()
         console.print(_rate_line(outcome.replay))

@@ -6,11 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
@@ -22,14 +20,7 @@ from projectors.enrichment import (
     enrichment_passes,
 )
 from projectors.replay import (
-    Progress,
-    ReplayReport,
-    RowDifference,
-    differing_rows,
-    replay,
-    reset_projection,
     restore_indexes,
-    swap_schemas,
 )
 from projectors.tailer import Pace, run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
@@ -84,7 +75,6 @@ from spectron.runtime import Runtime, open_runtime
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.scope_tree import ScopeTree, scope_tree
 from spectron.state import load_state
-from spectron.statehash import projection_hash
 from spectron.validation import check_category, check_content, check_metadata, check_text
 from spectron.verification import LogVerification, verify_log
 
@@ -167,6 +157,20 @@ class MemoryService:
                 self._tasks.append(
                     asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher, pace))
                 )
+
+    @property
+    def projectors_running(self) -> bool:
+        """Whether this process runs the projector loops now."""
+        return bool(self._tasks)
+
+    async def begin_replay(self) -> None:
+        """Stop the projector loops, and readers from projecting: a replay owns the projection."""
+        self._replaying = True
+        await self._stop_tasks()
+
+    def end_replay(self) -> None:
+        """A replay is done with the projection (restart the loops with start_projectors)."""
+        self._replaying = False
 
     def enrichers(self) -> list[Enricher]:
         """The enrichment passes this service's configuration asks for."""
@@ -428,48 +432,6 @@ class MemoryService:
         async with self.pool.connection() as conn:
             return await load_profile(conn, state.scope, state, state.pending, at)
 
-    async def blue_green_replay(
-        self, verify: bool = False, progress: Progress | None = None
-    ) -> BlueGreenReport:
-        """Rebuild the projections from offset 0 into a fresh schema, then switch to it atomically.
-
-        With `verify`, the rebuilt state must hash like the live one; if it does not, nothing is
-        switched and the first differing rows are reported.
-        """
-        live = self.settings.projection_schema
-        rebuilt = f"{live}_build_{uuid.uuid4().hex[:8]}"
-        running = bool(self._tasks)
-        if running:
-            await self.catch_up()
-        self._replaying = True
-        await self._stop_tasks()
-        try:
-            async with self.pool.connection() as conn:
-                await conn.set_autocommit(True)
-                await reset_projection(conn, rebuilt, self.embedder.dim, self.context)
-            build_pool = await open_pool(self.runtime.uri, rebuilt, 4)
-            try:
-                report = await replay(build_pool, self.log, self.context, progress=progress)
-                async with build_pool.connection() as conn:
-                    rebuilt_hash = await projection_hash(conn)
-            finally:
-                await build_pool.close()
-            live_hash = await self.state_hash()
-            async with self.pool.connection() as conn:
-                await conn.set_autocommit(True)
-                differences = await differing_rows(conn, live, rebuilt) if verify else []
-                if verify and live_hash != rebuilt_hash:
-                    await conn.execute(
-                        sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(rebuilt))
-                    )
-                    return BlueGreenReport(report, live_hash, rebuilt_hash, differences, False)
-                await swap_schemas(conn, live, rebuilt)
-            return BlueGreenReport(report, live_hash, rebuilt_hash, [], True)
-        finally:
-            self._replaying = False
-            if running:
-                self.start_projectors()
-
     async def history(
         self, scope: Scope, entity: Any, attribute: Any = None, as_of: AsOf = None
     ) -> list[HistoryEntry]:
@@ -675,48 +637,3 @@ class MemoryService:
             watch=self.projection_watch,
             project=self._help_project if self._tasks else None,
         )
-
-    async def catch_up(self, bound: float = 60.0) -> int:
-        """Wait until projections, embeddings and extracted facts cover the whole log.
-
-        Returns how many memories still lack a vector (or, failing that, facts) at the bound.
-        """
-        heads = await self.log.end_offsets()
-        missing = await wait_for_projections(self.pool, heads, None, bound)
-        if self.extractor is not None:
-            missing += await wait_for_projections(self.pool, heads, None, bound, AWAITING_FACTS)
-        return missing
-
-    async def state_hash(self) -> str:
-        """Stable hash of the projected state (see spectron.statehash)."""
-        async with self.pool.connection() as conn:
-            return await projection_hash(conn)
-
-    async def rebuild(self, progress: Progress | None = None) -> ReplayReport:
-        """Drop the projections and replay the log into them; embeddings come from the log."""
-        running = bool(self._tasks)
-        self._replaying = True
-        await self._stop_tasks()
-        try:
-            async with self.pool.connection() as conn:
-                await conn.set_autocommit(True)
-                await reset_projection(
-                    conn, self.settings.projection_schema, self.embedder.dim, self.context
-                )
-            report = await replay(self.pool, self.log, self.context, progress=progress)
-        finally:
-            self._replaying = False
-        if running:
-            self.start_projectors()
-        return report
-
-
-@dataclass(frozen=True)
-class BlueGreenReport:
-    """Outcome of `replay`: the rebuild, both hashes, and the rows that differ if any."""
-
-    replay: ReplayReport
-    live_hash: str
-    rebuilt_hash: str
-    differences: list[RowDifference]
-    switched: bool

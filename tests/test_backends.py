@@ -8,6 +8,7 @@ import uuid
 
 import orjson
 
+from spectron.maintenance import catch_up, rebuild, state_hash
 from tests.test_entities import conflicts
 from tests.test_supervisor import CountingReasoner, seed_worker_memories, supervisor
 
@@ -63,12 +64,12 @@ async def test_concurrent_writers_chain_in_log_order_and_replay_equal(make_backe
     for earlier, later in itertools.pairwise(chain):
         assert earlier.superseded_by is not None
         assert earlier.superseded_by.memory_id == later.memory_id
-    await service.catch_up()
-    before = await service.state_hash()
-    report = await service.rebuild()
-    await service.catch_up()
+    await catch_up(service)
+    before = await state_hash(service)
+    report = await rebuild(service)
+    await catch_up(service)
     assert report.events > 0
-    assert await service.state_hash() == before
+    assert await state_hash(service) == before
 
 
 async def test_seed_supervisor_code(make_backend_client, monkeypatch) -> None:
@@ -105,17 +106,17 @@ async def test_crypto_shredded_scope_is_gone_from_log_and_database(make_backend_
     async with client.sessions.create(scope=shared) as supervisor:
         assert secret in (await supervisor.recall("launch codename", top_k=5)).formatted
         service = await client.service()
-        await service.catch_up()  # the enrichment output (vectors, facts) is in the log too
+        await catch_up(service)  # the enrichment output (vectors, facts) is in the log too
         assert secret.encode() not in await raw_log(service)
         result = await supervisor.forget(scope=worker)
         assert result.count == 2
         assert secret not in (await supervisor.recall("launch codename Q", top_k=10)).formatted
         assert "$777" not in (await supervisor.get_state()).formatted
-    await service.catch_up()
+    await catch_up(service)
     assert secret.encode() not in await raw_log(service)
     assert secret.encode() not in dump_database(service.settings.database_url or "")
-    before = await service.state_hash()
-    report = await service.rebuild()
-    await service.catch_up()
+    before = await state_hash(service)
+    report = await rebuild(service)
+    await catch_up(service)
     assert report.events > 0
-    assert await service.state_hash() == before
+    assert await state_hash(service) == before

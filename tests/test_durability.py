@@ -13,6 +13,7 @@ import pytest
 from spectron import SpectronClient
 from spectron.embedding import Vectors
 from spectron.embedding.hashing import HashingEmbedder
+from spectron.maintenance import catch_up, rebuild, state_hash
 
 SHARED = {"org": "acme", "project": "market-research-q3"}
 
@@ -72,14 +73,14 @@ async def test_rebuild_from_log_gives_same_hash_without_embedding(make_client) -
     service = await client.service()
     # one poison record from "another producer": replay must dead-letter it again, identically
     await service.log.append_raw(0, None, b"not json at all")  # type: ignore[attr-defined]
-    assert await service.catch_up() == 0
-    before = await service.state_hash()
+    assert await catch_up(service) == 0
+    before = await state_hash(service)
     embedded = embedder.passages
     assert embedded == 40
 
-    report = await service.rebuild()
-    assert await service.catch_up() == 0
-    assert await service.state_hash() == before
+    report = await rebuild(service)
+    assert await catch_up(service) == 0
+    assert await state_hash(service) == before
     assert embedder.passages == embedded, "replay must not call the embedder"
     assert report.events >= 81
     async with client.sessions.create(scope=SHARED) as s:

@@ -25,6 +25,7 @@ from spectron.embedding.hashing import HashingEmbedder
 from spectron.errors import ExtractionFailed
 from spectron.extraction.patterns import PatternExtractor
 from spectron.facts import EntityType, Facts
+from spectron.maintenance import rebuild, state_hash
 from spectron.service import MemoryService
 
 SCOPE = {"org": "acme", "project": "enrichment"}
@@ -236,9 +237,9 @@ async def test_extraction_retries_unexpected_errors_and_records_extraction_faile
         "an ExtractionFailed memory is recorded, not retried"
     )
     # the recorded failure is part of the state replay rebuilds
-    before = await service.state_hash()
-    await service.rebuild()
-    assert await service.state_hash() == before
+    before = await state_hash(service)
+    await rebuild(service)
+    assert await state_hash(service) == before
 
 
 async def test_a_pending_memory_is_not_buried_by_embedded_ones(

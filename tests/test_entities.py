@@ -14,6 +14,7 @@ from projectors.driver import apply_records
 from projectors.replay import reset_projection
 from spectron import InvalidInput
 from spectron.facts import EntityType
+from spectron.maintenance import catch_up, rebuild, state_hash
 
 SHARED = {"org": "acme", "project": "market-research-q3"}
 
@@ -152,7 +153,7 @@ async def test_concurrent_conflicting_writers_chain_in_log_order(make_client) ->
 
     await asyncio.gather(*(agent(n) for n in range(8)))
     service = await client.service()
-    await service.catch_up()
+    await catch_up(service)
     async with service.pool.connection() as conn:
         cur = await conn.execute(
             'SELECT m.memory_id FROM memories m ORDER BY m.recorded_at, m.partition, m."offset"'
@@ -167,10 +168,10 @@ async def test_concurrent_conflicting_writers_chain_in_log_order(make_client) ->
         assert earlier.superseded_by is not None
         assert earlier.superseded_by.memory_id == later.memory_id
     assert chain[-1].current
-    before = await service.state_hash()
-    await service.rebuild()
-    await service.catch_up()
-    assert await service.state_hash() == before
+    before = await state_hash(service)
+    await rebuild(service)
+    await catch_up(service)
+    assert await state_hash(service) == before
 
 
 facts_sequences = st.lists(
@@ -233,11 +234,11 @@ async def check_incremental_equals_replay(client, sequence, seed) -> None:
             async with service.pool.connection() as conn:
                 await apply_records(conn, partition, redelivered, service.context, wait=True)
             offset = max(offset, redelivered[-1].position.offset + 1)
-    incremental = await service.state_hash()
+    incremental = await state_hash(service)
     async with service.pool.connection() as conn:
         await conn.set_autocommit(True)
         await reset_projection(
             conn, service.settings.projection_schema, service.embedder.dim, service.context
         )
-    await service.rebuild()
-    assert await service.state_hash() == incremental
+    await rebuild(service)
+    assert await state_hash(service) == incremental

@@ -11,6 +11,7 @@ import pytest
 
 from projectors.driver import PipelinedCursor
 from spectron.events import EnrichmentFailed, EnrichmentFailedPayload, new_event_fields
+from spectron.maintenance import blue_green_replay, catch_up, rebuild, state_hash
 from spectron.service import MemoryService
 
 SCOPE = {"org": "acme", "project": "fast-replay"}
@@ -77,9 +78,9 @@ async def fill_every_event_type(client) -> None:
                 {"entity": {"type": "Customer", "name": "Initech"}, "key": "tier", "value": "trial"}
             ],
         )
-        assert await service.catch_up() == 0
+        assert await catch_up(service) == 0
         await s.forget(forgotten.id)
-    assert await service.catch_up() == 0
+    assert await catch_up(service) == 0
 
 
 async def schema_indexes(service: MemoryService) -> list[str]:
@@ -96,7 +97,7 @@ async def test_fast_rebuild_and_blue_green_hash_like_live(make_client) -> None:
     client = make_client(extractor="none")
     await fill_every_event_type(client)
     service = await client.service()
-    live = await service.state_hash()
+    live = await state_hash(service)
     indexes = await schema_indexes(service)
     async with service.pool.connection() as conn:
         cur = await conn.execute(
@@ -111,15 +112,15 @@ async def test_fast_rebuild_and_blue_green_hash_like_live(make_client) -> None:
     assert counts[4] == 1
 
     phases: set[str] = set()
-    outcome = await service.blue_green_replay(
-        verify=True, progress=lambda phase, done, total: phases.add(phase)
+    outcome = await blue_green_replay(
+        service, verify=True, progress=lambda phase, done, total: phases.add(phase)
     )
     assert outcome.switched and outcome.rebuilt_hash == live, outcome.differences
     assert phases == {"events", "indexes"}
     assert outcome.replay.apply_seconds > 0 and outcome.replay.index_seconds > 0
 
-    report = await service.rebuild()
-    assert await service.state_hash() == live
+    report = await rebuild(service)
+    assert await state_hash(service) == live
     assert report.events == outcome.replay.events
     # every deferred index is back, none is left recorded, and the planner has statistics
     assert await schema_indexes(service) == indexes
@@ -162,6 +163,7 @@ def test_cli_replay_verify_prints_rate_and_names_an_injected_difference(tmp_path
     script = (
         "import asyncio\n"
         "from spectron import SpectronClient\n"
+        "from spectron.maintenance import catch_up\n"
         "async def main():\n"
         f"    async with SpectronClient(home={str(tmp_path)!r}, embedder='hashing',"
         " extractor='none') as c:\n"
@@ -169,7 +171,7 @@ def test_cli_replay_verify_prints_rate_and_names_an_injected_difference(tmp_path
         "            for n in range(20):\n"
         "                await s.remember(f'memory number {n}')\n"
         "        service = await c.service()\n"
-        "        assert await service.catch_up() == 0\n"
+        "        assert await catch_up(service) == 0\n"
         "        if {!r}:\n"
         "            async with service.pool.connection() as conn:\n"
         "                await conn.execute(\"UPDATE memories SET content = 'tampered'"

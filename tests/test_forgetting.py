@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from spectron.errors import InvalidInput, MemoryNotFound
+from spectron.maintenance import blue_green_replay, catch_up, state_hash
 
 SHARED = {"org": "acme", "project": "forget"}
 SECRET = "Zanzibar-Quokka-7731"
@@ -43,9 +44,9 @@ async def test_shredded_scope_leaves_no_plaintext_anywhere(make_client, database
     async with client.sessions.create(scope={**SHARED, "agent": "w2"}) as other:
         kept = await other.remember("Competitor Y's price is $199/mo.")
     service = await client.service()
-    await service.catch_up()
+    await catch_up(service)
     assert SECRET.encode() not in await raw_log(service)  # sealed from the start
-    hash_before = await service.state_hash()
+    hash_before = await state_hash(service)
 
     async with client.sessions.create(scope=SHARED) as supervisor:
         assert SECRET in (await supervisor.recall("codename launch", top_k=5)).formatted
@@ -60,16 +61,16 @@ async def test_shredded_scope_leaves_no_plaintext_anywhere(make_client, database
     async with client.sessions.create(scope=worker) as w:
         assert (await w.recall("codename", top_k=5)).items == []
 
-    assert await service.state_hash() != hash_before
+    assert await state_hash(service) != hash_before
     assert SECRET.encode() not in await raw_log(service)
     dump = dump_database(database)
     assert b"Competitor Y" in dump  # the dump does hold content: of what was not forgotten
     assert SECRET.encode() not in dump and b"299/mo" not in dump
 
-    live = await service.state_hash()
-    outcome = await service.blue_green_replay(verify=True)
+    live = await state_hash(service)
+    outcome = await blue_green_replay(service, verify=True)
     assert outcome.switched, outcome.differences
-    assert await service.state_hash() == live
+    assert await state_hash(service) == live
     checked, breaks = await service.log.verify_chain()
     assert checked > 0 and breaks == []
 
@@ -92,7 +93,7 @@ async def test_forget_one_memory_and_its_facts(make_client) -> None:
         assert old.id in {item.id for item in (await s.recall("Pro tier", top_k=5)).items}
 
     service = await client.service()
-    outcome = await service.blue_green_replay(verify=True)
+    outcome = await blue_green_replay(service, verify=True)
     assert outcome.switched, outcome.differences
 
 

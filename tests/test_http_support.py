@@ -20,6 +20,7 @@ from spectron.embedding.hashing import HashingEmbedder
 from spectron.http.app import create_app
 from spectron.http.client import HttpSpectronClient
 from spectron.http.keys import create_key
+from spectron.maintenance import catch_up
 from spectron.service import MemoryService
 from tests.conftest import SETTLE_TIMEOUT, database_uri
 
@@ -128,5 +129,5 @@ async def http_client(
 
 async def log_size(service: MemoryService) -> int:
     """How many records the log holds, once enrichment has appended what earlier writes imply."""
-    await service.catch_up(10.0)
+    await catch_up(service, 10.0)
     return sum((await service.log.end_offsets()).values())

@@ -33,6 +33,7 @@ from spectron.log.kafka_chain import (
     read_until,
     verify_kafka_chain,
 )
+from spectron.maintenance import catch_up
 from tests.conftest import SETTLE_TIMEOUT
 from tests.kafka_support import KafkaDeployment, unique_topic
 
@@ -277,7 +278,7 @@ async def test_worker_chains_what_it_consumes(
         for i in range(3):
             await s.remember(f"chained by the worker {i}")
     service = await client.service()
-    await service.catch_up()
+    await catch_up(service)
     ends = await service.log.end_offsets()
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:

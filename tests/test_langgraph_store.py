@@ -25,6 +25,7 @@ from langgraph.store.memory import InMemoryStore
 from spectron import InvalidInput, InvalidMetadata, SpectronClient
 from spectron.embedding.hashing import HashingEmbedder
 from spectron.integrations.langgraph import SpectronStore
+from spectron.maintenance import catch_up
 from spectron.scope import Scope
 from tests.test_http_support import fresh_org
 
@@ -212,7 +213,7 @@ async def test_answers_what_inmemorystore_answers(
 
 async def log_records(client: SpectronClient) -> int:
     service = await client.service()
-    await service.catch_up(60.0)
+    await catch_up(service, 60.0)
     return sum((await service.log.end_offsets()).values())
 
 

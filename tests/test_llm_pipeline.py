@@ -11,6 +11,7 @@ import pytest
 
 from spectron.errors import LLMError
 from spectron.extraction.llm import LLMExtractor
+from spectron.maintenance import catch_up, rebuild, state_hash
 from spectron.models import State
 from spectron.reasoning import ReflectionInput
 from spectron.reasoning.llm import LLMReasoner
@@ -74,7 +75,7 @@ async def test_hostile_llm_answers_never_poison_anything(
         )
         [(enricher, reason)] = await cur.fetchall()
     assert enricher == "extract:llm:test-model@1" and reason
-    assert await service.catch_up() == 0
+    assert await catch_up(service) == 0
 
 
 def reflection_input() -> ReflectionInput:
@@ -131,11 +132,11 @@ async def test_persisted_llm_reflection_replays_without_the_model(make_client) -
             reflection = await s.reflect("competitor pricing", persist=True)
             calls = seen.path
         service = await client.service()
-        await service.catch_up()
-        before = await service.state_hash()
+        await catch_up(service)
+        before = await state_hash(service)
         seen.path = ""
-        await service.rebuild()
-        await service.catch_up()
-        assert await service.state_hash() == before
+        await rebuild(service)
+        await catch_up(service)
+        assert await state_hash(service) == before
         assert seen.path == "", "replay must not call the model"
     assert calls and reflection.reasoner == "llm:test-model@1" and reflection.persisted

@@ -30,6 +30,7 @@ from spectron.dlq import list_dead_letters, retry_dead_letters
 from spectron.events import LogPosition, MemoryRecorded, MemoryRecordedPayload, encode_event
 from spectron.events import new_event_fields as fields
 from spectron.log import partition_for
+from spectron.maintenance import catch_up, rebuild, state_hash
 from spectron.ops_cli import dlq_app
 from spectron.scope import scope_key
 from spectron.service import MemoryService
@@ -121,7 +122,7 @@ async def check_dead_letters(
     service: MemoryService, goods: list[uuid.UUID], poison: dict[str, LogPosition]
 ) -> None:
     """Every poison kind dead-lettered where it was written, with its reason; all goods projected."""
-    pending = await service.catch_up(60)
+    pending = await catch_up(service, 60)
     assert pending == 0, "the good memories are embedded too"
     letters = {letter.position: letter for letter in await list_dead_letters(service.pool, 1000)}
     assert set(letters) == set(poison.values())
@@ -155,10 +156,10 @@ async def test_poison_table_embedded(make_client: Callable[..., SpectronClient])
     assert len(POISON) >= 10
     await check_dead_letters(service, goods, poison)
     # replay dead-letters them again, identically
-    before = await service.state_hash()
-    await service.rebuild()
-    await service.catch_up(30)
-    assert await service.state_hash() == before
+    before = await state_hash(service)
+    await rebuild(service)
+    await catch_up(service, 30)
+    assert await state_hash(service) == before
 
 
 async def test_retry_keeps_what_still_fails_and_revives_after_an_upgrade(
@@ -213,9 +214,9 @@ async def test_retry_keeps_what_still_fails_and_revives_after_an_upgrade(
     result = await service.recall(SCOPE, "Pro tier price", mode="dense", timeout=60)
     assert result.pending == 0 and [i.id for i in result.items] == [big.event_id]
     # the revived state is what a replay of the log (decoding it whole now) builds
-    before = await service.state_hash()
-    await service.rebuild()
-    assert await service.state_hash() == before
+    before = await state_hash(service)
+    await rebuild(service)
+    assert await state_hash(service) == before
 
     # retrying one position: missing positions are reported, not invented
     again = await retry_dead_letters(
@@ -262,7 +263,7 @@ async def test_dlq_cli_lists_and_retries(
     client = make_client(extractor="none")
     service = await client.service()
     _, poison = await write_mix(service)
-    await service.catch_up(30)
+    await catch_up(service, 30)
     await client.close()
 
     monkeypatch.setenv("SPECTRON_DATABASE_URL", database)
@@ -370,7 +371,7 @@ async def test_poison_table_kafka(kafka_service: MemoryService, kafka_worker: Wo
     # retry on Kafka: as if an older worker had dead-lettered a memory this version decodes
     revived = good(1000)
     [appended] = await kafka_service.log.append([revived])
-    await kafka_service.catch_up(30)
+    await catch_up(kafka_service, 30)
     async with kafka_service.pool.connection() as conn:
         await conn.execute("DELETE FROM memories WHERE memory_id = %s", [revived.event_id])
         await conn.execute(

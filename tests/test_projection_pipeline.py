@@ -13,6 +13,7 @@ import pytest
 
 from projectors.driver import PipelinedCursor
 from spectron import SpectronClient
+from spectron.maintenance import blue_green_replay, catch_up
 
 WRITERS = 32
 EACH = 20
@@ -63,7 +64,7 @@ async def test_concurrent_writers_with_the_default_extractor_project_every_batch
 
     await asyncio.gather(*(writer(n) for n in range(WRITERS)))
     service = await client.service()
-    assert await service.catch_up(bound=600) == 0
+    assert await catch_up(service, bound=600) == 0
     failures = [r.getMessage() for r in caplog.records if "projection batch failed" in r.message]
     assert failures == []
     async with service.pool.connection() as conn:
@@ -79,5 +80,5 @@ async def test_concurrent_writers_with_the_default_extractor_project_every_batch
         )
         row = await cur.fetchone()
         assert row is not None and row[0] == WRITERS * EACH  # each price on its own memory
-    report = await service.blue_green_replay(verify=True)
+    report = await blue_green_replay(service, verify=True)
     assert report.switched and report.live_hash == report.rebuilt_hash

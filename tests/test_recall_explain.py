@@ -11,6 +11,7 @@ import pytest
 from spectron import InvalidInput, SpectronClient
 from spectron.config import Settings
 from spectron.embedding.hashing import HashingEmbedder
+from spectron.maintenance import catch_up
 from spectron.recall import CONVERSATION_TUNING, DEFAULT_TUNING, search
 from tests.test_http_support import fresh_org
 
@@ -133,7 +134,7 @@ async def test_neighbours_stay_in_scope_and_obey_filters(module_database) -> Non
         knowledge = (await a.remember("A knowledge note after.", memory_category="knowledge")).id
         after = (await a.remember("Plain note after.", memory_category="episodic")).id
         service = await client.service()
-        await service.catch_up(60.0)
+        await catch_up(service, 60.0)
         async with service.pool.connection() as conn:
             found = await search(
                 conn,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from spectron.history import audit_log
+from spectron.maintenance import blue_green_replay
 
 SCOPE = {"org": "acme", "project": "audit"}
 
@@ -26,7 +27,7 @@ async def test_replay_verify_switches_when_equal(make_client) -> None:
     client = make_client()
     await fill(client)
     service = await client.service()
-    outcome = await service.blue_green_replay(verify=True)
+    outcome = await blue_green_replay(service, verify=True)
     assert outcome.switched and outcome.live_hash == outcome.rebuilt_hash
     assert outcome.replay.events > 0 and outcome.replay.events_per_second > 0
     async with client.sessions.create(scope=SCOPE) as s:  # the old pool reads the new schema
@@ -43,7 +44,7 @@ async def test_replay_verify_names_an_injected_difference(make_client) -> None:
         await conn.execute(
             "UPDATE memories SET content = 'tampered' WHERE memory_id = %s", [ids["b"]]
         )
-    outcome = await service.blue_green_replay(verify=True)
+    outcome = await blue_green_replay(service, verify=True)
     assert not outcome.switched and outcome.live_hash != outcome.rebuilt_hash
     assert outcome.differences[0].table == "memories"
     sides = {(d.side, str(ids["b"]) in d.row) for d in outcome.differences}

@@ -8,6 +8,7 @@ import uuid
 
 from spectron import SpectronClient
 from spectron.demo import research
+from spectron.maintenance import catch_up, rebuild, state_hash
 from spectron.reasoning.extractive import ExtractiveReasoner
 from spectron.scope import is_visible
 
@@ -146,12 +147,12 @@ async def test_reflection_is_deterministic_and_replay_does_not_ask_the_reasoner(
     assert first.summary == again.summary == persisted.summary
     assert any("$299/mo → $349/mo" in doubt for doubt in first.uncertain)
     service = await client.service()
-    await service.catch_up()
-    before = await service.state_hash()
+    await catch_up(service)
+    before = await state_hash(service)
     calls = len(reasoner.calls)
-    await service.rebuild()
-    await service.catch_up()
-    assert await service.state_hash() == before
+    await rebuild(service)
+    await catch_up(service)
+    assert await state_hash(service) == before
     assert len(reasoner.calls) == calls, "replay must not call the reasoner"
     async with service.pool.connection() as conn:
         cur = await conn.execute(
