@@ -31,7 +31,7 @@ from rich.table import Table
 from benchmarks.workload import ScopeTree, TextGenerator
 from projectors.enrichment import embed_memories, enrichment_consumer
 from projectors.replay import ReplayReport
-from spectron import SpectronClient
+from spectron import SpectronClient, maintenance
 from spectron.embedding.hashing import HashingEmbedder
 from spectron.events import (
     EnrichmentFailed,
@@ -47,7 +47,6 @@ from spectron.events import (
 )
 from spectron.facts import AttributeFact, EntityRef, EntityType, Facts, RelationFact
 from spectron.log.postgres import PostgresEventLog
-from spectron.maintenance import blue_green_replay, catch_up, state_hash
 from spectron.service import MemoryService
 
 BATCH = 500  # memories per append (one transaction)
@@ -160,7 +159,7 @@ async def build_log(home: Path, memories: int) -> None:
     started = time.perf_counter()
     async with SpectronClient(home=home, embedder=embedder, extractor="none") as live:
         service = await live.service()
-        missing = await catch_up(service, bound=3_600)
+        missing = await maintenance.catch_up(service, bound=3_600)
         assert missing == 0, f"{missing} memories unembedded"
     console.print(f"live projection caught up in {time.perf_counter() - started:.1f}s")
 
@@ -175,7 +174,7 @@ async def measure(home: Path, rebuild: bool) -> list[dict[str, Any]]:
     async with SpectronClient(home=home, embedder=HashingEmbedder(), extractor="none") as client:
         service = await client.service()
         events = await _events(service)
-        outcome = await blue_green_replay(service, verify=True)
+        outcome = await maintenance.blue_green_replay(service, verify=True)
         rows.append(
             {
                 "what": "replay --verify",
@@ -185,9 +184,9 @@ async def measure(home: Path, rebuild: bool) -> list[dict[str, Any]]:
             }
         )
         if rebuild:
-            before = await state_hash(service)
-            report = await rebuild(service)
-            after = await state_hash(service)
+            before = await maintenance.state_hash(service)
+            report = await maintenance.rebuild(service)
+            after = await maintenance.state_hash(service)
             rows.append(
                 {
                     "what": "rebuild",
