@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from types import TracebackType
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -44,17 +43,6 @@ class Database:
         if server is not None:
             await asyncio.to_thread(server.close)
 
-    async def __aenter__(self) -> Database:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 async def open_database(settings: Settings) -> Database:
     """`settings.database_url`, or the embedded Postgres under `settings.home` (started now)."""
@@ -66,7 +54,7 @@ async def open_database(settings: Settings) -> Database:
 
 @dataclass
 class Runtime:
-    """The parts a service or worker runs on; `aclose()` (or `async with`) releases them."""
+    """The parts a service or worker runs on; `aclose()` releases them (`contextlib.aclosing`)."""
 
     settings: Settings
     database: Database
@@ -94,17 +82,6 @@ class Runtime:
                 await asyncio.to_thread(self.embedder.close)
         finally:
             await self.database.aclose()
-
-    async def __aenter__(self) -> Runtime:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def open_runtime(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -45,7 +45,7 @@ def serve(
 async def _auth_db(settings: Settings) -> AsyncIterator[AsyncConnection[Any]]:
     """A connection to the database that holds the keys, migrated; embedded Postgres if configured."""
     async with (
-        await open_database(settings) as database,
+        aclosing(await open_database(settings)) as database,
         await AsyncConnection.connect(database.uri) as conn,
     ):
         await keystore.migrate_keys(conn)
