@@ -19,9 +19,7 @@ from projectors.enrichment import (
     enrichment_consumer,
     enrichment_passes,
 )
-from projectors.replay import (
-    restore_indexes,
-)
+from projectors.replay import restore_indexes
 from projectors.tailer import Pace, run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
 from spectron.config import Settings
