@@ -46,7 +46,6 @@ from spectron.events import (
     new_event_fields,
 )
 from spectron.facts import AttributeFact, EntityRef, EntityType, Facts, RelationFact
-from spectron.log.postgres import PostgresEventLog
 from spectron.service import MemoryService
 
 BATCH = 500  # memories per append (one transaction)
@@ -139,7 +138,6 @@ async def build_log(home: Path, memories: int) -> None:
         home=home, embedder=embedder, extractor="none", run_projectors=False
     ) as writer:
         service = await writer.service()
-        assert isinstance(service.log, PostgresEventLog)
         for start in range(0, memories, BATCH):
             await service.log.append(_batch(tree, text, start, min(BATCH, memories - start)))
             if start % (10 * BATCH) == 0:

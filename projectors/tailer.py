@@ -19,8 +19,7 @@ from projectors.driver import apply_records, projection_positions
 from projectors.enrichment import Enricher
 from spectron.errors import ContentForgotten, MalformedEvent, StoreUnavailable
 from spectron.events import MemoryLike, MemoryRecorded, ReflectionRecorded
-from spectron.log import EventLog, decode_record
-from spectron.log.postgres import PostgresEventLog
+from spectron.log import EventLog, TransactionalLog, decode_record
 from spectron.sealing import drop_forgotten, unseal
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ async def run_projection_tailer(
 
 
 async def enrich_once(
-    pool: AsyncConnectionPool, event_log: PostgresEventLog, enricher: Enricher
+    pool: AsyncConnectionPool, event_log: TransactionalLog, enricher: Enricher
 ) -> int:
     """Run one batch per partition; outputs and position commit in one transaction (exactly once).
 
@@ -102,7 +101,7 @@ async def enrich_once(
 
 
 async def _enrich_partition(
-    conn: Any, event_log: PostgresEventLog, enricher: Enricher, partition: int
+    conn: Any, event_log: TransactionalLog, enricher: Enricher, partition: int
 ) -> int:
     cur = await conn.execute(
         "SELECT next_offset FROM spectron_log.consumer_positions"
@@ -127,7 +126,7 @@ async def _enrich_partition(
             memories.append(event)
         last = record.position.offset
     derived = await drop_forgotten(conn, await enricher.enrich(conn, memories))
-    await event_log.append(derived, conn=conn)
+    await event_log.append_in_transaction(conn, derived)
     await conn.execute(
         "UPDATE spectron_log.consumer_positions SET next_offset = %s"
         " WHERE consumer = %s AND partition = %s",
@@ -155,7 +154,7 @@ class Pace:
 
 async def run_enrichment_tailer(
     pool: AsyncConnectionPool,
-    event_log: PostgresEventLog,
+    event_log: TransactionalLog,
     enricher: Enricher,
     pace: Pace | None = None,
 ) -> None:

@@ -34,8 +34,7 @@ from spectron.events import (
     MemoryRecorded,
     ReflectionRecorded,
 )
-from spectron.log import ContentForgotten, EventLog, RawRecord, decode_record
-from spectron.log.postgres import PostgresEventLog
+from spectron.log import ContentForgotten, EventLog, RawRecord, TransactionalLog, decode_record
 from spectron.sealing import unseal
 
 _COLUMNS = 'consumer, partition, "offset", recorded_at, reason, value'
@@ -112,12 +111,15 @@ async def retry_dead_letters(
     *,
     event_log: EventLog | None = None,
     enrichers: Sequence[Enricher] = (),
+    transactional_log: TransactionalLog | None = None,
 ) -> RetryReport:
     """Re-decode dead letters (all, or those at `positions`); apply and delete those that decode.
 
     Each dead letter is retried in its own transaction, so one failure never undoes another's
-    revival. With `event_log` and `enrichers`, a revived memory is enriched as described above;
-    if an enricher fails (model down) the dead letter is left untouched, to retry later.
+    revival. With a log and `enrichers`, a revived memory is enriched as described above: its
+    derived events join the retry's transaction through `transactional_log` (embedded), else
+    go to `event_log` after the commit (Kafka). If an enricher fails (model down) the dead
+    letter is left untouched, to retry later.
     """
     report = RetryReport()
     if positions is None:
@@ -132,7 +134,7 @@ async def retry_dead_letters(
         targets = list(dict.fromkeys(positions))
     for position in targets:
         async with pool.connection() as conn:
-            await _retry_one(conn, ctx, position, report, event_log, enrichers)
+            await _retry_one(conn, ctx, position, report, event_log, transactional_log, enrichers)
     return report
 
 
@@ -142,6 +144,7 @@ async def _retry_one(
     position: LogPosition,
     report: RetryReport,
     event_log: EventLog | None,
+    transactional_log: TransactionalLog | None,
     enrichers: Sequence[Enricher],
 ) -> None:
     where = [PROJECTION_CONSUMER, position.partition, position.offset]
@@ -171,7 +174,8 @@ async def _retry_one(
         for project in PROJECTORS:
             await project(cur, logged, ctx)
         event = logged.event
-        if event_log is not None and isinstance(event, MemoryRecorded | ReflectionRecorded):
+        appends = event_log is not None or transactional_log is not None
+        if appends and isinstance(event, MemoryRecorded | ReflectionRecorded):
             try:
                 for enricher in enrichers:
                     derived.extend(await enricher.enrich(conn, [event]))
@@ -179,10 +183,10 @@ async def _retry_one(
                 report.kept[position] = f"decodes now, but enrichment failed: {exc!r}"
                 raise Rollback() from exc
         await cur.execute("SELECT pg_notify(%s, '')", [PROJECTED_CHANNEL])
-        if isinstance(event_log, PostgresEventLog):
+        if transactional_log is not None:
             # the derived events join the log in this transaction; the projection applies them
             # after the memory row exists, in log order, exactly as a replay does
-            await event_log.append(derived, conn=conn)
+            await transactional_log.append_in_transaction(conn, derived)
             derived = []
         if not derived:
             await cur.execute(_DELETE, where)

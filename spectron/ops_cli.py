@@ -116,6 +116,7 @@ def dlq_retry(
                 positions,
                 event_log=service.log,
                 enrichers=service.enrichers(),
+                transactional_log=service.transactional_log,
             )
         finally:
             await client.close()

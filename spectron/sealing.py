@@ -49,7 +49,7 @@ from spectron.events import (
     event_document,
     record_head,
 )
-from spectron.log import RawRecord
+from spectron.records import RawRecord
 from spectron.scope import scope_key
 
 # Projection batches hold it shared, forgetting holds it exclusively: a batch that read a key

@@ -69,7 +69,7 @@ from spectron.forgetting import (
 )
 from spectron.health import LogStatus, log_status
 from spectron.history import AuditPage, HistoryEntry, attribute_history, recent_audit
-from spectron.log import EventLog
+from spectron.log import LogBackend, TransactionalLog
 from spectron.log.owed import parse_token
 from spectron.log.postgres import PostgresEventLog
 from spectron.memories import MemoryPage, MemoryRecord, get_memory, list_memories
@@ -109,7 +109,7 @@ class MemoryService:
         self,
         settings: Settings,
         pool: AsyncConnectionPool,
-        event_log: EventLog,
+        event_log: LogBackend,
         embedder: Embedder,
         context: ProjectionContext,
         server: EmbeddedPostgres | None,
@@ -119,12 +119,16 @@ class MemoryService:
         uri: str,
         watch: StoreWatch | None = None,
         reranker: Reranker | None = None,
+        transactional_log: TransactionalLog | None = None,
     ) -> None:
         self.settings = settings
         self.reasoner = reasoner or make_reasoner()
         self.reranker = reranker
         self.pool = pool
         self.log = event_log
+        # the embedded log, chosen in the wiring: appends can join a transaction, and this
+        # process tails and enriches it; None on Kafka, where the workers do
+        self.transactional_log = transactional_log
         self.embedder = embedder
         self.extractor = extractor
         self.context = context
@@ -175,9 +179,10 @@ class MemoryService:
                 # a replay that died left its deferred indexes recorded: build them now
                 await conn.set_autocommit(True)
                 await restore_indexes(conn)
-            event_log: EventLog
+            event_log: LogBackend
+            transactional_log: TransactionalLog | None = None
             if settings.kafka_bootstrap is None:
-                event_log = PostgresEventLog(pool, uri, settings.partitions)
+                event_log = transactional_log = PostgresEventLog(pool, uri, settings.partitions)
             else:
                 from spectron.log.kafka import KafkaEventLog
 
@@ -201,6 +206,7 @@ class MemoryService:
             uri=uri,
             watch=watch,
             reranker=reranker,
+            transactional_log=transactional_log,
         )
         watch.start(pool)
         if settings.projectors_in_process:
@@ -221,11 +227,11 @@ class MemoryService:
         self._tasks.append(
             asyncio.create_task(run_projection_tailer(projector_pool, self.log, self.context))
         )
-        if isinstance(self.log, PostgresEventLog):
+        if (embedded := self.transactional_log) is not None:
             for enricher in self.enrichers():
                 pace = self.embedding_pace if isinstance(enricher, EmbeddingEnricher) else None
                 self._tasks.append(
-                    asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher, pace))
+                    asyncio.create_task(run_enrichment_tailer(self.pool, embedded, enricher, pace))
                 )
 
     def enrichers(self) -> list[Enricher]:
@@ -379,7 +385,7 @@ class MemoryService:
         one reader of this process helps per partition at a time, so readers never hold more
         than a connection per partition.
         """
-        if not isinstance(self.log, PostgresEventLog) or self._replaying:
+        if self.transactional_log is None or self._replaying:
             # Kafka: the workers read the topic, this process does not; a rebuild or replay
             # under way stopped the projectors, and owns the projection until it is done
             return False
@@ -395,7 +401,7 @@ class MemoryService:
 
     def _embedding_pass(self) -> str | None:
         """The embedding pass whose position readers can see (embedded log), else None."""
-        if isinstance(self.log, PostgresEventLog):
+        if self.transactional_log is not None:
             return enrichment_consumer(self.embedder)
         return None
 
@@ -582,7 +588,7 @@ class MemoryService:
             if condition is not None:
                 selector["where"] = condition.model_dump(mode="json", exclude_none=True)
                 await self.get_state(chosen)  # filters read the projection: read your writes
-        embedded_log = self.log if isinstance(self.log, PostgresEventLog) else None
+        embedded_log = self.transactional_log
         async with self.pool.connection() as conn, conn.transaction():
             if memory_id is not None:
                 ids = await select_memory(conn, scope, memory_id)
@@ -593,7 +599,7 @@ class MemoryService:
             citing = await shred(conn, ids)
             events = tombstones(scope, principal, ids, selector, reason)
             if embedded_log is not None:
-                await embedded_log.append(events, conn=conn)
+                await embedded_log.append_in_transaction(conn, events)
         if embedded_log is None:
             try:
                 await self.log.append(events)
@@ -717,7 +723,7 @@ class MemoryService:
 
     async def verify_log(self) -> LogVerification:
         """Check the log's hash chain end to end."""
-        return await verify_log(self.log, self.pool)
+        return await verify_log(self.log)
 
     async def _read_your_writes(
         self, scope: Scope | None, consistency: Consistency, timeout: float | None

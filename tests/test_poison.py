@@ -191,6 +191,7 @@ async def test_retry_keeps_what_still_fails_and_revives_after_an_upgrade(
         service.context,
         event_log=service.log,
         enrichers=service.enrichers(),
+        transactional_log=service.transactional_log,
     )
     assert report.revived == [appended.position]
     assert (
@@ -244,7 +245,11 @@ async def test_retry_leaves_the_dead_letter_when_enrichment_fails(
             raise ConnectionError("embedding service down")
 
     report = await retry_dead_letters(
-        service.pool, service.context, event_log=service.log, enrichers=[Down()]
+        service.pool,
+        service.context,
+        event_log=service.log,
+        enrichers=[Down()],
+        transactional_log=service.transactional_log,
     )
     assert report.revived == [] and "embedding service down" in report.kept[appended.position]
     [letter] = await list_dead_letters(service.pool)

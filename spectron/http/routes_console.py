@@ -221,5 +221,6 @@ async def retry_dead_letters(
         positions,
         event_log=service.log,
         enrichers=service.enrichers(),
+        transactional_log=service.transactional_log,
     )
     return retry_outcome(report)
