@@ -22,6 +22,7 @@ from projectors.enrichment import (
     enrichment_consumer,
     enrichment_passes,
 )
+from projectors.forgetting import purge_memories
 from projectors.replay import (
     Progress,
     ReplayReport,
@@ -32,7 +33,7 @@ from projectors.replay import (
     restore_indexes,
     swap_schemas,
 )
-from projectors.tailer import Pace, run_enrichment_tailer, run_projection_tailer
+from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
 from spectron.availability import StoreWatch
 from spectron.config import Settings
@@ -74,6 +75,7 @@ from spectron.log.owed import parse_token
 from spectron.log.postgres import PostgresEventLog
 from spectron.memories import MemoryPage, MemoryRecord, get_memory, list_memories
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
+from spectron.pace import Pace
 from spectron.profile import load_profile
 from spectron.reasoning import Reasoner, ReflectionInput, make_reasoner
 from spectron.recall import (
@@ -596,7 +598,7 @@ class MemoryService:
                 ids = await select_scope(conn, chosen, condition)
             if not ids:
                 return ForgetResult(forgotten=[], tombstones=[], citing_reflections=[])
-            citing = await shred(conn, ids)
+            citing = await shred(conn, ids, purge_memories)
             events = tombstones(scope, principal, ids, selector, reason)
             if embedded_log is not None:
                 await embedded_log.append_in_transaction(conn, events)

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from projectors.driver import projection_positions
 from projectors.faust_app import Processors
 from spectron import SpectronClient
 from spectron.config import Settings
@@ -29,6 +28,7 @@ from spectron.events import (
 )
 from spectron.log import decode_record
 from spectron.log.kafka import KafkaEventLog
+from spectron.positions import projection_positions
 from tests.conftest import SETTLE_TIMEOUT
 from tests.kafka_support import KafkaDeployment, run_deployment, unique_topic
 from tests.log_support import opened

@@ -23,10 +23,11 @@ import pytest
 from typer.testing import CliRunner
 
 import spectron.events
+from projectors.dead_letters import retry_dead_letters
 from projectors.tailer import enrich_once, project_once
 from spectron import SpectronClient
 from spectron.config import Settings
-from spectron.dlq import list_dead_letters, retry_dead_letters
+from spectron.dlq import list_dead_letters
 from spectron.events import LogPosition, MemoryRecorded, MemoryRecordedPayload, encode_event
 from spectron.events import new_event_fields as fields
 from spectron.log import partition_for

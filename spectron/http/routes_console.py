@@ -204,7 +204,7 @@ async def retry_dead_letters(
     body: DeadLetterRetry, key: AdminKey, service: Service
 ) -> RetryOutcome:
     """Decode dead letters again; apply those that decode (needs `admin` and the floor `{}`)."""
-    from spectron.dlq import retry_dead_letters as retry
+    from projectors.dead_letters import retry_dead_letters as retry
     from spectron.events import LogPosition
 
     _unrestricted(key)
