@@ -512,7 +512,7 @@ async def _chaos_kafka(harness: Harness, rng: random.Random) -> dict[str, int]:
 
 async def _quiesce(service: Any, consumers: Sequence[str], bound: float) -> None:
     """Wait until the projections and every enrichment pass cover the whole log, twice in a row."""
-    from projectors.driver import projection_positions
+    from spectron.positions import all_enrichment_positions, projection_positions
 
     deadline = time.monotonic() + bound
     settled: dict[int, int] | None = None
@@ -520,12 +520,7 @@ async def _quiesce(service: Any, consumers: Sequence[str], bound: float) -> None
         ends = await service.log.end_offsets()
         async with service.pool.connection() as conn:
             projected = await projection_positions(conn)
-            cur = await conn.execute(
-                "SELECT consumer, partition, next_offset FROM spectron_log.consumer_positions"
-                " WHERE consumer = ANY(%s)",
-                [list(consumers)],
-            )
-            enriched = {(c, int(p)): int(n) for c, p, n in await cur.fetchall()}
+            enriched = await all_enrichment_positions(conn)
         behind = {
             name: sum(max(0, end - done.get(p, 0)) for p, end in ends.items())
             for name, done in [("projections", projected)]

@@ -46,7 +46,7 @@ from spectron.events import (
     new_event_fields,
 )
 from spectron.facts import AttributeFact, EntityRef, EntityType, Facts, RelationFact
-from spectron.log.postgres import PostgresEventLog
+from spectron.positions import raise_enrichment_position
 from spectron.service import MemoryService
 
 BATCH = 500  # memories per append (one transaction)
@@ -139,21 +139,16 @@ async def build_log(home: Path, memories: int) -> None:
         home=home, embedder=embedder, extractor="none", run_projectors=False
     ) as writer:
         service = await writer.service()
-        assert isinstance(service.log, PostgresEventLog)
         for start in range(0, memories, BATCH):
             await service.log.append(_batch(tree, text, start, min(BATCH, memories - start)))
             if start % (10 * BATCH) == 0:
                 # poison from another producer: the projector dead-letters it and goes on
                 await service.log.append_raw(start % service.log.partitions, None, b"{not json")
         ends = await service.log.end_offsets()
-        async with service.pool.connection() as conn, conn.cursor() as cur:
+        async with service.pool.connection() as conn:
             # the embedding pass already ran (its events are in the log): mark it done
-            await cur.executemany(
-                "INSERT INTO spectron_log.consumer_positions (consumer, partition, next_offset)"
-                " VALUES (%s, %s, %s) ON CONFLICT (consumer, partition)"
-                " DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                [(enrichment_consumer(embedder), p, end) for p, end in ends.items()],
-            )
+            for partition, end in ends.items():
+                await raise_enrichment_position(conn, enrichment_consumer(embedder), partition, end)
     appended = time.perf_counter() - started
     console.print(f"appended {sum(ends.values()):,} events in {appended:.1f}s")
     started = time.perf_counter()

@@ -16,7 +16,9 @@ from projectors.entities import project_entities
 from projectors.forgetting import project_forgetting
 from projectors.recall import project_recall
 from spectron.errors import MalformedEvent
-from spectron.log import RawRecord, decode_record
+from spectron.log import decode_record
+from spectron.positions import PROJECTION_CONSUMER, advance_projection, lock_projection_position
+from spectron.records import RawRecord
 from spectron.sealing import unseal
 
 if TYPE_CHECKING:
@@ -24,8 +26,6 @@ if TYPE_CHECKING:
 
 # every projection, in the order each event is applied to them (entities read memories rows)
 PROJECTORS: tuple[Projector, ...] = (project_recall, project_entities, project_forgetting)
-PROJECTION_CONSUMER = "projections"
-PROJECTED_CHANNEL = "spectron_projected"
 log = logging.getLogger(__name__)
 
 
@@ -147,19 +147,9 @@ async def apply_records(
         # and one a crash loses is applied again from the log; waiting for the disk here only
         # makes readers wait longer (any later synchronous commit flushes this one first)
         await cur.execute("SET LOCAL synchronous_commit TO off")
-        await cur.execute(
-            "INSERT INTO positions (consumer, partition) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            [PROJECTION_CONSUMER, partition],
-        )
-        lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
-        await cur.execute(
-            f"SELECT next_offset FROM positions WHERE consumer = %s AND partition = %s {lock}",
-            [PROJECTION_CONSUMER, partition],
-        )
-        row = await cur.fetchone()
-        if row is None:
+        next_offset = await lock_projection_position(cur, partition, wait=wait)
+        if next_offset is None:
             return None
-        next_offset = int(row[0])
         fresh = [record for record in records if record.position.offset >= next_offset]
         for record in await unseal(conn, fresh, hold_forget_lock=True):
             if record.forgotten:
@@ -190,17 +180,5 @@ async def apply_records(
             next_offset = record.position.offset + 1
             applied += 1
         if applied:
-            await cur.execute(
-                "UPDATE positions SET next_offset = %s WHERE consumer = %s AND partition = %s",
-                [next_offset, PROJECTION_CONSUMER, partition],
-            )
-            await cur.execute("SELECT pg_notify(%s, '')", [PROJECTED_CHANNEL])
+            await advance_projection(cur, partition, next_offset)
     return applied
-
-
-async def projection_positions(conn: AsyncConnection[Any]) -> dict[int, int]:
-    """Per partition, the next offset the projections will apply."""
-    cur = await conn.execute(
-        "SELECT partition, next_offset FROM positions WHERE consumer = %s", [PROJECTION_CONSUMER]
-    )
-    return {int(p): int(n) for p, n in await cur.fetchall()}

@@ -37,7 +37,7 @@ from faust.transport.drivers import aiokafka as faust_kafka
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
-from projectors.driver import apply_records, projection_positions
+from projectors.driver import apply_records
 from projectors.enrichment import Enricher, enrichment_passes
 from spectron.config import Settings
 from spectron.embedding import Embedder, make_embedder
@@ -52,6 +52,7 @@ from spectron.events import LogPosition, MemoryLike, MemoryRecorded, ReflectionR
 from spectron.log import RawRecord, decode_record
 from spectron.log.kafka import FETCH_MAX_WAIT_MS, KafkaEventLog, record_time
 from spectron.log.kafka_chain import chain_head, extend_chain
+from spectron.positions import enrichment_position, projection_positions, raise_enrichment_position
 from spectron.runtime import Runtime, open_runtime
 from spectron.sealing import drop_forgotten, unseal
 
@@ -142,13 +143,7 @@ class Processors:
     ) -> None:
         """Run one enricher over a partition's batch (and any gap before it); append its output."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT next_offset FROM spectron_log.consumer_positions"
-                " WHERE consumer = %s AND partition = %s",
-                [enricher.name, partition],
-            )
-            row = await cur.fetchone()
-        position = int(row[0]) if row else 0
+            position = await enrichment_position(conn, enricher.name, partition)
         await self._with_gap(
             partition, records, position, functools.partial(self._enrich, enricher)
         )
@@ -184,12 +179,8 @@ class Processors:
         async def advance() -> None:
             # the output is in the log now; a crash before this line only enriches again
             async with self.pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO spectron_log.consumer_positions AS c"
-                    " (consumer, partition, next_offset) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (consumer, partition) DO UPDATE"
-                    " SET next_offset = greatest(c.next_offset, excluded.next_offset)",
-                    [enricher.name, partition, records[-1].position.offset + 1],
+                await raise_enrichment_position(
+                    conn, enricher.name, partition, records[-1].position.offset + 1
                 )
 
         await _retry(f"storing the position of {enricher.name} on partition {partition}", advance)

@@ -9,18 +9,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
-from projectors.driver import apply_records, projection_positions
+from projectors.driver import apply_records
 from projectors.enrichment import Enricher
 from spectron.errors import ContentForgotten, MalformedEvent, StoreUnavailable
 from spectron.events import MemoryLike, MemoryRecorded, ReflectionRecorded
-from spectron.log import EventLog, decode_record
-from spectron.log.postgres import PostgresEventLog
+from spectron.log import EventLog, TransactionalLog, decode_record
+from spectron.pace import Pace
+from spectron.positions import (
+    enrichment_positions,
+    ensure_enrichment_positions,
+    lock_enrichment_position,
+    projection_positions,
+    set_enrichment_position,
+)
 from spectron.sealing import drop_forgotten, unseal
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,7 @@ async def run_projection_tailer(
 
 
 async def enrich_once(
-    pool: AsyncConnectionPool, event_log: PostgresEventLog, enricher: Enricher
+    pool: AsyncConnectionPool, event_log: TransactionalLog, enricher: Enricher
 ) -> int:
     """Run one batch per partition; outputs and position commit in one transaction (exactly once).
 
@@ -79,16 +85,8 @@ async def enrich_once(
     """
     ends = await event_log.end_offsets()
     async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO spectron_log.consumer_positions (consumer, partition)"
-            " SELECT %s, p FROM generate_series(0, %s - 1) p ON CONFLICT DO NOTHING",
-            [enricher.name, event_log.partitions],
-        )
-        cur = await conn.execute(
-            "SELECT partition, next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
-            [enricher.name],
-        )
-        positions = {int(p): int(n) for p, n in await cur.fetchall()}
+        await ensure_enrichment_positions(conn, enricher.name, event_log.partitions)
+        positions = await enrichment_positions(conn, enricher.name)
         projected = await projection_positions(conn)
     total = 0
     for partition, end in sorted(ends.items()):
@@ -102,17 +100,11 @@ async def enrich_once(
 
 
 async def _enrich_partition(
-    conn: Any, event_log: PostgresEventLog, enricher: Enricher, partition: int
+    conn: Any, event_log: TransactionalLog, enricher: Enricher, partition: int
 ) -> int:
-    cur = await conn.execute(
-        "SELECT next_offset FROM spectron_log.consumer_positions"
-        " WHERE consumer = %s AND partition = %s FOR UPDATE SKIP LOCKED",
-        [enricher.name, partition],
-    )
-    row = await cur.fetchone()
-    if row is None:
+    start = await lock_enrichment_position(conn, enricher.name, partition)
+    if start is None:
         return 0  # another process is running this pass on this partition
-    start = int(row[0])
     records = await unseal(conn, await event_log.read(partition, start, BATCH))
     memories: list[MemoryLike] = []
     last = start - 1
@@ -127,35 +119,14 @@ async def _enrich_partition(
             memories.append(event)
         last = record.position.offset
     derived = await drop_forgotten(conn, await enricher.enrich(conn, memories))
-    await event_log.append(derived, conn=conn)
-    await conn.execute(
-        "UPDATE spectron_log.consumer_positions SET next_offset = %s"
-        " WHERE consumer = %s AND partition = %s",
-        [last + 1, enricher.name, partition],
-    )
+    await event_log.append_in_transaction(conn, derived)
+    await set_enrichment_position(conn, enricher.name, partition, last + 1)
     return last + 1 - start
-
-
-@dataclass
-class Pace:
-    """How long an enrichment pass takes per log record it moves past (a moving average).
-
-    Readers use it to tell whether its output can still arrive within their bound.
-    """
-
-    seconds_per_record: float | None = None
-
-    def record(self, records: int, seconds: float) -> None:
-        """Fold in one batch: `records` moved past in `seconds`."""
-        if records > 0:
-            sample = seconds / records
-            last = self.seconds_per_record
-            self.seconds_per_record = sample if last is None else 0.7 * last + 0.3 * sample
 
 
 async def run_enrichment_tailer(
     pool: AsyncConnectionPool,
-    event_log: PostgresEventLog,
+    event_log: TransactionalLog,
     enricher: Enricher,
     pace: Pace | None = None,
 ) -> None:

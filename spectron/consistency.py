@@ -13,11 +13,11 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from projectors.driver import PROJECTED_CHANNEL, projection_positions
-from projectors.tailer import Pace
 from spectron.errors import ReadYourWritesTimeout
 from spectron.log import EventLog
 from spectron.log.owed import owed_offsets
+from spectron.pace import Pace
+from spectron.positions import PROJECTED_CHANNEL, enrichment_positions, projection_positions
 from spectron.recall import VISIBLE, visibility_params
 from spectron.scope import Scope
 
@@ -127,11 +127,7 @@ async def _hopeless(
     left: float,
 ) -> bool:
     """True when the pass cannot reach the owed writes in the time left (see HOPELESS_BACKLOG)."""
-    cur = await conn.execute(
-        "SELECT partition, next_offset FROM spectron_log.consumer_positions WHERE consumer = %s",
-        [enrichment],
-    )
-    done = {int(p): int(n) for p, n in await cur.fetchall()}
+    done = await enrichment_positions(conn, enrichment)
     backlog = {p: head - done.get(p, 0) for p, head in heads.items() if head > done.get(p, 0)}
     if pace is not None and pace.seconds_per_record is not None:
         return sum(backlog.values()) * pace.seconds_per_record > left

@@ -1,17 +1,10 @@
-"""Dead letters: records the projections could not decode, listed and retried by an operator.
+"""Dead letters: records the projections could not decode, kept with why, for an operator.
 
 A poison record (another producer's bytes that are not a valid event) is stored by
 `projectors.driver.apply_records` in the projection's `dead_letters` table with its position, log
-time, the reason and the raw bytes; projection moves on. After an upgrade that makes such bytes
-decodable, `retry_dead_letters` applies them with the projectors, in one transaction that also
-deletes the dead letter; bytes that still do not decode keep their dead letter, with the new reason.
-
-A revived memory was passed over by the enrichment passes too (they skip what does not decode), so
-retry also runs the given enrichers on it and appends their output to the log, where the projection
-applies it in log order after the memory, exactly as a replay does. On the embedded log that append
-is part of the retry's transaction. On Kafka it follows the commit of the memory's projection and
-precedes the deletion of the dead letter: after a crash in between, retrying again is harmless (the
-memory is projected once; a second copy of the derived events is ignored, the first one wins).
+time, the reason and the raw bytes; projection moves on. This module owns that table: listing,
+counting, and the statements with which `projectors.dead_letters.retry_dead_letters` revives a
+dead letter after an upgrade that makes its bytes decodable.
 """
 
 from __future__ import annotations
@@ -21,25 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection, Rollback
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from projectors.base import ProjectionContext
-from projectors.driver import PROJECTED_CHANNEL, PROJECTION_CONSUMER, PROJECTORS
-from projectors.enrichment import Enricher
-from spectron.errors import MalformedEvent
-from spectron.events import (
-    Envelope,
-    LogPosition,
-    MemoryRecorded,
-    ReflectionRecorded,
-)
-from spectron.log import ContentForgotten, EventLog, RawRecord, decode_record
-from spectron.log.postgres import PostgresEventLog
-from spectron.sealing import unseal
+from spectron.events import LogPosition
 
 _COLUMNS = 'consumer, partition, "offset", recorded_at, reason, value'
-_DELETE = 'DELETE FROM dead_letters WHERE consumer = %s AND partition = %s AND "offset" = %s'
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,98 +85,43 @@ async def list_dead_letters(
         return [_row(row) for row in await cur.fetchall()]
 
 
-async def retry_dead_letters(
-    pool: AsyncConnectionPool[AsyncConnection[Any]],
-    ctx: ProjectionContext,
-    positions: Sequence[LogPosition] | None = None,
-    *,
-    event_log: EventLog | None = None,
-    enrichers: Sequence[Enricher] = (),
-) -> RetryReport:
-    """Re-decode dead letters (all, or those at `positions`); apply and delete those that decode.
-
-    Each dead letter is retried in its own transaction, so one failure never undoes another's
-    revival. With `event_log` and `enrichers`, a revived memory is enriched as described above;
-    if an enricher fails (model down) the dead letter is left untouched, to retry later.
-    """
-    report = RetryReport()
-    if positions is None:
-        async with pool.connection() as conn:
-            cur = await conn.execute(
-                'SELECT partition, "offset" FROM dead_letters WHERE consumer = %s'
-                ' ORDER BY partition, "offset"',
-                [PROJECTION_CONSUMER],
-            )
-            targets = [LogPosition(int(p), int(o)) for p, o in await cur.fetchall()]
-    else:
-        targets = list(dict.fromkeys(positions))
-    for position in targets:
-        async with pool.connection() as conn:
-            await _retry_one(conn, ctx, position, report, event_log, enrichers)
-    return report
+async def dead_letter_positions(conn: AsyncConnection[Any], consumer: str) -> list[LogPosition]:
+    """Where a consumer's dead letters sit, in log order."""
+    cur = await conn.execute(
+        'SELECT partition, "offset" FROM dead_letters WHERE consumer = %s'
+        ' ORDER BY partition, "offset"',
+        [consumer],
+    )
+    return [LogPosition(int(p), int(o)) for p, o in await cur.fetchall()]
 
 
-async def _retry_one(
-    conn: AsyncConnection[Any],
-    ctx: ProjectionContext,
-    position: LogPosition,
-    report: RetryReport,
-    event_log: EventLog | None,
-    enrichers: Sequence[Enricher],
+async def lock_dead_letter(
+    cur: AsyncCursor[Any], consumer: str, position: LogPosition
+) -> DeadLetter | None:
+    """In the caller's transaction: lock a consumer's dead letter at `position`; None if none."""
+    await cur.execute(
+        f"SELECT {_COLUMNS} FROM dead_letters"
+        ' WHERE consumer = %s AND partition = %s AND "offset" = %s FOR UPDATE',
+        [consumer, *position],
+    )
+    row = await cur.fetchone()
+    return None if row is None else _row(row)
+
+
+async def set_dead_letter_reason(cur: AsyncCursor[Any], letter: DeadLetter, reason: str) -> None:
+    """Record why a dead letter is still dead."""
+    await cur.execute(
+        "UPDATE dead_letters SET reason = %s"
+        ' WHERE consumer = %s AND partition = %s AND "offset" = %s',
+        [reason, letter.consumer, letter.partition, letter.offset],
+    )
+
+
+async def delete_dead_letter(
+    conn: AsyncConnection[Any] | AsyncCursor[Any], letter: DeadLetter
 ) -> None:
-    where = [PROJECTION_CONSUMER, position.partition, position.offset]
-    derived: list[Envelope] = []
-    async with conn.transaction(), conn.cursor() as cur:
-        await cur.execute(
-            f"SELECT {_COLUMNS} FROM dead_letters"
-            ' WHERE consumer = %s AND partition = %s AND "offset" = %s FOR UPDATE',
-            where,
-        )
-        row = await cur.fetchone()
-        if row is None:
-            report.missing.append(position)
-            return
-        letter = _row(row)
-        [raw] = await unseal(conn, [RawRecord(position, letter.recorded_at, None, letter.value)])
-        try:
-            logged = decode_record(raw)
-        except (MalformedEvent, ContentForgotten) as exc:
-            await cur.execute(
-                "UPDATE dead_letters SET reason = %s"
-                ' WHERE consumer = %s AND partition = %s AND "offset" = %s',
-                [str(exc), *where],
-            )
-            report.kept[position] = str(exc)
-            return
-        for project in PROJECTORS:
-            await project(cur, logged, ctx)
-        event = logged.event
-        if event_log is not None and isinstance(event, MemoryRecorded | ReflectionRecorded):
-            try:
-                for enricher in enrichers:
-                    derived.extend(await enricher.enrich(conn, [event]))
-            except Exception as exc:  # a model down: keep the dead letter for a later retry
-                report.kept[position] = f"decodes now, but enrichment failed: {exc!r}"
-                raise Rollback() from exc
-        await cur.execute("SELECT pg_notify(%s, '')", [PROJECTED_CHANNEL])
-        if isinstance(event_log, PostgresEventLog):
-            # the derived events join the log in this transaction; the projection applies them
-            # after the memory row exists, in log order, exactly as a replay does
-            await event_log.append(derived, conn=conn)
-            derived = []
-        if not derived:
-            await cur.execute(_DELETE, where)
-            report.revived.append(position)
-            return
-    if position in report.kept:
-        return  # rolled back
-    # Kafka: the memory row is committed first, so the workers can apply the derived events
-    assert event_log is not None
-    try:
-        await event_log.append(derived)
-    except Exception as exc:
-        report.kept[position] = f"projected, but appending its enrichment failed: {exc!r}"
-        return
-    async with conn.transaction():
-        await conn.execute(_DELETE, where)
-    report.revived.append(position)
+    """Delete a revived dead letter (in the transaction that applied it, where there is one)."""
+    await conn.execute(
+        'DELETE FROM dead_letters WHERE consumer = %s AND partition = %s AND "offset" = %s',
+        [letter.consumer, letter.partition, letter.offset],
+    )

@@ -14,15 +14,14 @@ VACUUM reclaims them and WAL segments until they are recycled; `spectron forget`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from projectors.forgetting import purge_memories
 from spectron.db import KEYS_SCHEMA
 from spectron.errors import InvalidInput, MemoryNotFound
 from spectron.events import (
@@ -34,6 +33,10 @@ from spectron.events import (
 from spectron.scope import Scope, is_within
 from spectron.sealing import FORGET_LOCK
 from spectron.validation import check_category, check_metadata, check_text
+
+# removes forgotten memories and what derives from them from the projections
+# (projectors.forgetting.purge_memories, handed in by the service)
+Purge = Callable[[AsyncCursor[Any], Sequence[uuid.UUID]], Awaitable[object]]
 
 
 class ForgetFilter(BaseModel):
@@ -152,8 +155,10 @@ async def select_scope(
     return [row[0] for row in await cur.fetchall()]
 
 
-async def shred(conn: AsyncConnection[Any], memory_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """In the caller's transaction: destroy the keys and purge the projections; return citing reflections.
+async def shred(
+    conn: AsyncConnection[Any], memory_ids: Sequence[uuid.UUID], purge: Purge
+) -> list[uuid.UUID]:
+    """In the caller's transaction: destroy the keys and `purge` the projections; return citing reflections.
 
     Memories another producer wrote in plaintext have no key: a keyless tombstone row marks them
     forgotten, so replay passes over them as over the shredded ones.
@@ -172,7 +177,7 @@ async def shred(conn: AsyncConnection[Any], memory_ids: Sequence[uuid.UUID]) -> 
         [ids],
     )
     async with conn.cursor() as cur:
-        await purge_memories(cur, ids)
+        await purge(cur, ids)
         await cur.execute(
             "SELECT reflection_id FROM reflections WHERE sources && %s ORDER BY reflection_id",
             [ids],

@@ -11,10 +11,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
-from projectors.driver import PROJECTION_CONSUMER
 from spectron.dlq import DeadLetter, RetryReport, count_dead_letters
 from spectron.events import LogPosition
 from spectron.log import EventLog
+from spectron.positions import projection_positions
 
 
 class _Model(BaseModel):
@@ -63,11 +63,7 @@ async def log_status(pool: AsyncConnectionPool[AsyncConnection[Any]], log: Event
     """The status `spectron status` prints, as data."""
     ends = await log.end_offsets()
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT partition, next_offset FROM positions WHERE consumer = %s",
-            [PROJECTION_CONSUMER],
-        )
-        done = {int(p): int(n) for p, n in await cur.fetchall()}
+        done = await projection_positions(conn)
         cur = await conn.execute(
             "SELECT count(*) FILTER (WHERE embedding IS NULL), count(*) FROM memories"
         )

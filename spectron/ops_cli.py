@@ -97,7 +97,7 @@ def dlq_retry(
 
     A revived memory is enriched too (embedded, facts extracted). Exit 1 if any remains dead.
     """
-    from spectron.dlq import retry_dead_letters
+    from projectors.dead_letters import retry_dead_letters
     from spectron.events import LogPosition
 
     if (partition is None) != (offset is None):
@@ -116,6 +116,7 @@ def dlq_retry(
                 positions,
                 event_log=service.log,
                 enrichers=service.enrichers(),
+                transactional_log=service.transactional_log,
             )
         finally:
             await client.close()

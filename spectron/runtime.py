@@ -24,7 +24,7 @@ from spectron.embedding import Embedder, embedder_name, make_embedder
 from spectron.embedding.process import ProcessEmbedder
 from spectron.errors import ProjectionModelMismatch
 from spectron.extraction import Extractor, make_extractor
-from spectron.log import EventLog
+from spectron.log import LogBackend, TransactionalLog
 from spectron.log.postgres import PostgresEventLog
 from spectron.reasoning import Reasoner, make_reasoner
 from spectron.rerank import Reranker, make_reranker
@@ -60,7 +60,10 @@ class Runtime:
     database: Database
     watch: StoreWatch
     pool: AsyncConnectionPool
-    log: EventLog
+    log: LogBackend
+    # the embedded log, chosen here once: its appends can join a caller's transaction, and the
+    # process tails and enriches it; None on Kafka, where the workers do
+    transactional_log: TransactionalLog | None
     embedder: Embedder
     extractor: Extractor | None
     reasoner: Reasoner
@@ -117,9 +120,10 @@ async def open_runtime(
         watch = StoreWatch(uri, database.server)
         pool = await open_pool(uri, schema, watch=watch)
         context = await _projection_context(pool, embedder)
-        event_log: EventLog
+        event_log: LogBackend
+        transactional_log: TransactionalLog | None = None
         if settings.kafka_bootstrap is None:
-            event_log = PostgresEventLog(pool, uri, settings.partitions)
+            event_log = transactional_log = PostgresEventLog(pool, uri, settings.partitions)
         else:
             from spectron.log.kafka import KafkaEventLog
 
@@ -141,6 +145,7 @@ async def open_runtime(
         watch,
         pool,
         event_log,
+        transactional_log,
         embedder,
         extractor,
         reasoner,

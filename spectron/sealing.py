@@ -49,7 +49,7 @@ from spectron.events import (
     event_document,
     record_head,
 )
-from spectron.log import RawRecord
+from spectron.records import RawRecord
 from spectron.scope import scope_key
 
 # Projection batches hold it shared, forgetting holds it exclusively: a batch that read a key
@@ -232,11 +232,12 @@ async def unseal(
             fault = f"no data key for memory {key_id}: sealed elsewhere, or the key store lost it"
             opened.append(dataclasses.replace(record, fault=fault))
             continue
-        opened.append(_open(record, document, key))
+        opened.append(open_record(record, document, key))
     return opened
 
 
-def _open(record: RawRecord, document: dict[str, Any], key: bytes) -> RawRecord:
+def open_record(record: RawRecord, document: dict[str, Any], key: bytes) -> RawRecord:
+    """One sealed record opened with its memory's key (`document` is its decoded JSON head)."""
     memory_id = _sealed_for(document)
     sealed = document.pop("sealed")
     _, raw_box, box = record.value.partition(BINARY_TAIL)

@@ -19,8 +19,9 @@ from projectors.enrichment import (
     enrichment_consumer,
     enrichment_passes,
 )
+from projectors.forgetting import purge_memories
 from projectors.replay import restore_indexes
-from projectors.tailer import Pace, run_enrichment_tailer, run_projection_tailer
+from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
 from spectron.config import Settings
 from spectron.consistency import (
@@ -55,9 +56,9 @@ from spectron.forgetting import (
 from spectron.health import LogStatus, log_status
 from spectron.history import AuditPage, HistoryEntry, attribute_history, recent_audit
 from spectron.log.owed import parse_token
-from spectron.log.postgres import PostgresEventLog
 from spectron.memories import MemoryPage, MemoryRecord, get_memory, list_memories
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
+from spectron.pace import Pace
 from spectron.profile import load_profile
 from spectron.reasoning import Reasoner, ReflectionInput
 from spectron.recall import (
@@ -100,6 +101,9 @@ class MemoryService:
         self.extractor = runtime.extractor
         self.context = runtime.context
         self.watch = runtime.watch
+        # the embedded log, chosen in the wiring: appends can join a transaction, and this
+        # process tails and enriches it; None on Kafka, where the workers do
+        self.transactional_log = runtime.transactional_log
         self._tasks: list[asyncio.Task[None]] = []
         self.query_vectors = QueryVectorCache()
         self.recall_tuning = replace(
@@ -149,11 +153,11 @@ class MemoryService:
         self._tasks.append(
             asyncio.create_task(run_projection_tailer(projector_pool, self.log, self.context))
         )
-        if isinstance(self.log, PostgresEventLog):
+        if (embedded := self.transactional_log) is not None:
             for enricher in self.enrichers():
                 pace = self.embedding_pace if isinstance(enricher, EmbeddingEnricher) else None
                 self._tasks.append(
-                    asyncio.create_task(run_enrichment_tailer(self.pool, self.log, enricher, pace))
+                    asyncio.create_task(run_enrichment_tailer(self.pool, embedded, enricher, pace))
                 )
 
     @property
@@ -314,7 +318,7 @@ class MemoryService:
         one reader of this process helps per partition at a time, so readers never hold more
         than a connection per partition.
         """
-        if not isinstance(self.log, PostgresEventLog) or self._replaying:
+        if self.transactional_log is None or self._replaying:
             # Kafka: the workers read the topic, this process does not; a rebuild or replay
             # under way stopped the projectors, and owns the projection until it is done
             return False
@@ -330,7 +334,7 @@ class MemoryService:
 
     def _embedding_pass(self) -> str | None:
         """The embedding pass whose position readers can see (embedded log), else None."""
-        if isinstance(self.log, PostgresEventLog):
+        if self.transactional_log is not None:
             return enrichment_consumer(self.embedder)
         return None
 
@@ -475,7 +479,7 @@ class MemoryService:
             if condition is not None:
                 selector["where"] = condition.model_dump(mode="json", exclude_none=True)
                 await self.get_state(chosen)  # filters read the projection: read your writes
-        embedded_log = self.log if isinstance(self.log, PostgresEventLog) else None
+        embedded_log = self.transactional_log
         async with self.pool.connection() as conn, conn.transaction():
             if memory_id is not None:
                 ids = await select_memory(conn, scope, memory_id)
@@ -483,10 +487,10 @@ class MemoryService:
                 ids = await select_scope(conn, chosen, condition)
             if not ids:
                 return ForgetResult(forgotten=[], tombstones=[], citing_reflections=[])
-            citing = await shred(conn, ids)
+            citing = await shred(conn, ids, purge_memories)
             events = tombstones(scope, principal, ids, selector, reason)
             if embedded_log is not None:
-                await embedded_log.append(events, conn=conn)
+                await embedded_log.append_in_transaction(conn, events)
         if embedded_log is None:
             try:
                 await self.log.append(events)
@@ -610,7 +614,7 @@ class MemoryService:
 
     async def verify_log(self) -> LogVerification:
         """Check the log's hash chain end to end."""
-        return await verify_log(self.log, self.pool)
+        return await verify_log(self.log)
 
     async def _read_your_writes(
         self, scope: Scope | None, consistency: Consistency, timeout: float | None

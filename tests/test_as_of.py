@@ -9,13 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projectors.driver import apply_records, projection_positions
+from projectors.driver import apply_records
 from projectors.replay import reset_projection
 from spectron import InvalidInput, LogPosition, SpectronClient
 from spectron.config import Settings
 from spectron.consistency import AWAITING_FACTS, AWAITING_VECTOR, wait_for_projections
 from spectron.db import open_pool
 from spectron.log import decode_record
+from spectron.positions import projection_positions
 from spectron.profile import load_profile
 from spectron.recall import search
 from spectron.service import MemoryService

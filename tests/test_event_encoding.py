@@ -28,7 +28,7 @@ from spectron.events import (
 )
 from spectron.facts import Facts
 from spectron.log import RawRecord, decode_record
-from spectron.sealing import _open, seal
+from spectron.sealing import open_record, seal
 
 SCOPE = {"org": "acme", "project": "disk"}
 
@@ -59,7 +59,7 @@ def record(value: bytes) -> RawRecord:
 
 
 def opened(value: bytes, key: bytes) -> RawRecord:
-    return _open(record(value), orjson.loads(record_head(value)), key)
+    return open_record(record(value), orjson.loads(record_head(value)), key)
 
 
 @pytest.mark.parametrize(("dtype", "width"), [("float16", 2), ("float32", 4)])

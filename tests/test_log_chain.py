@@ -23,7 +23,8 @@ async def logged(make_client, n: int = 6):
 
 async def test_untouched_log_verifies(make_client) -> None:
     service, _ = await logged(make_client)
-    checked, breaks = await service.log.verify_chain()
+    verified = await service.log.verify_chain()
+    checked, breaks = verified.checked, verified.breaks
     assert checked == 6 and breaks == []
 
 
@@ -57,7 +58,7 @@ async def test_tampering_is_named(make_client, tamper, offset, reason) -> None:
     service, partition = await logged(make_client)
     async with service.pool.connection() as conn:
         await conn.execute(tamper, {"p": partition})
-    _, breaks = await service.log.verify_chain()
+    breaks = (await service.log.verify_chain()).breaks
     assert [(b.partition, b.offset) for b in breaks] == [(partition, offset)]
     assert reason in breaks[0].reason
 

@@ -23,10 +23,11 @@ import pytest
 from typer.testing import CliRunner
 
 import spectron.events
+from projectors.dead_letters import retry_dead_letters
 from projectors.tailer import enrich_once, project_once
 from spectron import SpectronClient
 from spectron.config import Settings
-from spectron.dlq import list_dead_letters, retry_dead_letters
+from spectron.dlq import list_dead_letters
 from spectron.events import LogPosition, MemoryRecorded, MemoryRecordedPayload, encode_event
 from spectron.events import new_event_fields as fields
 from spectron.log import partition_for
@@ -192,6 +193,7 @@ async def test_retry_keeps_what_still_fails_and_revives_after_an_upgrade(
         service.context,
         event_log=service.log,
         enrichers=service.enrichers(),
+        transactional_log=service.transactional_log,
     )
     assert report.revived == [appended.position]
     assert (
@@ -245,7 +247,11 @@ async def test_retry_leaves_the_dead_letter_when_enrichment_fails(
             raise ConnectionError("embedding service down")
 
     report = await retry_dead_letters(
-        service.pool, service.context, event_log=service.log, enrichers=[Down()]
+        service.pool,
+        service.context,
+        event_log=service.log,
+        enrichers=[Down()],
+        transactional_log=service.transactional_log,
     )
     assert report.revived == [] and "embedding service down" in report.kept[appended.position]
     [letter] = await list_dead_letters(service.pool)

@@ -7,13 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
-from projectors.driver import apply_records, projection_positions
+from projectors.driver import apply_records
 from projectors.enrichment import EmbeddingEnricher
 from projectors.tailer import PROJECTION_FIRST, enrich_once
 from spectron import SpectronClient
 from spectron.consistency import HOPELESS_BACKLOG, owed_heads, wait_for_projections
 from spectron.errors import ReadYourWritesTimeout
 from spectron.log import partition_for
+from spectron.positions import projection_positions
 from spectron.scope import scope_key
 from spectron.service import MemoryService
 

@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from spectron.positions import all_enrichment_positions, projection_positions
 from spectron.service import MemoryService
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -67,16 +68,8 @@ class Metrics:
         """Refresh the lag gauges from the log and the positions tables, then expose everything."""
         ends = await service.log.end_offsets()
         async with service.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT partition, next_offset FROM positions WHERE consumer = 'projections'"
-            )
-            projected = {int(p): int(n) for p, n in await cur.fetchall()}
-            cur = await conn.execute(
-                "SELECT consumer, partition, next_offset FROM spectron_log.consumer_positions"
-            )
-            enriched: dict[tuple[str, int], int] = {
-                (str(c), int(p)): int(n) for c, p, n in await cur.fetchall()
-            }
+            projected = await projection_positions(conn)
+            enriched = await all_enrichment_positions(conn)
         for partition, end in ends.items():
             self.log_end.labels(str(partition)).set(end)
             self.projection_lag.labels(str(partition)).set(end - projected.get(partition, 0))

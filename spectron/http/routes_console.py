@@ -204,7 +204,7 @@ async def retry_dead_letters(
     body: DeadLetterRetry, key: AdminKey, service: Service
 ) -> RetryOutcome:
     """Decode dead letters again; apply those that decode (needs `admin` and the floor `{}`)."""
-    from spectron.dlq import retry_dead_letters as retry
+    from projectors.dead_letters import retry_dead_letters as retry
     from spectron.events import LogPosition
 
     _unrestricted(key)
@@ -221,5 +221,6 @@ async def retry_dead_letters(
         positions,
         event_log=service.log,
         enrichers=service.enrichers(),
+        transactional_log=service.transactional_log,
     )
     return retry_outcome(report)

@@ -1,41 +1,30 @@
-"""The EventLog port: an append-only, partitioned log with Kafka's semantics.
+"""The log port, split by capability: an append-only, partitioned log with Kafka's semantics.
 
-Two adapters implement it: `spectron.log.postgres` (embedded, a table in Postgres) and
-`spectron.log.kafka` (aiokafka). Both key events by canonical scope and pick the partition with
-Kafka's default partitioner, so a scope's events land in the same partition on either backend.
+* `EventLog`: append, read a partition from an offset, end offsets, search by time, wait.
+* `RawAppender`: append bytes as another producer would (tools and poison tests).
+* `ChainVerifier`: check the log's hash chain end to end (spectron.log.chain).
+* `TransactionalLog`: an `EventLog` that can append inside a caller's Postgres transaction.
+
+Two adapters implement them: `spectron.log.postgres` (embedded, a table in Postgres: all four)
+and `spectron.log.kafka` (aiokafka: all but `TransactionalLog`); `LogBackend` names what both
+give. The wiring (spectron.service) picks the adapter once and hands each caller the capability
+it needs. Both key events by canonical scope and pick the partition with Kafka's default
+partitioner, so a scope's events land in the same partition on either backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
+from psycopg import AsyncConnection
 
 from spectron.errors import ContentForgotten, MalformedEvent
-from spectron.events import Envelope, LoggedEvent, LogPosition, decode_event
-
-
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """One record as the log holds it: bytes not yet decoded, so poison can be dead-lettered."""
-
-    position: LogPosition
-    recorded_at: datetime
-    key: bytes | None
-    value: bytes
-    forgotten: bool = False  # its memory's key is destroyed (spectron.sealing.unseal)
-    fault: str | None = None  # why unsealing failed: decoding dead-letters it with this reason
-
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """Acknowledgement of one appended event."""
-
-    position: LogPosition
-    recorded_at: datetime
+from spectron.events import Envelope, LoggedEvent, decode_event
+from spectron.log.chain import ChainReport
+from spectron.records import Appended, RawRecord
 
 
 class EventLog(Protocol):
@@ -73,6 +62,36 @@ class EventLog(Protocol):
     async def wait_for_appends(self, timeout: float) -> None:
         """Return when something may have been appended, or after `timeout` seconds."""
         ...
+
+
+class RawAppender(Protocol):
+    """Appends bytes as another producer would: no validation, no sealing."""
+
+    async def append_raw(self, partition: int, key: bytes | None, value: bytes) -> Appended:
+        """Append one record to `partition` as given; its scope is unknown, so every reader owes it."""
+        ...
+
+
+class ChainVerifier(Protocol):
+    """Checks the log's tamper-evident hash chain."""
+
+    async def verify_chain(self) -> ChainReport:
+        """Walk every partition's chain end to end; records checked, breaks, and what is unchained."""
+        ...
+
+
+class TransactionalLog(EventLog, Protocol):
+    """A log in the projections' database: an append can join the caller's transaction."""
+
+    async def append_in_transaction(
+        self, conn: AsyncConnection[Any], events: Sequence[Envelope]
+    ) -> list[Appended]:
+        """Append a batch inside `conn`'s open transaction: it commits or vanishes with it."""
+        ...
+
+
+class LogBackend(EventLog, RawAppender, ChainVerifier, Protocol):
+    """What every backend gives: the log the wiring holds, whichever adapter it chose."""
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -118,10 +137,15 @@ async def tail(
 
 __all__ = [
     "Appended",
+    "ChainReport",
+    "ChainVerifier",
     "ContentForgotten",
     "EventLog",
+    "LogBackend",
     "MalformedEvent",
+    "RawAppender",
     "RawRecord",
+    "TransactionalLog",
     "decode_record",
     "partition_for",
     "tail",

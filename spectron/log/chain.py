@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from spectron.errors import ChainGap
-from spectron.log import RawRecord
+from spectron.records import RawRecord
 
 GENESIS = bytes(32)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -125,6 +125,16 @@ class ChainHead:
 
     next_offset: int = 0
     last_hash: bytes = GENESIS
+
+
+@dataclass
+class ChainReport:
+    """What verifying a log's chain found (spectron.log.ChainVerifier)."""
+
+    checked: int = 0
+    unchained: int = 0  # Kafka: records past a head, appended but not linked yet
+    breaks: list[ChainBreak] = field(default_factory=list)
+    heads: dict[int, ChainHead] = field(default_factory=dict)  # Kafka: each partition's head
 
 
 def link_records(

@@ -23,8 +23,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from spectron.errors import LogUnavailable, StoreUnavailable
 from spectron.events import Envelope, LogPosition, partition_key
-from spectron.log import Appended, RawRecord, partition_for
+from spectron.log import partition_for
+from spectron.log.chain import ChainReport
+from spectron.log.kafka_chain import verify_kafka_chain
 from spectron.log.owed import Head, floor_heads, record_heads, written_heads
+from spectron.records import Appended, RawRecord
 from spectron.sealing import seal_events
 
 log = logging.getLogger(__name__)
@@ -166,6 +169,10 @@ class KafkaEventLog:
         [appended] = await self._produce([(partition, key, value)])
         await self._record_heads(floor_heads([appended]))  # its scope is unknown: owed by all
         return appended
+
+    async def verify_chain(self) -> ChainReport:
+        """Check the topic against the links the chainer recorded (spectron.log.kafka_chain)."""
+        return await verify_kafka_chain(self, self._pool)
 
     async def _record_heads(self, heads: Sequence[Head]) -> None:
         try:

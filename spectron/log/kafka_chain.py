@@ -30,14 +30,14 @@ every record (unlimited retention), and a record's headers are not covered (Spec
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from spectron.log import EventLog, RawRecord
-from spectron.log.chain import ChainBreak, ChainHead, ChainLink, link_records, verify_links
+from spectron.log import EventLog
+from spectron.log.chain import ChainHead, ChainLink, ChainReport, link_records, verify_links
+from spectron.records import RawRecord
 
 READ_BATCH = 500
 
@@ -90,16 +90,6 @@ async def extend_chain(
     return head
 
 
-@dataclass
-class KafkaChainReport:
-    """What `verify_kafka_chain` found."""
-
-    checked: int = 0
-    unchained: int = 0  # records past a head: appended, not linked yet
-    breaks: list[ChainBreak] = field(default_factory=list)
-    heads: dict[int, ChainHead] = field(default_factory=dict)
-
-
 async def chain_snapshot(
     pool: AsyncConnectionPool, partition: int
 ) -> tuple[ChainHead, list[ChainLink]]:
@@ -134,9 +124,9 @@ async def read_until(log: EventLog, partition: int, end: int) -> list[RawRecord]
     return records
 
 
-async def verify_kafka_chain(log: EventLog, pool: AsyncConnectionPool) -> KafkaChainReport:
+async def verify_kafka_chain(log: EventLog, pool: AsyncConnectionPool) -> ChainReport:
     """Check every partition of the topic against its recorded chain, one partition at a time."""
-    report = KafkaChainReport()
+    report = ChainReport()
     ends = await log.end_offsets()
     for partition in range(log.partitions):
         head, links = await chain_snapshot(pool, partition)
@@ -151,7 +141,6 @@ async def verify_kafka_chain(log: EventLog, pool: AsyncConnectionPool) -> KafkaC
 
 
 __all__ = [
-    "KafkaChainReport",
     "chain_head",
     "chain_snapshot",
     "extend_chain",

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from spectron.errors import InvalidInput
 from spectron.events import EnrichmentFailed, Envelope, FactsExtracted, MemoryEmbedded
-from spectron.log import Appended
+from spectron.records import Appended
 from spectron.scope import Scope, ancestor_keys, scope_key
 
 # derived from a memory by enrichment: owed to no reader

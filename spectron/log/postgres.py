@@ -22,9 +22,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from spectron.errors import LogUnavailable
 from spectron.events import Envelope, LogPosition, partition_key
-from spectron.log import Appended, RawRecord, partition_for
-from spectron.log.chain import ChainBreak, ChainedRecord, record_hash, verify_partition
+from spectron.log import partition_for
+from spectron.log.chain import ChainedRecord, ChainReport, record_hash, verify_partition
 from spectron.log.owed import floor_heads, record_heads, written_heads
+from spectron.records import Appended, RawRecord
 from spectron.sealing import seal_events
 
 CHANNEL = "spectron_log"
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class PostgresEventLog:
-    """EventLog adapter over the `spectron_log` schema of a Postgres database."""
+    """Log adapter over the `spectron_log` schema of a Postgres database (a TransactionalLog)."""
 
     def __init__(self, pool: AsyncConnectionPool, uri: str, partitions: int = 8) -> None:
         self._pool = pool
@@ -87,19 +88,23 @@ class PostgresEventLog:
             await self._listener.close()
             self._listener = None
 
-    async def append(
-        self, events: Sequence[Envelope], conn: AsyncConnection[Any] | None = None
-    ) -> list[Appended]:
-        """Append a batch atomically; with `conn`, inside the caller's open transaction."""
+    async def append(self, events: Sequence[Envelope]) -> list[Appended]:
+        """Append a batch atomically, sharing a group commit with concurrent appends."""
         if not events:
             return []
-        if conn is not None:
-            return await self._append(conn, events)
         done: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
         self._queued.append((events, done))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_queued())
         return await asyncio.shield(done)  # a cancelled caller must not cancel the others' commit
+
+    async def append_in_transaction(
+        self, conn: AsyncConnection[Any], events: Sequence[Envelope]
+    ) -> list[Appended]:
+        """Append a batch inside the caller's open transaction: it commits or vanishes with it."""
+        if not events:
+            return []
+        return await self._append(conn, events)
 
     async def _commit_queued(self) -> None:
         """Commit queued appends, as many per transaction as arrived meanwhile (one fsync each)."""
@@ -169,10 +174,9 @@ class PostgresEventLog:
             await record_heads(conn, floor_heads([appended]))  # its scope is unknown: owed by all
         return appended
 
-    async def verify_chain(self) -> tuple[int, list[ChainBreak]]:
-        """Check every partition's hash chain end to end; return records checked and breaks."""
-        checked = 0
-        breaks: list[ChainBreak] = []
+    async def verify_chain(self) -> ChainReport:
+        """Check every partition's hash chain end to end (each row holds its two hashes)."""
+        report = ChainReport()
         for partition in range(self._partitions):
             async with self._pool.connection() as conn, conn.transaction():
                 async with conn.cursor(name=f"verify_{partition}") as cur:
@@ -193,10 +197,10 @@ class PostgresEventLog:
                         async for o, at, k, v, p, h in cur
                     ]
             count, found = verify_partition(partition, records)
-            checked += count
+            report.checked += count
             if found is not None:
-                breaks.append(found)
-        return checked, breaks
+                report.breaks.append(found)
+        return report
 
     async def read(self, partition: int, from_offset: int, limit: int = 500) -> list[RawRecord]:
         """Records of one partition from an offset, in offset order."""
