@@ -1,4 +1,5 @@
-"""Fixtures shared by the HTTP tests (no tests here): a service, the app on it, keys, ASGI clients.
+"""Fixtures shared by the HTTP tests (no tests here): a service, the app on it, keys, ASGI clients;
+and the helpers they share (fresh_org, log_size, assert_problem).
 
 They are module-scoped (one database and one MemoryService per test module) to keep the HTTP tests
 fast; tests isolate themselves with a fresh `org` value each.
@@ -24,6 +25,7 @@ from spectron.service import MemoryService
 from tests.conftest import SETTLE_TIMEOUT, database_uri
 
 BASE = "http://spectron.test"
+PROBLEM = "application/problem+json"
 MakeKey = Callable[..., Awaitable[str]]
 
 
@@ -130,3 +132,14 @@ async def log_size(service: MemoryService) -> int:
     """How many records the log holds, once enrichment has appended what earlier writes imply."""
     await service.catch_up(10.0)
     return sum((await service.log.end_offsets()).values())
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    """The response is the documented problem+json; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["type"] == f"https://spectron.dev/problems/{slug}"
+    assert body["status"] == status
+    assert {"title", "detail", "instance"} <= set(body)
+    return body
