@@ -20,6 +20,8 @@ from tests.kafka_support import KafkaDeployment, run_deployment
 
 # seconds a test waits for a condition it asserts (projection, embedding, workers joining)
 SETTLE_TIMEOUT = 60.0
+# support modules with asserts of their own: rewrite them, as pytest does test modules
+pytest.register_assert_rewrite("tests.http_support")
 
 
 @pytest.fixture(scope="session")

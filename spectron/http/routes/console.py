@@ -8,13 +8,14 @@ scope floor, problem+json errors.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from spectron.asof import as_of_from_text
+from spectron.calls import GetAudit, GetMemory, ListMemories, Reads
 from spectron.errors import InvalidInput
 from spectron.health import (
     DeadLetterInfo,
@@ -42,7 +43,7 @@ MetadataQuery = Annotated[
 ]
 
 
-def _metadata(text: str | None) -> object:
+def _metadata(text: str | None) -> Any:
     if text is None:
         return None
     try:
@@ -91,16 +92,9 @@ async def list_memories(
     as_of: AsOfIn = None,
 ) -> MemoryPage:
     """Memories visible from the session's scope, newest first, with log positions (needs `read`)."""
-    return await service.list_memories(
-        session.scope,
-        limit=limit,
-        cursor=cursor,
-        memory_category=memory_category,
-        metadata=_metadata(metadata),
-        consistency=consistency,
-        timeout=timeout,
-        as_of=as_of_from_text(as_of),
-    )
+    reads = Reads(consistency, timeout, as_of_from_text(as_of))
+    call = ListMemories(limit, cursor, memory_category, _metadata(metadata), reads)
+    return await session.run(service, call)
 
 
 @router.get("/v1/sessions/{session_id}/memories/{memory_id}", tags=["memory"])
@@ -113,13 +107,8 @@ async def get_memory(
     as_of: AsOfIn = None,
 ) -> MemoryRecord:
     """One memory visible from the session's scope (needs `read`); 404 once forgotten."""
-    return await service.get_memory(
-        session.scope,
-        memory_id,
-        consistency=consistency,
-        timeout=timeout,
-        as_of=as_of_from_text(as_of),
-    )
+    reads = Reads(consistency, timeout, as_of_from_text(as_of))
+    return await session.run(service, GetMemory(memory_id, reads))
 
 
 @router.get("/v1/sessions/{session_id}/audit", tags=["audit"])
@@ -132,13 +121,8 @@ async def audit(
     until: AsOfIn = None,
 ) -> AuditPage:
     """Newest events visible from the session's scope: who, what, when, ids, positions (`read`)."""
-    return await service.audit(
-        session.scope,
-        limit=limit,
-        principal=principal,
-        since=as_of_from_text(since),
-        until=as_of_from_text(until),
-    )
+    call = GetAudit(limit, principal, as_of_from_text(since), as_of_from_text(until))
+    return await session.run(service, call)
 
 
 @router.get("/v1/log/verification", tags=["audit"])

@@ -10,6 +10,17 @@ import orjson
 from fastapi import APIRouter, Query
 
 from spectron.asof import as_of_from_text
+from spectron.calls import (
+    Forget,
+    GetHistory,
+    GetProfile,
+    GetState,
+    Reads,
+    Recall,
+    Reflect,
+    RegisterEntityType,
+    Remember,
+)
 from spectron.errors import InvalidScope
 from spectron.facts import EntityType
 from spectron.forgetting import ForgetResult
@@ -34,7 +45,7 @@ from spectron.http.deps import (
 )
 from spectron.http.routing import SpectronRoute
 from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
-from spectron.scope import canonical_scope, is_within
+from spectron.scope import canonical_scope
 
 router = APIRouter(route_class=SpectronRoute, tags=["memory"], dependencies=AUTH)
 
@@ -44,15 +55,9 @@ async def remember(
     body: RememberRequest, session: Writer, service: Service, metrics: AppMetrics
 ) -> RememberResult:
     """Append a memory at the session's scope (needs `write`); returns once the log has it."""
+    call = Remember(body.content, body.memory_category, body.metadata, body.facts)
     with metrics.append("remember"):
-        return await service.remember(
-            session.scope,
-            session.key.principal,
-            body.content,
-            body.memory_category,
-            body.metadata,
-            body.facts,
-        )
+        return await session.run(service, call)
 
 
 @router.post("/v1/sessions/{session_id}/recall")
@@ -60,18 +65,18 @@ async def recall(
     body: RecallRequest, session: Reader, service: Service, after: ReadAfter = None
 ) -> RecallResult:
     """Memories visible from the session's scope that best match the query (needs `read`)."""
-    return await service.recall(
-        session.scope,
-        body.query,
-        body.top_k,
-        memory_category=body.memory_category,
-        metadata=body.metadata,
-        consistency=body.consistency,
-        timeout=body.timeout,
-        mode=body.mode,
-        as_of=as_of_from_text(body.as_of),
-        after=after,
-        explain=body.explain,
+    reads = Reads(body.consistency, body.timeout, as_of_from_text(body.as_of), after)
+    return await session.run(
+        service,
+        Recall(
+            body.query,
+            body.top_k,
+            body.memory_category,
+            body.metadata,
+            body.mode,
+            body.explain,
+            reads,
+        ),
     )
 
 
@@ -80,15 +85,12 @@ async def reflect(
     body: ReflectRequest, session: Reader, service: Service, metrics: AppMetrics
 ) -> Reflection:
     """Synthesise what the scope can see (needs `read`; `persist` also needs `write`)."""
+    call = Reflect(body.query, body.persist, body.top_k)
     if body.persist:
         session.key.require("write")
         with metrics.append("reflect"):
-            return await service.reflect(
-                session.scope, session.key.principal, body.query, True, body.top_k
-            )
-    return await service.reflect(
-        session.scope, session.key.principal, body.query, False, body.top_k
-    )
+            return await session.run(service, call)
+    return await session.run(service, call)
 
 
 @router.get("/v1/sessions/{session_id}/profile")
@@ -101,13 +103,8 @@ async def profile(
     after: ReadAfter = None,
 ) -> Profile:
     """Entity state, persisted reflections, contributions and recent memory (needs `read`)."""
-    return await service.profile(
-        session.scope,
-        consistency=consistency,
-        timeout=timeout,
-        as_of=as_of_from_text(as_of),
-        after=after,
-    )
+    reads = Reads(consistency, timeout, as_of_from_text(as_of), after)
+    return await session.run(service, GetProfile(reads))
 
 
 @router.get("/v1/sessions/{session_id}/state")
@@ -124,16 +121,9 @@ async def state(
 ) -> State:
     """Entities, attribute chains and relations visible from a scope (needs `read`)."""
     target = session.scope if scope is None else _scope_param(scope)
-    session.key.require_scope(target)
-    if not is_within(target, session.scope):
-        raise InvalidScope(f"a session at {session.scope} cannot read state at {target}")
-    return await service.get_state(
-        target,
-        consistency=consistency,
-        timeout=timeout,
-        as_of=as_of_from_text(as_of),
-        after=after,
-    )
+    session.key.require_scope(target)  # then GetState checks it is at or below the session's
+    reads = Reads(consistency, timeout, as_of_from_text(as_of), after)
+    return await session.run(service, GetState(target, reads))
 
 
 @router.get("/v1/sessions/{session_id}/history")
@@ -145,7 +135,7 @@ async def history(
     as_of: AsOfIn = None,
 ) -> list[HistoryEntry]:
     """Every value an entity's attribute(s) had at or below the scope (needs `read`)."""
-    return await service.history(session.scope, entity, attribute, as_of_from_text(as_of))
+    return await session.run(service, GetHistory(entity, attribute, as_of_from_text(as_of)))
 
 
 @router.post("/v1/sessions/{session_id}/forget")
@@ -156,15 +146,9 @@ async def forget(
     target = None if body.scope is None else canonical_scope(body.scope)
     if target is not None:
         session.key.require_scope(target)
+    call = Forget(body.memory_id, target, body.where, body.reason)
     with metrics.append("forget"):
-        return await service.forget(
-            session.scope,
-            session.key.principal,
-            body.memory_id,
-            target=target,
-            where=body.where,
-            reason=body.reason,
-        )
+        return await session.run(service, call)
 
 
 @router.post("/v1/sessions/{session_id}/entity-types", status_code=201)
@@ -173,7 +157,7 @@ async def register_entity_type(
 ) -> RememberResult:
     """Register an entity type for extraction at and below the scope (needs `write`)."""
     with metrics.append("entity-type"):
-        return await service.register_entity_type(session.scope, session.key.principal, body)
+        return await session.run(service, RegisterEntityType(body))
 
 
 def _scope_param(text: str) -> dict[str, str]:
