@@ -13,7 +13,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypedDict, TypeVar, cast
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -99,6 +99,14 @@ class Remember(Call[RememberResult]):
         return Wire("POST", "remember", body, written=True)
 
 
+class ReadOptions(TypedDict):
+    """How a read waits and what moment it reads, as MemoryService's read methods take them."""
+
+    consistency: Consistency
+    timeout: float | None
+    as_of: AsOf
+
+
 @dataclass(frozen=True)
 class Reads:
     """How a read waits for the log, and which moment it reads."""
@@ -109,6 +117,17 @@ class Reads:
     # a read-your-writes token of writes to wait for ('partition:offset,...'); over HTTP the
     # transport sends its client's own as a header, so the wire form leaves this out
     after: str | None = None
+
+    def options(self) -> ReadOptions:
+        """The service's keyword arguments for the read (all but `after`)."""
+        return {"consistency": self.consistency, "timeout": self.timeout, "as_of": self.as_of}
+
+    def get(self, path: str, params: dict[str, str] | None = None, *, strong: bool = True) -> Wire:
+        """GET `path` with the read's query parameters, then `params`; a strong read sends the
+        client's read-your-writes token unless `strong` is False."""
+        strong = strong and self.consistency == "strong"
+        query = {**self.params(), **(params or {})}
+        return Wire("GET", path, params=query, wait=self.timeout, strong=strong)
 
     def params(self) -> dict[str, str]:
         """The read's query parameters."""
@@ -131,7 +150,6 @@ class Recall(Call[RecallResult]):
 
     async def run(self, service: MemoryService, scope: Scope, principal: str) -> RecallResult:
         """See Session.recall."""
-        reads = self.reads
         return await service.recall(
             scope,
             self.query,
@@ -140,10 +158,8 @@ class Recall(Call[RecallResult]):
             metadata=self.metadata,
             mode=self.mode,
             explain=self.explain,
-            consistency=reads.consistency,
-            timeout=reads.timeout,
-            as_of=reads.as_of,
-            after=reads.after,
+            after=self.reads.after,
+            **self.reads.options(),
         )
 
     def wire(self) -> Wire:
@@ -179,22 +195,12 @@ class GetState(Call[State]):
         target = self.scope or scope
         if not is_within(target, scope):  # above it would show sibling scopes' memory
             raise InvalidScope(f"a session at {scope} cannot read state at {target}")
-        reads = self.reads
-        return await service.get_state(
-            target,
-            consistency=reads.consistency,
-            timeout=reads.timeout,
-            as_of=reads.as_of,
-            after=reads.after,
-        )
+        return await service.get_state(target, after=self.reads.after, **self.reads.options())
 
     def wire(self) -> Wire:
         """GET state."""
-        params = self.reads.params()
-        if self.scope is not None:
-            params["scope"] = orjson.dumps(self.scope).decode()
-        strong = self.reads.consistency == "strong"
-        return Wire("GET", "state", params=params, wait=self.reads.timeout, strong=strong)
+        target = None if self.scope is None else orjson.dumps(self.scope).decode()
+        return self.reads.get("state", _query(scope=target))
 
 
 @dataclass(frozen=True)
@@ -225,21 +231,11 @@ class GetProfile(Call[Profile]):
 
     async def run(self, service: MemoryService, scope: Scope, principal: str) -> Profile:
         """See Session.profile."""
-        reads = self.reads
-        return await service.profile(
-            scope,
-            consistency=reads.consistency,
-            timeout=reads.timeout,
-            as_of=reads.as_of,
-            after=reads.after,
-        )
+        return await service.profile(scope, after=self.reads.after, **self.reads.options())
 
     def wire(self) -> Wire:
         """GET profile."""
-        strong = self.reads.consistency == "strong"
-        return Wire(
-            "GET", "profile", params=self.reads.params(), wait=self.reads.timeout, strong=strong
-        )
+        return self.reads.get("profile")
 
 
 @dataclass(frozen=True)
@@ -316,9 +312,7 @@ class ListMemories(Call[MemoryPage]):
             cursor=self.cursor,
             memory_category=self.memory_category,
             metadata=self.metadata,
-            consistency=self.reads.consistency,
-            timeout=self.reads.timeout,
-            as_of=self.reads.as_of,
+            **self.reads.options(),
         )
 
     def wire(self) -> Wire:
@@ -330,8 +324,8 @@ class ListMemories(Call[MemoryPage]):
             memory_category=self.memory_category,
             metadata=orjson.dumps(metadata).decode() if metadata is not None else None,
         )
-        params = {**self.reads.params(), **page}
-        return Wire("GET", "memories", params=params, wait=self.reads.timeout)
+        # the server's memory routes take no read-your-writes token
+        return self.reads.get("memories", page, strong=False)
 
 
 @dataclass(frozen=True)
@@ -344,14 +338,7 @@ class GetMemory(Call[MemoryRecord]):
 
     async def run(self, service: MemoryService, scope: Scope, principal: str) -> MemoryRecord:
         """See Session.memory."""
-        reads = self.reads
-        return await service.get_memory(
-            scope,
-            self.memory_id,
-            consistency=reads.consistency,
-            timeout=reads.timeout,
-            as_of=reads.as_of,
-        )
+        return await service.get_memory(scope, self.memory_id, **self.reads.options())
 
     def wire(self) -> Wire:
         """GET memories/{id}."""
@@ -359,8 +346,7 @@ class GetMemory(Call[MemoryRecord]):
             parsed = uuid.UUID(str(self.memory_id))
         except ValueError:
             raise MemoryNotFound(f"no memory {self.memory_id!r}: not a memory id") from None
-        path = f"memories/{parsed}"
-        return Wire("GET", path, params=self.reads.params(), wait=self.reads.timeout)
+        return self.reads.get(f"memories/{parsed}", strong=False)
 
 
 @dataclass(frozen=True)

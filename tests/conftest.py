@@ -44,13 +44,18 @@ def database_uri(server_uri: str, name: str) -> str:
     return server_uri.replace("/postgres?", f"/{name}?", 1)
 
 
+def create_database(server_uri: str, prefix: str) -> str:
+    """URI of a new, empty database on the server, named `prefix` and a random suffix."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_uri, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_uri(server_uri, name)
+
+
 @pytest.fixture
 def database(pg_server: str) -> str:
     """A fresh, empty database for one test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database_uri(pg_server, name)
+    return create_database(pg_server, "t")
 
 
 @pytest.fixture(scope="session")

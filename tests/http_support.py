@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -22,7 +21,7 @@ from spectron.http.app import create_app
 from spectron.http.client import HttpSpectronClient
 from spectron.http.keys import create_key
 from spectron.service import MemoryService
-from tests.conftest import SETTLE_TIMEOUT, database_uri
+from tests.conftest import SETTLE_TIMEOUT, create_database
 
 BASE = "http://spectron.test"
 PROBLEM = "application/problem+json"
@@ -37,10 +36,7 @@ def fresh_org() -> str:
 @pytest.fixture(scope="module")
 def module_database(pg_server: str) -> str:
     """A fresh database for one test module."""
-    name = f"h_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database_uri(pg_server, name)
+    return create_database(pg_server, "h")
 
 
 @pytest.fixture(scope="module")
