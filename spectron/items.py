@@ -1,5 +1,5 @@
 """Key-value items kept as memories: the read side of `SpectronStore` (LangGraph), in-process or
-behind the HTTP routes of spectron/http/items.py.
+behind the HTTP routes of spectron/http/routes/items.py.
 
 An item is a memory whose metadata carries `{"spectron_item": {"key", "value", "since"}}` at the
 item's scope. Putting a key again appends a new memory, so the log keeps every value and the

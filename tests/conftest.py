@@ -20,6 +20,8 @@ from tests.kafka_support import KafkaDeployment, run_deployment
 
 # seconds a test waits for a condition it asserts (projection, embedding, workers joining)
 SETTLE_TIMEOUT = 60.0
+# support modules with asserts of their own: rewrite them, as pytest does test modules
+pytest.register_assert_rewrite("tests.http_support")
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +44,18 @@ def database_uri(server_uri: str, name: str) -> str:
     return server_uri.replace("/postgres?", f"/{name}?", 1)
 
 
+def create_database(server_uri: str, prefix: str) -> str:
+    """URI of a new, empty database on the server, named `prefix` and a random suffix."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_uri, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_uri(server_uri, name)
+
+
 @pytest.fixture
 def database(pg_server: str) -> str:
     """A fresh, empty database for one test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database_uri(pg_server, name)
+    return create_database(pg_server, "t")
 
 
 @pytest.fixture(scope="session")

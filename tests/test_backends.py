@@ -9,8 +9,8 @@ import uuid
 import orjson
 
 from spectron.maintenance import catch_up, rebuild, state_hash
-from tests.test_entities import conflicts
-from tests.test_supervisor import CountingReasoner, seed_worker_memories, supervisor
+from tests.seed_support import CountingReasoner, conflicts, seed_worker_memories, supervisor
+from tests.storage_support import dump_database, raw_log
 
 
 def unique(scope: dict[str, str]) -> dict[str, str]:
@@ -77,7 +77,7 @@ async def test_seed_supervisor_code(make_backend_client, monkeypatch) -> None:
     client = make_backend_client(reasoner=reasoner)
     scope = unique({"org": "acme", "project": "research-pipeline"})
     # the pasted seed code reads its module's SUPERVISOR_SCOPE: give this run its own org
-    monkeypatch.setattr("tests.test_supervisor.SUPERVISOR_SCOPE", scope)
+    monkeypatch.setattr("tests.seed_support.SUPERVISOR_SCOPE", scope)
     await seed_worker_memories(client)
     await supervisor(client)
     async with client.sessions.create(scope=scope) as session:
@@ -94,8 +94,6 @@ async def test_seed_supervisor_code(make_backend_client, monkeypatch) -> None:
 
 
 async def test_crypto_shredded_scope_is_gone_from_log_and_database(make_backend_client) -> None:
-    from tests.test_forgetting import dump_database, raw_log
-
     client = make_backend_client(extractor="patterns")
     shared = unique({"org": "acme", "project": "shred"})
     worker = {**shared, "agent": "w1"}

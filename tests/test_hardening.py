@@ -17,10 +17,9 @@ from spectron import InvalidInput, InvalidScope
 from spectron.errors import InvalidMetadata
 from spectron.prompt_text import QUOTE
 from spectron.scope import canonical_scope
-from tests.test_http_auth import assert_problem
-from tests.test_http_support import fresh_org, log_size
+from tests.http_support import assert_problem, fresh_org, log_size
 
-pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
+pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
 SETTINGS = {"sessions_per_key": 5}  # a cap small enough to reach in a test
 NUL = "a\x00b"
 

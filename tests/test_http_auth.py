@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import httpx
 import pytest
@@ -14,11 +13,10 @@ from spectron.events import EntityTypeRegistered, MemoryRecorded, ReflectionReco
 from spectron.http.keys import revoke_key
 from spectron.log import decode_record
 from spectron.scope import canonical_scope, is_visible, is_within, scope_key
+from tests.http_support import assert_problem, fresh_org, log_size
 from tests.log_support import opened
-from tests.test_http_support import fresh_org, log_size
 
-pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
-PROBLEM = "application/problem+json"
+pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
 CAPABILITY_SETS = ["read", "write", "read,write", "admin", "read,write,forget,admin"]
 # where a session is opened relative to the key's floor {org, project: p}
 POSITIONS = ["inside", "at", "above", "outside", "elsewhere"]
@@ -67,17 +65,6 @@ async def operate(client: httpx.AsyncClient, session_id: str, operation: str) ->
         case "session-info":
             return await client.get(base)
     raise AssertionError(operation)
-
-
-def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    """The response is the documented problem+json."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["type"] == f"https://spectron.dev/problems/{slug}"
-    assert body["status"] == status
-    assert {"title", "detail", "instance"} <= set(body)
-    return body
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from spectron.validation import MAX_CONTENT_CHARS
-from tests.test_http_support import fresh_org, log_size
+from tests.http_support import fresh_org, log_size
 
-pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
+pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
 
 
 def deep(levels: int) -> dict[str, Any]:

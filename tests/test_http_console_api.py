@@ -14,9 +14,9 @@ import pytest
 
 from spectron import InvalidInput, LogPosition, MemoryNotFound, SpectronClient, SpectronError
 from spectron.embedding.hashing import HashingEmbedder
-from tests.test_http_support import fresh_org
+from tests.http_support import fresh_org
 
-pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
+pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
 PROBLEM = "application/problem+json"
 UI_FILES = sorted((Path(__file__).resolve().parent.parent / "spectron" / "http" / "ui").iterdir())
 

@@ -9,9 +9,9 @@ from fastapi import FastAPI
 
 from spectron.http.client import HttpSpectronClient
 from spectron.log.owed import READ_AFTER_HEADER
-from tests.test_http_support import BASE, MakeKey, fresh_org
+from tests.http_support import BASE, MakeKey, fresh_org
 
-pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
+pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
 
 
 class Recording(httpx.AsyncBaseTransport):

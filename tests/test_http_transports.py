@@ -22,9 +22,9 @@ from spectron import (
 )
 from spectron.embedding.hashing import HashingEmbedder
 from spectron.models import MemoryItem, Profile, RecallResult, Reflection, RememberResult, State
-from tests.test_http_support import fresh_org
+from tests.http_support import fresh_org
 
-pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
+pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
 EXTRACTOR = "patterns"  # the HTTP service extracts facts like the in-process one
 
 

@@ -20,7 +20,7 @@ from spectron import SpectronClient
 from tests.conftest import SETTLE_TIMEOUT
 from tests.serve_support import serving
 
-pytest_plugins = ["tests.test_http_support"]  # module_database
+pytest_plugins = ["tests.http_support"]  # module_database
 ROOT = Path(__file__).resolve().parent.parent
 TS = ROOT / "clients" / "typescript"
 SEED_FLOOR = {"org": "acme", "project": "market-research-q3"}
@@ -98,7 +98,7 @@ def test_typescript_client_and_the_seed_snippet(server) -> None:
 
 
 async def test_python_client_runs_the_seed_supervisor_over_http(server) -> None:
-    from tests.test_supervisor import SUPERVISOR_SCOPE, seed_worker_memories, supervisor
+    from tests.seed_support import SUPERVISOR_SCOPE, seed_worker_memories, supervisor
 
     url, env = server
     key = create_key(env, "agent:supervisor", SUPERVISOR_SCOPE, "read,write")

@@ -27,9 +27,9 @@ from spectron.embedding.hashing import HashingEmbedder
 from spectron.integrations.langgraph import SpectronStore
 from spectron.maintenance import catch_up
 from spectron.scope import Scope
-from tests.test_http_support import fresh_org
+from tests.http_support import fresh_org
 
-pytest_plugins = ["tests.test_http_support"]  # module_database
+pytest_plugins = ["tests.http_support"]  # module_database
 
 LABELS = ["a", "b", "c"]
 KEYS = ["k1", "k2", "k3", "k4"]

@@ -15,8 +15,8 @@ from spectron.maintenance import catch_up, rebuild, state_hash
 from spectron.models import State
 from spectron.reasoning import ReflectionInput
 from spectron.reasoning.llm import LLMReasoner
+from tests.recorded_llm import RECORDED as EXTRACTION_ANSWERS
 from tests.recorded_llm import Server, completion, recorded_server
-from tests.test_extraction_llm import RECORDED as EXTRACTION_ANSWERS
 
 INVENTED = str(uuid.uuid4())
 

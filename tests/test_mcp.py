@@ -22,6 +22,7 @@ from spectron.http import keys as keystore
 from spectron.mcp.tools import Category
 from spectron.service import MemoryService
 from spectron.validation import MEMORY_CATEGORIES
+from tests.http_support import fresh_org, log_size
 from tests.mcp_support import (
     BOUND,
     ROOT,
@@ -32,9 +33,8 @@ from tests.mcp_support import (
     text,
 )
 from tests.serve_support import serving
-from tests.test_http_support import fresh_org, log_size
 
-pytest_plugins = ["tests.test_http_support"]
+pytest_plugins = ["tests.http_support"]
 EXTRACTOR = "patterns"  # the same extractor as the spawned servers: they share the enrichment
 TOOLS = {
     "remember": {"content", "memory_category", "metadata", "facts", "scope"},

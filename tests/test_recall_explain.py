@@ -13,9 +13,9 @@ from spectron.config import Settings
 from spectron.embedding.hashing import HashingEmbedder
 from spectron.maintenance import catch_up
 from spectron.recall import CONVERSATION_TUNING, DEFAULT_TUNING, search
-from tests.test_http_support import fresh_org
+from tests.http_support import fresh_org
 
-pytest_plugins = ["tests.test_http_support"]  # the HTTP fixtures
+pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
 SETTINGS = {"recall_neighbours": CONVERSATION_TUNING.neighbour_weight}  # lending is opt-in
 
 # a conversation, remembered in order: the answer to the question sits in the turn after it

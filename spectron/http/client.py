@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Generator
-from datetime import datetime
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -13,33 +10,23 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from spectron.asof import AsOf
+from spectron.calls import Call, as_of_text
 from spectron.config import Settings
-from spectron.errors import (
-    InvalidInput,
-    MemoryNotFound,
-    ServerUnavailable,
-    SessionClosed,
-    SpectronError,
-)
+from spectron.errors import InvalidInput, ServerUnavailable, SpectronError
 from spectron.events import LogPosition
-from spectron.facts import EntityType, Facts, check_facts
-from spectron.forgetting import ForgetFilter, ForgetResult
 from spectron.health import DeadLetterInfo, LogStatus, RetryOutcome
-from spectron.history import AuditPage, HistoryEntry
 from spectron.http.bodies import KeyInfo
 from spectron.http.problems import error_from_problem
 from spectron.log.owed import READ_AFTER_HEADER, format_token
-from spectron.memories import MemoryPage, MemoryRecord
-from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
-from spectron.recall import RecallMode
-from spectron.scope import Scope, canonical_scope, is_visible, scope_key
+from spectron.models import RememberResult
+from spectron.scope import Scope, is_visible, scope_key
 from spectron.scope_tree import ScopeTree
-from spectron.service import Consistency
-from spectron.validation import check_metadata
+from spectron.session import Session, Sessions
 from spectron.verification import LogVerification
 
 DEFAULT_TIMEOUT = 30.0
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 
 
 class HttpSpectronClient:
@@ -64,7 +51,7 @@ class HttpSpectronClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
-        self.sessions = HttpSessions(self)
+        self.sessions = Sessions(_transport(self))
         # per scope written to, the last offset per partition this client's writes were
         # acknowledged at: its strong reads pass on those their scope can see, so any server
         # waits for them (DESIGN rule 3 across servers)
@@ -129,7 +116,7 @@ class HttpSpectronClient:
 
     async def scopes(self, *, as_of: AsOf = None) -> ScopeTree:
         """Scopes holding memories visible from the key's floor, with counts (needs `read`)."""
-        params = {"as_of": text} if (text := _as_of_text(as_of)) is not None else None
+        params = {"as_of": text} if (text := as_of_text(as_of)) is not None else None
         return _parse(ScopeTree, await self.request("GET", "/v1/scopes", params=params))
 
     async def status(self) -> LogStatus:
@@ -161,19 +148,6 @@ class HttpSpectronClient:
         await self.close()
 
 
-class HttpSessions:
-    """`client.sessions`: opens sessions on the server."""
-
-    def __init__(self, client: HttpSpectronClient) -> None:
-        self._client = client
-
-    def create(self, scope: Scope, principal: str | None = None) -> HttpSession:
-        """A session at `scope`, opened on `async with` or `await`; the server checks the key's floor."""
-        if principal is not None:
-            raise InvalidInput("over HTTP the principal comes from the API key; do not pass one")
-        return HttpSession(self._client, canonical_scope(scope))
-
-
 def _parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
@@ -181,272 +155,55 @@ def _parse(model: type[M], data: Any) -> M:
         raise ServerUnavailable(f"the server answered an unexpected {model.__name__}") from exc
 
 
-class HttpSession:
-    """Memory operations at one scope, over HTTP. An async context manager; also awaitable."""
+class HttpTransport:
+    """Carries a session's calls to the server: opens the session there on first use."""
 
-    def __init__(self, client: HttpSpectronClient, scope: Scope) -> None:
+    def __init__(self, client: HttpSpectronClient) -> None:
         self._client = client
-        self.scope = scope
         self.session_id: str | None = None
         self.principal: str | None = None
         self.capabilities: list[str] = []
-        self._closed = False
 
-    async def _open(self) -> HttpSession:
+    async def open(self, scope: Scope) -> None:
+        """Open the session on the server (once); the server checks the key's floor."""
         if self.session_id is None:
-            info = await self._client.request("POST", "/v1/sessions", {"scope": self.scope})
+            info = await self._client.request("POST", "/v1/sessions", {"scope": scope})
             self.session_id = str(info["session_id"])
             self.principal = str(info["principal"])
             self.capabilities = list(info["capabilities"])
-        return self
-
-    def __await__(self) -> Generator[Any, None, HttpSession]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> HttpSession:
-        return await self._open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
-        """End the session on the server; its memories stay."""
-        if self._closed:
-            return
-        self._closed = True
+        """Close the session on the server, if it was opened."""
         if self.session_id is not None:
             await self._client.request("DELETE", f"/v1/sessions/{self.session_id}")
 
-    async def _call(
-        self,
-        method: str,
-        operation: str,
-        body: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
-        wait: float | None = None,
-        consistency: Consistency | None = None,
-    ) -> Any:
-        if self._closed:
-            raise SessionClosed(f"session at {self.scope} is closed")
-        await self._open()
-        path = f"/v1/sessions/{self.session_id}/{operation}"
+    async def send(self, scope: Scope, call: Call[R]) -> R:
+        """Send `call` as its request on the session's URL; its result from the answer."""
+        wire = call.wire()
+        await self.open(scope)
+        path = f"/v1/sessions/{self.session_id}/{wire.path}"
         # a strong read also waits for this client's own acknowledged writes, on any server
-        token = self._client.read_token(self.scope) if consistency == "strong" else None
-        return await self._client.request(method, path, body, params, wait, token)
-
-    async def remember(
-        self,
-        content: str,
-        memory_category: str = "knowledge",
-        metadata: dict[str, Any] | None = None,
-        facts: Facts | list[Any] | dict[str, Any] | None = None,
-    ) -> RememberResult:
-        """Append a memory at this session's scope; returns once the log has it."""
-        # checked here too: JSON would silently turn NaN into null and cannot carry sets
-        metadata = check_metadata(metadata) if metadata is not None else None
-        body: dict[str, Any] = {
-            "content": content,
-            "memory_category": memory_category,
-            "metadata": metadata,
-        }
-        if facts is not None:
-            body["facts"] = _facts_json(facts)
-        written = _parse(RememberResult, await self._call("POST", "remember", body))
-        self._client.note_write(self.scope, written)
-        return written
-
-    async def recall(
-        self,
-        query: str,
-        top_k: int = 5,
-        *,
-        memory_category: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        consistency: Consistency = "strong",
-        timeout: float | None = None,
-        mode: RecallMode = "hybrid",
-        as_of: AsOf = None,
-        explain: bool = False,
-    ) -> RecallResult:
-        """Memories visible from this scope that best match `query` (read-your-writes by default).
-
-        With `explain=True` every item says which legs found it and at what rank.
-        """
-        metadata = check_metadata(metadata) if metadata is not None else None
-        body = {
-            "query": query,
-            "top_k": top_k,
-            "memory_category": memory_category,
-            "metadata": metadata,
-            "consistency": consistency,
-            "timeout": timeout,
-            "mode": mode,
-            "as_of": _as_of_text(as_of),
-            "explain": explain,
-        }
-        answer = await self._call("POST", "recall", body, wait=timeout, consistency=consistency)
-        return _parse(RecallResult, answer)
-
-    async def get_state(
-        self,
-        scope: Scope | None = None,
-        *,
-        consistency: Consistency = "strong",
-        timeout: float | None = None,
-        as_of: AsOf = None,
-    ) -> State:
-        """Entities, attributes (with supersession chains) and relations visible from a scope."""
-        params = _params(consistency, timeout, as_of)
-        if scope is not None:
-            params["scope"] = orjson.dumps(canonical_scope(scope)).decode()
-        answer = await self._call(
-            "GET", "state", params=params, wait=timeout, consistency=consistency
+        token = self._client.read_token(scope) if wire.strong else None
+        answer = await self._client.request(
+            wire.method, path, wire.body, wire.params, wire.wait, token
         )
-        return _parse(State, answer)
+        result = call.parse(answer)
+        if wire.written and isinstance(result, RememberResult):
+            self._client.note_write(scope, result)
+        return result
 
-    async def reflect(self, query: str, persist: bool = False, top_k: int = 10) -> Reflection:
-        """Synthesise what this scope can see about `query`; persist=True records it as memory."""
-        body = {"query": query, "persist": persist, "top_k": top_k}
-        return _parse(Reflection, await self._call("POST", "reflect", body))
 
-    async def profile(
-        self,
-        *,
-        consistency: Consistency = "strong",
-        timeout: float | None = None,
-        as_of: AsOf = None,
-    ) -> Profile:
-        """This scope's entity state, persisted reflections, contributions and recent memory."""
-        params = _params(consistency, timeout, as_of)
-        answer = await self._call(
-            "GET", "profile", params=params, wait=timeout, consistency=consistency
-        )
-        return _parse(Profile, answer)
-
-    async def history(
-        self, entity: str, attribute: str | None = None, *, as_of: AsOf = None
-    ) -> list[HistoryEntry]:
-        """Every value an entity's attribute(s) had at or below this scope, oldest first."""
-        params = {"entity": entity}
-        if attribute is not None:
-            params["attribute"] = attribute
-        if (text := _as_of_text(as_of)) is not None:
-            params["as_of"] = text
-        entries = await self._call("GET", "history", params=params)
-        return [_parse(HistoryEntry, entry) for entry in entries]
-
-    async def forget(
-        self,
-        memory_id: uuid.UUID | str | None = None,
-        *,
-        scope: Scope | None = None,
-        where: ForgetFilter | dict[str, Any] | None = None,
-        reason: str | None = None,
-    ) -> ForgetResult:
-        """Erase one memory, or every memory at or below `scope` (default: this session's) matching `where`."""
-        if isinstance(where, ForgetFilter):
-            where = where.model_dump(mode="json", exclude_none=True)
-        body = {
-            "memory_id": str(memory_id) if memory_id is not None else None,
-            "scope": canonical_scope(scope) if scope is not None else None,
-            "where": where,
-            "reason": reason,
-        }
-        return _parse(ForgetResult, await self._call("POST", "forget", body))
-
-    async def memories(
-        self,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-        memory_category: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        consistency: Consistency = "strong",
-        timeout: float | None = None,
-        as_of: AsOf = None,
-    ) -> MemoryPage:
-        """Memories visible from this scope, newest first; pass `next_cursor` on for older ones."""
-        params = _params(consistency, timeout, as_of)
-        params["limit"] = str(limit)
-        if cursor is not None:
-            params["cursor"] = cursor
-        if memory_category is not None:
-            params["memory_category"] = memory_category
-        if metadata is not None:
-            params["metadata"] = orjson.dumps(check_metadata(metadata)).decode()
-        return _parse(MemoryPage, await self._call("GET", "memories", params=params, wait=timeout))
-
-    async def memory(
-        self,
-        memory_id: uuid.UUID | str,
-        *,
-        consistency: Consistency = "strong",
-        timeout: float | None = None,
-        as_of: AsOf = None,
-    ) -> MemoryRecord:
-        """One memory visible from this scope; MemoryNotFound if there is none (or it was forgotten)."""
-        try:
-            parsed = uuid.UUID(str(memory_id))
-        except ValueError:
-            raise MemoryNotFound(f"no memory {memory_id!r}: not a memory id") from None
-        params = _params(consistency, timeout, as_of)
-        found = await self._call("GET", f"memories/{parsed}", params=params, wait=timeout)
-        return _parse(MemoryRecord, found)
-
-    async def audit(
-        self,
-        *,
-        limit: int = 200,
-        principal: str | None = None,
-        since: AsOf = None,
-        until: AsOf = None,
-    ) -> AuditPage:
-        """The newest events visible from this scope: who did what, when, ids and log positions."""
-        params = {"limit": str(limit)}
+def _transport(client: HttpSpectronClient) -> Callable[[str | None], HttpTransport]:
+    def make(principal: str | None) -> HttpTransport:
         if principal is not None:
-            params["principal"] = principal
-        if (text := _as_of_text(since)) is not None:
-            params["since"] = text
-        if (text := _as_of_text(until)) is not None:
-            params["until"] = text
-        return _parse(AuditPage, await self._call("GET", "audit", params=params))
+            raise InvalidInput("over HTTP the principal comes from the API key; do not pass one")
+        return HttpTransport(client)
 
-    async def register_entity_type(self, entity_type: EntityType | dict[str, Any]) -> None:
-        """Register an entity type for extraction at and below this session's scope."""
-        if isinstance(entity_type, EntityType):
-            entity_type = entity_type.model_dump(mode="json")
-        await self._call("POST", "entity-types", entity_type)
+    return make
 
 
-def _params(consistency: str, timeout: float | None, as_of: AsOf = None) -> dict[str, str]:
-    params = {"consistency": consistency}
-    if timeout is not None:
-        params["timeout"] = repr(float(timeout))
-    if (text := _as_of_text(as_of)) is not None:
-        params["as_of"] = text
-    return params
+# the session classes are the shared ones (spectron.session); these names stay for callers
+HttpSession = Session
+HttpSessions = Sessions
 
-
-def _as_of_text(as_of: AsOf) -> str | None:
-    """as_of on the wire: 'partition:offset' for a position, ISO 8601 for a time."""
-    if as_of is None or isinstance(as_of, str):
-        return as_of
-    if isinstance(as_of, LogPosition):
-        return f"{as_of.partition}:{as_of.offset}"
-    if isinstance(as_of, datetime):
-        return as_of.isoformat()
-    raise InvalidInput("as_of must be a datetime, an ISO 8601 string or a LogPosition")
-
-
-def _facts_json(facts: Facts | list[Any] | dict[str, Any]) -> Any:
-    """Facts as JSON; lists (the in-process shorthand) are sorted into a Facts first."""
-    checked = check_facts(facts)
-    return checked.model_dump(mode="json") if checked is not None else None
-
-
-__all__ = ["HttpSession", "HttpSessions", "HttpSpectronClient", "SpectronError"]
+__all__ = ["HttpSession", "HttpSessions", "HttpSpectronClient", "HttpTransport", "SpectronError"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -17,6 +17,12 @@ from psycopg.types.json import Jsonb
 from spectron.errors import SessionNotFound, TooManySessions
 from spectron.http.keys import AUTH_SCHEMA, ApiKey
 from spectron.scope import Scope
+
+if TYPE_CHECKING:
+    from spectron.calls import Call
+    from spectron.service import MemoryService
+
+R = TypeVar("R")
 
 # a session's last use is written back at most this often, not on every request
 TOUCH_EVERY = timedelta(seconds=60)
@@ -42,6 +48,10 @@ class OpenSession:
     session_id: uuid.UUID
     scope: Scope
     key: ApiKey
+
+    async def run(self, service: MemoryService, call: Call[R]) -> R:
+        """Do `call` on `service` at the session's scope, for the key's principal."""
+        return await call.run(service, self.scope, self.key.principal)
 
 
 async def open_session(

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from spectron.asof import AsOf
+from spectron.calls import as_of_text  # the wire form of as_of
 from spectron.client import SpectronClient
 from spectron.http.client import HttpSession, HttpSpectronClient
-from spectron.http.client import _as_of_text as as_of_text  # the wire form of as_of
 from spectron.items import ItemRow, ItemVersion, read_items, read_scopes, read_versions
 from spectron.scope import Scope, scope_key
 

@@ -20,7 +20,7 @@ Async-native on the loop it is first used on. The sync methods work outside an e
 the store is first used synchronously it runs its client on a private loop thread (so do not
 share that client with async code), and sync calls from other threads are handed to the store's
 loop. In-process clients read items from the projections; HTTP clients (`SpectronClient(base_url=
-..., api_key=...)`) through `GET /v1/sessions/{id}/items...` (spectron/http/items.py), with the
+..., api_key=...)`) through `GET /v1/sessions/{id}/items...` (spectron/http/routes/items.py), with the
 key's floor and capabilities (`delete` needs `forget`). `search` and `list_namespaces` read every
 current item under the prefix and filter, order and page in Python: right for agent memory
 (thousands of items per base scope), not for millions.

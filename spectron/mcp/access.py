@@ -8,74 +8,19 @@ base scope and its capabilities gate every tool.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from spectron.asof import AsOf
+from spectron.calls import Call, Forget, Reflect, RegisterEntityType, Remember
 from spectron.client import SpectronClient
 from spectron.errors import InvalidScope
-from spectron.forgetting import ForgetResult
-from spectron.history import HistoryEntry
-from spectron.http.keys import ApiKey
-from spectron.models import Profile, RecallResult, Reflection, RememberResult, State
-from spectron.recall import RecallMode
+from spectron.http.keys import ApiKey, Capability
 from spectron.scope import Scope, canonical_scope, is_within
 from spectron.service import MemoryService
+from spectron.session import Session
 
-
-class MemorySession(Protocol):
-    """The session operations the MCP tools call (SpectronClient sessions already have them)."""
-
-    scope: Scope
-
-    async def remember(
-        self,
-        content: str,
-        memory_category: str = "knowledge",
-        metadata: dict[str, Any] | None = None,
-        facts: Any = None,
-    ) -> RememberResult:
-        """Append a memory at the session's scope."""
-        ...
-
-    async def recall(
-        self,
-        query: str,
-        top_k: int = 5,
-        *,
-        memory_category: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        mode: RecallMode = "hybrid",
-        as_of: AsOf = None,
-    ) -> RecallResult:
-        """Memories visible from the session's scope that best match `query`."""
-        ...
-
-    async def get_state(self, scope: Scope | None = None, *, as_of: AsOf = None) -> State:
-        """Entities, attributes and relations visible from the session's scope."""
-        ...
-
-    async def history(
-        self, entity: str, attribute: str | None = None, *, as_of: AsOf = None
-    ) -> list[HistoryEntry]:
-        """Every value an entity's attribute(s) had at or below the scope."""
-        ...
-
-    async def reflect(self, query: str, persist: bool = False) -> Reflection:
-        """Synthesise what the scope can see about `query`."""
-        ...
-
-    async def profile(self, *, as_of: AsOf = None) -> Profile:
-        """The scope at a glance."""
-        ...
-
-    async def forget(
-        self, memory_id: uuid.UUID | str | None = None, *, where: Any = None
-    ) -> ForgetResult:
-        """Erase one memory, or the session scope's memories matching `where`."""
-        ...
+R = TypeVar("R")
 
 
 class Access(Protocol):
@@ -86,7 +31,7 @@ class Access(Protocol):
         """The scope tools use by default; None when the caller must always name one."""
         ...
 
-    def session(self, scope: Scope) -> AbstractAsyncContextManager[MemorySession]:
+    def session(self, scope: Scope) -> AbstractAsyncContextManager[Session]:
         """An open session at `scope` (already checked to be at or below the base)."""
         ...
 
@@ -123,7 +68,7 @@ class ClientAccess:
         return self._base
 
     @asynccontextmanager
-    async def session(self, scope: Scope) -> AsyncIterator[MemorySession]:
+    async def session(self, scope: Scope) -> AsyncIterator[Session]:
         """A client session at `scope`, closed afterwards."""
         async with self.client.sessions.create(scope=scope) as session:
             yield session
@@ -142,82 +87,42 @@ class KeyAccess:
         return dict(self.key.scope_floor) or None
 
     @asynccontextmanager
-    async def session(self, scope: Scope) -> AsyncIterator[MemorySession]:
+    async def session(self, scope: Scope) -> AsyncIterator[Session]:
         """A session at `scope`, which must contain the key's floor."""
         self.key.require_scope(scope)
-        yield KeySession(self.service, self.key, scope)
+        yield Session(KeyTransport(self.service, self.key), scope)
 
 
-class KeySession:
-    """MemorySession over a MemoryService for an API key: its principal, its capabilities."""
+class KeyTransport:
+    """Carries a session's calls to a MemoryService for an API key: its principal, its capabilities."""
 
-    def __init__(self, service: MemoryService, key: ApiKey, scope: Scope) -> None:
+    session_id: str | None = None
+
+    def __init__(self, service: MemoryService, key: ApiKey) -> None:
         self.service = service
         self.key = key
-        self.scope = scope
+        self.principal = key.principal
+        self.capabilities: list[str] = sorted(key.capabilities)
 
-    async def remember(
-        self,
-        content: str,
-        memory_category: str = "knowledge",
-        metadata: dict[str, Any] | None = None,
-        facts: Any = None,
-    ) -> RememberResult:
-        """Append a memory (needs `write`)."""
-        self.key.require("write")
-        return await self.service.remember(
-            self.scope, self.key.principal, content, memory_category, metadata, facts
-        )
+    async def open(self, scope: Scope) -> None:
+        """Nothing to open: the service runs in this process."""
 
-    async def recall(
-        self,
-        query: str,
-        top_k: int = 5,
-        *,
-        memory_category: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        mode: RecallMode = "hybrid",
-        as_of: AsOf = None,
-    ) -> RecallResult:
-        """Recall (needs `read`)."""
-        self.key.require("read")
-        return await self.service.recall(
-            self.scope,
-            query,
-            top_k,
-            memory_category=memory_category,
-            metadata=metadata,
-            mode=mode,
-            as_of=as_of,
-        )
+    async def close(self) -> None:
+        """Nothing to release."""
 
-    async def get_state(self, scope: Scope | None = None, *, as_of: AsOf = None) -> State:
-        """Entity state (needs `read`)."""
-        self.key.require("read")
-        return await self.service.get_state(self.scope if scope is None else scope, as_of=as_of)
+    async def send(self, scope: Scope, call: Call[R]) -> R:
+        """Run `call` once the key has the capabilities it needs."""
+        for capability in needs(call):
+            self.key.require(capability)
+        return await call.run(self.service, scope, self.key.principal)
 
-    async def history(
-        self, entity: str, attribute: str | None = None, *, as_of: AsOf = None
-    ) -> list[HistoryEntry]:
-        """Attribute history (needs `read`)."""
-        self.key.require("read")
-        return await self.service.history(self.scope, entity, attribute, as_of)
 
-    async def reflect(self, query: str, persist: bool = False) -> Reflection:
-        """Reflect (needs `read`; persist also needs `write`)."""
-        self.key.require("read")
-        if persist:
-            self.key.require("write")
-        return await self.service.reflect(self.scope, self.key.principal, query, persist)
-
-    async def profile(self, *, as_of: AsOf = None) -> Profile:
-        """Profile (needs `read`)."""
-        self.key.require("read")
-        return await self.service.profile(self.scope, as_of=as_of)
-
-    async def forget(
-        self, memory_id: uuid.UUID | str | None = None, *, where: Any = None
-    ) -> ForgetResult:
-        """Forget (needs `forget`)."""
-        self.key.require("forget")
-        return await self.service.forget(self.scope, self.key.principal, memory_id, where=where)
+def needs(call: Call[Any]) -> list[Capability]:
+    """The capabilities a call needs, in the order they are checked (as the HTTP routes do)."""
+    if isinstance(call, Remember | RegisterEntityType):
+        return ["write"]
+    if isinstance(call, Forget):
+        return ["forget"]
+    if isinstance(call, Reflect) and call.persist:
+        return ["read", "write"]
+    return ["read"]

@@ -21,9 +21,10 @@ from spectron.errors import SpectronError
 from spectron.events import LogPosition
 from spectron.forgetting import ForgetResult
 from spectron.history import HistoryEntry
-from spectron.mcp.access import Access, MemorySession, resolve_scope
+from spectron.mcp.access import Access, resolve_scope
 from spectron.models import RememberResult
 from spectron.service import MAX_TOP_K
+from spectron.session import Session
 
 T = TypeVar("T")
 AccessOf = Callable[[Context], Access]
@@ -82,7 +83,7 @@ def answer(text: str, data: BaseModel | dict[str, Any]) -> CallToolResult:
 
 
 async def _call(
-    access: Access, scope: dict[str, str] | None, op: Callable[[MemorySession], Awaitable[T]]
+    access: Access, scope: dict[str, str] | None, op: Callable[[Session], Awaitable[T]]
 ) -> T:
     """Run `op` in a session at the resolved scope; Spectron's errors become tool errors."""
     try:
@@ -163,7 +164,7 @@ def build_server(access_of: AccessOf, name: str = "spectron") -> MCPServer:
         Use for durable facts, decisions, findings and preferences; one idea per call.
         Returns the memory id (needed by `forget`)."""
 
-        async def write(session: MemorySession) -> tuple[dict[str, str], RememberResult]:
+        async def write(session: Session) -> tuple[dict[str, str], RememberResult]:
             return session.scope, await session.remember(content, memory_category, metadata, facts)
 
         where, result = await _call(access_of(ctx), scope, write)

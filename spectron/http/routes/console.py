@@ -8,14 +8,14 @@ scope floor, problem+json errors.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Security
-from fastapi.security import HTTPBearer
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from spectron.asof import as_of_from_text
+from spectron.calls import GetAudit, GetMemory, ListMemories, Reads
 from spectron.errors import InvalidInput
 from spectron.health import (
     DeadLetterInfo,
@@ -26,19 +26,15 @@ from spectron.health import (
 )
 from spectron.history import AuditPage
 from spectron.http import keys as keystore
-from spectron.http.bodies import MAX_TIMEOUT, AsOfIn, Consistency, KeyInfo
+from spectron.http.bodies import AsOfIn, Consistency, KeyInfo
+from spectron.http.deps import AUTH, AdminKey, Reader, ReadKey, Service, TimeoutQuery
 from spectron.http.routing import SpectronRoute, request_key
-from spectron.http.sessions import OpenSession
 from spectron.memories import MAX_PAGE, MemoryPage, MemoryRecord
 from spectron.scope_tree import ScopeTree
-from spectron.service import MemoryService
 from spectron.validation import MEMORY_CATEGORIES
 from spectron.verification import LogVerification
 
-bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sk_...`.")
-console_router = APIRouter(route_class=SpectronRoute, dependencies=[Security(bearer)])
-
-TimeoutQuery = Annotated[float | None, Query(ge=0, le=MAX_TIMEOUT)]
+router = APIRouter(route_class=SpectronRoute, dependencies=AUTH)
 CategoryQuery = Annotated[
     str | None, Query(description=f"Only this category: {', '.join(MEMORY_CATEGORIES)}.")
 ]
@@ -47,37 +43,7 @@ MetadataQuery = Annotated[
 ]
 
 
-def _service(request: Request) -> MemoryService:
-    service: MemoryService = request.app.state.service
-    return service
-
-
-Service = Annotated[MemoryService, Depends(_service)]
-
-
-async def _reader(request: Request, session_id: str) -> OpenSession:
-    """The caller's open session, once its key is known to have `read` (as every session route)."""
-    # app.py includes this router, so its session lookup is imported when a request needs it
-    from spectron.http.app import session_with
-
-    return await session_with("read")(request, session_id)
-
-
-def _key_with(capability: keystore.Capability) -> object:
-    def dependency(request: Request) -> keystore.ApiKey:
-        key = request_key(request)
-        key.require(capability)
-        return key
-
-    return Depends(dependency)
-
-
-Reader = Annotated[OpenSession, Depends(_reader)]
-ReadKey = Annotated[keystore.ApiKey, _key_with("read")]
-AdminKey = Annotated[keystore.ApiKey, _key_with("admin")]
-
-
-def _metadata(text: str | None) -> object:
+def _metadata(text: str | None) -> Any:
     if text is None:
         return None
     try:
@@ -101,19 +67,19 @@ class DeadLetterRetry(BaseModel):
     offset: Annotated[int | None, Field(ge=0)] = None
 
 
-@console_router.get("/v1/whoami", tags=["keys"])
+@router.get("/v1/whoami", tags=["keys"])
 async def whoami(request: Request) -> KeyInfo:
     """The calling key: principal, scope floor and capabilities (what a console may offer)."""
     return KeyInfo(**request_key(request).public())
 
 
-@console_router.get("/v1/scopes", tags=["memory"])
+@router.get("/v1/scopes", tags=["memory"])
 async def scopes(key: ReadKey, service: Service, as_of: AsOfIn = None) -> ScopeTree:
     """Scopes holding memories visible from the key's floor, with counts (needs `read`)."""
     return await service.scope_tree(key.scope_floor, as_of=as_of_from_text(as_of))
 
 
-@console_router.get("/v1/sessions/{session_id}/memories", tags=["memory"])
+@router.get("/v1/sessions/{session_id}/memories", tags=["memory"])
 async def list_memories(
     session: Reader,
     service: Service,
@@ -126,19 +92,12 @@ async def list_memories(
     as_of: AsOfIn = None,
 ) -> MemoryPage:
     """Memories visible from the session's scope, newest first, with log positions (needs `read`)."""
-    return await service.list_memories(
-        session.scope,
-        limit=limit,
-        cursor=cursor,
-        memory_category=memory_category,
-        metadata=_metadata(metadata),
-        consistency=consistency,
-        timeout=timeout,
-        as_of=as_of_from_text(as_of),
-    )
+    reads = Reads(consistency, timeout, as_of_from_text(as_of))
+    call = ListMemories(limit, cursor, memory_category, _metadata(metadata), reads)
+    return await session.run(service, call)
 
 
-@console_router.get("/v1/sessions/{session_id}/memories/{memory_id}", tags=["memory"])
+@router.get("/v1/sessions/{session_id}/memories/{memory_id}", tags=["memory"])
 async def get_memory(
     session: Reader,
     service: Service,
@@ -148,16 +107,11 @@ async def get_memory(
     as_of: AsOfIn = None,
 ) -> MemoryRecord:
     """One memory visible from the session's scope (needs `read`); 404 once forgotten."""
-    return await service.get_memory(
-        session.scope,
-        memory_id,
-        consistency=consistency,
-        timeout=timeout,
-        as_of=as_of_from_text(as_of),
-    )
+    reads = Reads(consistency, timeout, as_of_from_text(as_of))
+    return await session.run(service, GetMemory(memory_id, reads))
 
 
-@console_router.get("/v1/sessions/{session_id}/audit", tags=["audit"])
+@router.get("/v1/sessions/{session_id}/audit", tags=["audit"])
 async def audit(
     session: Reader,
     service: Service,
@@ -167,28 +121,23 @@ async def audit(
     until: AsOfIn = None,
 ) -> AuditPage:
     """Newest events visible from the session's scope: who, what, when, ids, positions (`read`)."""
-    return await service.audit(
-        session.scope,
-        limit=limit,
-        principal=principal,
-        since=as_of_from_text(since),
-        until=as_of_from_text(until),
-    )
+    call = GetAudit(limit, principal, as_of_from_text(since), as_of_from_text(until))
+    return await session.run(service, call)
 
 
-@console_router.get("/v1/log/verification", tags=["audit"])
+@router.get("/v1/log/verification", tags=["audit"])
 async def verify_log(key: ReadKey, service: Service) -> LogVerification:
     """Check the log's hash chain end to end, now (needs `read`; reads the whole log)."""
     return await service.verify_log()
 
 
-@console_router.get("/v1/status", tags=["operations"])
+@router.get("/v1/status", tags=["operations"])
 async def status(key: ReadKey, service: Service) -> LogStatus:
     """Per partition log end, projected position and lag; pending embeddings; dead letters."""
     return await service.log_status()
 
 
-@console_router.get("/v1/dead-letters", tags=["operations"])
+@router.get("/v1/dead-letters", tags=["operations"])
 async def list_dead_letters(
     key: AdminKey, service: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[DeadLetterInfo]:
@@ -199,7 +148,7 @@ async def list_dead_letters(
     return [dead_letter_info(letter) for letter in await listed(service.pool, limit)]
 
 
-@console_router.post("/v1/dead-letters/retry", tags=["operations"])
+@router.post("/v1/dead-letters/retry", tags=["operations"])
 async def retry_dead_letters(
     body: DeadLetterRetry, key: AdminKey, service: Service
 ) -> RetryOutcome:

@@ -1,4 +1,5 @@
-"""Fixtures shared by the HTTP tests (no tests here): a service, the app on it, keys, ASGI clients.
+"""Fixtures shared by the HTTP tests (no tests here): a service, the app on it, keys, ASGI clients;
+and the helpers they share (fresh_org, log_size, assert_problem).
 
 They are module-scoped (one database and one MemoryService per test module) to keep the HTTP tests
 fast; tests isolate themselves with a fresh `org` value each.
@@ -11,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -22,9 +22,10 @@ from spectron.http.client import HttpSpectronClient
 from spectron.http.keys import create_key
 from spectron.maintenance import catch_up
 from spectron.service import MemoryService
-from tests.conftest import SETTLE_TIMEOUT, database_uri
+from tests.conftest import SETTLE_TIMEOUT, create_database
 
 BASE = "http://spectron.test"
+PROBLEM = "application/problem+json"
 MakeKey = Callable[..., Awaitable[str]]
 
 
@@ -36,10 +37,7 @@ def fresh_org() -> str:
 @pytest.fixture(scope="module")
 def module_database(pg_server: str) -> str:
     """A fresh database for one test module."""
-    name = f"h_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return database_uri(pg_server, name)
+    return create_database(pg_server, "h")
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +129,14 @@ async def log_size(service: MemoryService) -> int:
     """How many records the log holds, once enrichment has appended what earlier writes imply."""
     await catch_up(service, 10.0)
     return sum((await service.log.end_offsets()).values())
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    """The response is the documented problem+json; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["type"] == f"https://spectron.dev/problems/{slug}"
+    assert body["status"] == status
+    assert {"title", "detail", "instance"} <= set(body)
+    return body

@@ -1,20 +1,21 @@
 """Routes that read key-value items (LangGraph's store over HTTP); writes are remember and forget.
 
-Mounted by create_app; each answers after the projections caught up with the log (read your writes).
+Each answers after the projections caught up with the log (read your writes).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Security
+from fastapi import APIRouter, Query
 
-from spectron.http.app import Reader, Service, _as_of, bearer
+from spectron.asof import as_of_from_text
 from spectron.http.bodies import AsOfIn
+from spectron.http.deps import AUTH, Reader, Service
 from spectron.http.routing import SpectronRoute
 from spectron.items import ItemRow, ItemVersion, read_items, read_scopes, read_versions
 
-router = APIRouter(route_class=SpectronRoute, tags=["items"], dependencies=[Security(bearer)])
+router = APIRouter(route_class=SpectronRoute, tags=["items"], dependencies=AUTH)
 BOUND = 30.0  # read-your-writes bound of these reads, seconds
 KeyQuery = Annotated[str, Query(min_length=1, max_length=1000)]
 
@@ -29,7 +30,7 @@ async def items(
 ) -> list[ItemRow]:
     """Current store items at or below the session's scope (needs `read`)."""
     return await read_items(
-        service, session.scope, key=key, exact=exact, as_of=_as_of(as_of), bound=BOUND
+        service, session.scope, key=key, exact=exact, as_of=as_of_from_text(as_of), bound=BOUND
     )
 
 
