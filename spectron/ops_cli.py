@@ -97,7 +97,6 @@ def dlq_retry(
 
     A revived memory is enriched too (embedded, facts extracted). Exit 1 if any remains dead.
     """
-    from projectors.dead_letters import retry_dead_letters
     from spectron.events import LogPosition
 
     if (partition is None) != (offset is None):
@@ -110,14 +109,7 @@ def dlq_retry(
         client = SpectronClient(home=home, run_projectors=False)
         service = await client.service()
         try:
-            report = await retry_dead_letters(
-                service.pool,
-                service.context,
-                positions,
-                event_log=service.log,
-                enrichers=service.enrichers(),
-                transactional_log=service.transactional_log,
-            )
+            report = await service.retry_dead_letters(positions)
         finally:
             await client.close()
         for position in report.revived:

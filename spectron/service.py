@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
+from projectors.dead_letters import retry_dead_letters
 from projectors.driver import apply_records
 from projectors.enrichment import (
     EmbeddingEnricher,
@@ -31,12 +33,14 @@ from spectron.consistency import (
     wait_for_projections,
 )
 from spectron.db import open_pool
+from spectron.dlq import RetryReport
 from spectron.embedding import Embedder, Vectors
 from spectron.embedding.cache import QueryVectorCache
 from spectron.errors import InvalidInput, LogUnavailable, SpectronError
 from spectron.events import (
     EntityTypeRegistered,
     EntityTypeRegisteredPayload,
+    LogPosition,
     MemoryRecorded,
     MemoryRecordedPayload,
     ReflectionRecorded,
@@ -178,6 +182,19 @@ class MemoryService:
         """The enrichment passes this service's configuration asks for."""
         return enrichment_passes(self.embedder, self.extractor)
 
+    async def retry_dead_letters(
+        self, positions: Sequence[LogPosition] | None = None
+    ) -> RetryReport:
+        """Decode dead letters again (all, or those at `positions`); apply and enrich those that do."""
+        return await retry_dead_letters(
+            self.pool,
+            self.context,
+            positions,
+            event_log=self.log,
+            enrichers=self.enrichers(),
+            transactional_log=self.transactional_log,
+        )
+
     async def close(self) -> None:
         """Stop the loops, close connections, and release the runtime (and the embedded server)."""
         await self._stop_tasks()
@@ -218,6 +235,10 @@ class MemoryService:
                 facts=check_facts(facts),
             ),
         )
+        return await self._append_one(event)
+
+    async def _append_one(self, event: MemoryRecorded | EntityTypeRegistered) -> RememberResult:
+        """Append one event; its id and where the log put it."""
         [appended] = await self.log.append([event])
         return RememberResult(
             id=event.event_id,
@@ -517,13 +538,7 @@ class MemoryService:
             **new_event_fields(canonical_scope(scope), principal),
             payload=EntityTypeRegisteredPayload(entity_type=definition),
         )
-        [appended] = await self.log.append([event])
-        return RememberResult(
-            id=event.event_id,
-            partition=appended.position.partition,
-            offset=appended.position.offset,
-            recorded_at=appended.recorded_at,
-        )
+        return await self._append_one(event)
 
     async def list_memories(
         self,

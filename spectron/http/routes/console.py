@@ -153,7 +153,6 @@ async def retry_dead_letters(
     body: DeadLetterRetry, key: AdminKey, service: Service
 ) -> RetryOutcome:
     """Decode dead letters again; apply those that decode (needs `admin` and the floor `{}`)."""
-    from projectors.dead_letters import retry_dead_letters as retry
     from spectron.events import LogPosition
 
     _unrestricted(key)
@@ -164,12 +163,5 @@ async def retry_dead_letters(
         if body.partition is None or body.offset is None
         else [LogPosition(body.partition, body.offset)]
     )
-    report = await retry(
-        service.pool,
-        service.context,
-        positions,
-        event_log=service.log,
-        enrichers=service.enrichers(),
-        transactional_log=service.transactional_log,
-    )
+    report = await service.retry_dead_letters(positions)
     return retry_outcome(report)
