@@ -84,9 +84,10 @@ class Settings:
     run_projectors: bool | None = field(
         default_factory=lambda: _flag(_env("SPECTRON_RUN_PROJECTORS"))
     )
-    # hybrid recall: the share of a hit's score lent to the memories beside it (0: off)
+    # hybrid recall: the share of a hit's score lent to the memories beside it (0: off); the
+    # default is RecallTuning's
     recall_neighbours: float = field(
-        default_factory=lambda: float(_env("SPECTRON_RECALL_NEIGHBOURS") or 0.0)
+        default_factory=lambda: float(_env("SPECTRON_RECALL_NEIGHBOURS") or 0.3)
     )
     # HTTP sessions: idle lifetime and how many one API key may hold open
     session_idle_seconds: float = field(
