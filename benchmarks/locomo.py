@@ -26,7 +26,7 @@ from benchmarks.stats import Stopwatch, distribution
 from spectron import SpectronClient
 from spectron.embedding import Embedder
 from spectron.maintenance import catch_up
-from spectron.recall import CONVERSATION_TUNING, DEFAULT_TUNING, RecallTuning, search
+from spectron.recall import DEFAULT_TUNING, RecallTuning, search
 from spectron.service import MemoryService
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo10.json"
@@ -36,7 +36,7 @@ MODES = ("hybrid", "dense", "keyword")
 TUNED_ON = 5  # recall defaults were chosen on conversations 0-4; 5-9 are held out
 # hybrid with one component switched off at a time, and with all of them (recall before #15)
 ABLATIONS: dict[str, tuple[str, RecallTuning]] = {
-    "hybrid_neighbours": ("hybrid", CONVERSATION_TUNING),
+    "hybrid_no_neighbours": ("hybrid", replace(DEFAULT_TUNING, neighbour_weight=0.0)),
     "hybrid_no_bm25": ("hybrid", replace(DEFAULT_TUNING, bm25=False)),
     "hybrid_rrf60_equal": (
         "hybrid",

@@ -29,6 +29,7 @@ import psycopg
 from benchmarks.deployments import PostgresServer
 from benchmarks.locomo import CATEGORIES, DEFAULT_PATH, TUNED_ON, Question, load_conversations
 from spectron.embedding import Embedder, make_embedder
+from spectron.recall import NEIGHBOUR_CAP
 
 CACHE = Path("/tmp/spectron-locomo-levers.pkl")
 Ranked = list[str]
@@ -184,24 +185,38 @@ def bm25(case: Case, k1: float = 1.2, b: float = 0.3) -> Ranked:
 
 def fuse(
     legs: Sequence[tuple[Ranked, float, int]], k: int, neighbours: tuple[float, int, int] | None,
-    turns: list[Turn],
+    case: Case, safe: bool = True,
 ) -> Ranked:  # fmt: skip
-    """Weighted RRF of (ranking, weight, pool) legs, then neighbour lending (weight, span, seeds)."""
+    """Weighted RRF of (ranking, weight, pool) legs, then neighbour lending (weight, span, seeds).
+
+    `safe` is recall's rule: a neighbour is lent to only if the query matched it too (in a leg's
+    pool or by a query word), and its score stays below NEIGHBOUR_CAP of its best lender's.
+    """
     scores: dict[str, float] = defaultdict(float)
     for ranking, weight, pool in legs:
         for rank, dia_id in enumerate(ranking[:pool], 1):
             scores[dia_id] += weight / (k + rank)
     if neighbours is not None:
+        turns, query = case.turns, set(case.lexemes)
         weight, span, seeds = neighbours
         position = {t.dia_id: i for i, t in enumerate(turns)}
         lent: dict[str, float] = defaultdict(float)
+        best: dict[str, float] = defaultdict(float)
         for dia_id, score in sorted(scores.items(), key=lambda kv: -kv[1])[:seeds]:
             i = position[dia_id]
             for j in range(max(0, i - span), min(len(turns), i + span + 1)):
-                if j != i:
-                    lent[turns[j].dia_id] += weight * score
+                neighbour = turns[j]
+                matched = neighbour.dia_id in scores or bool(query & neighbour.lexemes.keys())
+                if j != i and (matched or not safe):
+                    lent[neighbour.dia_id] += weight * score
+                    best[neighbour.dia_id] = max(best[neighbour.dia_id], score)
+        fused = dict(scores)
         for dia_id, score in lent.items():
-            scores[dia_id] += score
+            own = fused.get(dia_id, 0.0)
+            if safe:
+                score = min(score, NEIGHBOUR_CAP * best[dia_id] - own)
+            if score > 0:
+                scores[dia_id] = own + score
     return [d for d, _ in sorted(scores.items(), key=lambda kv: -kv[1])]
 
 
@@ -225,11 +240,12 @@ def levers(cases: list[Case]) -> dict[str, Callable[[Case], Ranked]]:
 
     def hybrid(
         dense: str = "stored", kw: str = "bm25", k: int = 5, wd: float = 0.7, pool: int = 30,
-        neighbours: tuple[float, int, int] | None = (0.3, 2, 50),
+        neighbours: tuple[float, int, int] | None = (0.3, 2, 50), safe: bool = True,
     ) -> Callable[[Case], Ranked]:  # fmt: skip
         def run(c: Case) -> Ranked:
             words = keyword[id(c)] if kw == "bm25" else c.cover_density
-            return fuse([(c.dense[dense], wd, pool), (words, 1.0, 50)], k, neighbours, c.turns)
+            legs = [(c.dense[dense], wd, pool), (words, 1.0, 50)]
+            return fuse(legs, k, neighbours, c, safe)
 
         return run
 
@@ -245,6 +261,7 @@ def levers(cases: list[Case]) -> dict[str, Callable[[Case], Ranked]]:
         "hybrid, RRF k=60 equal weights, pools 50": hybrid(k=60, wd=1.0, pool=50),
         "hybrid, RRF k=5 equal weights": hybrid(wd=1.0),
         "hybrid, no neighbours": hybrid(neighbours=None),
+        "hybrid, neighbours lent to any neighbour, uncapped (before)": hybrid(safe=False),
         "hybrid, neighbours span 1": hybrid(neighbours=(0.3, 1, 50)),
         "hybrid, neighbours span 3": hybrid(neighbours=(0.3, 3, 50)),
         "hybrid, neighbours weight 0.5": hybrid(neighbours=(0.5, 2, 50)),

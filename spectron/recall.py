@@ -32,12 +32,10 @@ class RecallTuning:
     reciprocal rank fusion scores a memory dense_weight / (rrf_k + dense rank) + keyword_weight /
     (rrf_k + keyword rank). Then each of the best `neighbour_seeds` hits lends neighbour_weight
     times its score to the `neighbour_span` memories written just before and after it in its scope
-    (the turns around a conversation turn). Modes "dense" and "keyword" are one leg alone.
-
-    Neighbour lending is off by default (SPECTRON_RECALL_NEIGHBOURS, e.g. 0.3, turns it on): it
-    is worth +6 points on LoCoMo's conversations, where the answer is the turn after the question,
-    but in a store of consecutive similar notes the notes lend each other score past a distinct
-    best match, and a hit's unrelated neighbours join the results.
+    (the turns around a conversation turn), to those the query matched too (in a leg's pool, or
+    holding a query word), and never past the lender: a neighbour's score stays below its best
+    lender's. Modes "dense" and "keyword" are one leg alone. neighbour_weight=0
+    (SPECTRON_RECALL_NEIGHBOURS=0) turns lending off.
     """
 
     rrf_k: int = 5
@@ -48,15 +46,15 @@ class RecallTuning:
     bm25: bool = True
     bm25_k1: float = 1.2
     bm25_b: float = 0.3
-    neighbour_weight: float = 0.0
+    neighbour_weight: float = 0.3
     neighbour_span: int = 2
     neighbour_seeds: int = 50
 
 
 DEFAULT_TUNING = RecallTuning()
-CONVERSATION_TUNING = RecallTuning(neighbour_weight=0.3)  # what LoCoMo's figures use
 RERANK_POOL = 30  # hybrid hits an (opt-in) reranker reorders before the top_k are kept
 log = logging.getLogger(__name__)
+NEIGHBOUR_CAP = 0.99  # a neighbour's score stays below this share of its best lender's
 BM25_CORPUS_CAP = 10_000  # visible memories counted for BM25's document count, at most
 
 
@@ -158,31 +156,47 @@ seeds AS (
   ORDER BY f.score DESC, f.memory_id LIMIT %(neighbour_seeds)s
 ),
 -- a scope's memories are in log order within its partition: the turns written around a hit
-lent AS (
-  SELECT n.memory_id, sum(%(neighbour_weight)s::float8 * s.score) AS score,
-         array_agg(s.memory_id ORDER BY s.score DESC, s.memory_id) AS lenders
-  FROM seeds s CROSS JOIN LATERAL (
-    (SELECT m.memory_id FROM memories m
+beside AS (
+  SELECT n.memory_id, n.tsv, s.memory_id AS lender, s.score AS lender_score FROM seeds s
+  CROSS JOIN LATERAL (
+    (SELECT m.memory_id, m.tsv FROM memories m
      WHERE m.scope_key = s.scope_key AND m.partition = s.partition AND m."offset" < s."offset"
        {_FILTERS}
      ORDER BY m."offset" DESC LIMIT %(neighbour_span)s)
     UNION ALL
-    (SELECT m.memory_id FROM memories m
+    (SELECT m.memory_id, m.tsv FROM memories m
      WHERE m.scope_key = s.scope_key AND m.partition = s.partition AND m."offset" > s."offset"
        {_FILTERS}
      ORDER BY m."offset" LIMIT %(neighbour_span)s)
   ) n
-  GROUP BY n.memory_id
+),
+-- lent only to a neighbour the query matched too (in a leg's pool, or holding a query word): a
+-- hit's unrelated neighbour never joins the answer
+lent AS (
+  SELECT b.memory_id, sum(%(neighbour_weight)s::float8 * b.lender_score) AS score,
+         max(b.lender_score) AS best_lender,
+         array_agg(b.lender ORDER BY b.lender_score DESC, b.lender) AS lenders
+  FROM beside b, q
+  WHERE b.memory_id IN (SELECT memory_id FROM fused) OR b.tsv @@ q.tsq
+  GROUP BY b.memory_id
+),
+-- and never lifted past its best lender: a run of similar notes lending each other cannot bury
+-- a distinct best match, the neighbour comes back just behind the hit
+capped AS (
+  SELECT lent.memory_id, lent.lenders,
+         least(lent.score, %(neighbour_cap)s * lent.best_lender - coalesce(fused.score, 0)) AS score
+  FROM lent LEFT JOIN fused USING (memory_id)
+  WHERE %(neighbour_cap)s * lent.best_lender > coalesce(fused.score, 0)
 )
 SELECT m.memory_id, m.content, m.memory_category, m.metadata, m.scope, m.principal, m.recorded_at,
        {_EMBEDDED} AS embedded,
-       coalesce(fused.score, 0) + coalesce(lent.score, 0) AS score,
-       fused.dense_rank, fused.keyword_rank, fused.score AS own_score, lent.score AS lent_score,
-       lent.lenders
-FROM (SELECT memory_id FROM fused UNION SELECT memory_id FROM lent) hits
+       coalesce(fused.score, 0) + coalesce(capped.score, 0) AS score,
+       fused.dense_rank, fused.keyword_rank, fused.score AS own_score, capped.score AS lent_score,
+       capped.lenders
+FROM (SELECT memory_id FROM fused UNION SELECT memory_id FROM capped) hits
 JOIN memories m USING (memory_id)
 LEFT JOIN fused USING (memory_id)
-LEFT JOIN lent USING (memory_id)
+LEFT JOIN capped USING (memory_id)
 ORDER BY score DESC, m.recorded_at DESC, m.memory_id
 LIMIT %(top_k)s
 """
@@ -227,6 +241,7 @@ def recall_params(
         "neighbour_weight": tuning.neighbour_weight if mode == "hybrid" else 0.0,
         "neighbour_span": tuning.neighbour_span,
         "neighbour_seeds": tuning.neighbour_seeds,
+        "neighbour_cap": NEIGHBOUR_CAP,
         "top_k": top_k,
         "as_of": as_of,
     }

@@ -15,7 +15,14 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.locomo import ABLATIONS, DEFAULT_PATH, normalize_evidence
-from benchmarks.report import locomo_rows, markdown_table, render, speed_rows
+from benchmarks.report import (
+    ablation_rows,
+    locomo_rows,
+    markdown_table,
+    render,
+    speed_rows,
+    split_rows,
+)
 from benchmarks.run import Options, parse, run_all, write_results
 
 
@@ -101,8 +108,15 @@ async def test_tiny_run_writes_tables_and_json(tmp_path: Path) -> None:
         assert 0 <= scores["recall@5"] <= scores["recall@10"] <= scores["recall@20"] <= 1
     assert loc["recall"]["spectron_hybrid"]["recall@20"] > 0
     header, rows = locomo_rows(results)
-    assert {row[0] for row in rows} == expected
+    assert {row[0] for row in rows} == expected - set(ABLATIONS)
     assert markdown_table(header, rows).count("\n") == len(rows) + 1
+    header, rows = ablation_rows(results)
+    assert [row[0] for row in rows][:3] == ["spectron_hybrid", "spectron_dense", "spectron_keyword"]
+    assert {row[0] for row in rows} == expected - {"bm25"}
+    assert all(len(row) == len(header) for row in rows)
+    header, rows = split_rows(results)
+    assert header[1:] == ["@10 conversations 0-4", "@10 all"]
+    assert {row[0] for row in rows} == expected
     render(results, Console(file=io.StringIO()))
     render(results, Console(file=io.StringIO()), markdown=True)
 

@@ -9,14 +9,12 @@ from typing import Any
 import pytest
 
 from spectron import InvalidInput, SpectronClient
-from spectron.config import Settings
 from spectron.embedding.hashing import HashingEmbedder
 from spectron.maintenance import catch_up
-from spectron.recall import CONVERSATION_TUNING, DEFAULT_TUNING, search
+from spectron.recall import DEFAULT_TUNING, search
 from tests.http_support import fresh_org
 
 pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
-SETTINGS = {"recall_neighbours": CONVERSATION_TUNING.neighbour_weight}  # lending is opt-in
 
 # a conversation, remembered in order: the answer to the question sits in the turn after it
 DIALOG = [
@@ -35,12 +33,7 @@ async def client(request, module_database, http_client) -> AsyncIterator[Any]:
     if request.param == "http":
         yield await http_client()
         return
-    local = SpectronClient(
-        database=module_database,
-        embedder=HashingEmbedder(),
-        extractor="none",
-        settings=Settings(recall_neighbours=CONVERSATION_TUNING.neighbour_weight),
-    )
+    local = SpectronClient(database=module_database, embedder=HashingEmbedder(), extractor="none")
     try:
         yield local
     finally:
@@ -127,25 +120,26 @@ async def test_neighbours_stay_in_scope_and_obey_filters(module_database) -> Non
     try:
         a = client.sessions.create(scope=mine)
         b = client.sessions.create(scope=sibling)
-        before = (await a.remember("Plain note before.", memory_category="episodic")).id
-        await b.remember("Sibling note written in between.", memory_category="episodic")
+        before = (await a.remember("Plain note before: sightings.", memory_category="episodic")).id
+        await b.remember("Sibling note on sightings, in between.", memory_category="episodic")
         hit = (await a.remember("Quokka sightings doubled.", memory_category="episodic")).id
-        await b.remember("Another sibling note.", memory_category="episodic")
-        knowledge = (await a.remember("A knowledge note after.", memory_category="knowledge")).id
-        after = (await a.remember("Plain note after.", memory_category="episodic")).id
+        await b.remember("Another sibling note on sightings.", memory_category="episodic")
+        knowledge = (
+            await a.remember("A knowledge note on sightings.", memory_category="knowledge")
+        ).id
+        after = (await a.remember("Plain note after: sightings.", memory_category="episodic")).id
         service = await client.service()
         await catch_up(service, 60.0)
         async with service.pool.connection() as conn:
             found = await search(
                 conn,
                 mine,
-                "quokka",
+                "quokka sightings",
                 None,
                 top_k=10,
                 mode="hybrid",
                 memory_category="episodic",
                 explain=True,
-                tuning=CONVERSATION_TUNING,
             )
     finally:
         await client.close()
@@ -154,3 +148,50 @@ async def test_neighbours_stay_in_scope_and_obey_filters(module_database) -> Non
     assert lent == {before, after}  # the knowledge note is filtered out, the sibling is not seen
     assert knowledge not in {item.id for item in found}
     assert all(item.scope == mine for item in found)
+
+
+async def test_neighbours_are_lent_only_what_the_query_matched_and_never_pass_their_lender(
+    module_database,
+) -> None:
+    """A run of matching notes around the best match lends it no rival, and no unrelated note joins."""
+    scope = {"org": fresh_org()}
+    dialog = [
+        "Unrelated: the printer is out of toner.",
+        "Sightings one.",
+        "Sightings two.",
+        "Quokka sightings doubled.",
+        "Sightings three.",
+        "Sightings four.",
+        "Unrelated: lunch moved to noon.",
+    ]
+    client = SpectronClient(database=module_database, embedder=HashingEmbedder(), extractor="none")
+    try:
+        async with client.sessions.create(scope=scope) as session:
+            ids = [(await session.remember(turn)).id for turn in dialog]
+        service = await client.service()
+        await catch_up(service, 60.0)
+        async with service.pool.connection() as conn:
+            found = await search(
+                conn, scope, "quokka sightings", None, top_k=10, mode="hybrid", explain=True
+            )
+            unlent = await search(
+                conn,
+                scope,
+                "quokka sightings",
+                None,
+                top_k=10,
+                mode="hybrid",
+                tuning=dataclasses.replace(DEFAULT_TUNING, neighbour_weight=0.0),
+            )
+    finally:
+        await client.close()
+    assert found[0].id == ids[3]
+    assert {item.id for item in found} == set(ids[1:6])  # the unrelated notes beside them are not
+    assert {item.id for item in unlent} == set(ids[1:6])
+    scores = {item.id: item.score for item in found}
+    lent = [item for item in found if item.explanation and item.explanation.lent_by]
+    assert lent, "the notes beside the hit are lent score"
+    for item in lent:
+        assert item.explanation is not None and item.explanation.neighbour_score > 0
+        # uncapped, a note lent by three hits passes the best of them
+        assert item.score < scores[item.explanation.lent_by[0]]
