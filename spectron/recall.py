@@ -132,11 +132,14 @@ probe AS MATERIALIZED (
     AND {VISIBLE} {_FILTERS}
   LIMIT %(probe_cap)s
 ),
+-- UNION ALL keeps each memory's terms in lexeme order, so BM25 sums them in the same order as
+-- unnesting did (a different order moves exact ties by a rounding error)
 terms AS (
   SELECT memory_id, lexeme, tf, len FROM sample_terms
-  UNION
+  UNION ALL
   SELECT p.memory_id, t.lexeme, coalesce(array_length(t.positions, 1), 1), length(p.tsv)
   FROM probe p, q, unnest(ts_filter(setweight(p.tsv, 'A', q.lexemes), '{{a}}')) AS t
+  WHERE NOT EXISTS (SELECT FROM sample s WHERE s.memory_id = p.memory_id)
 ),
 idf AS (
   SELECT l.lexeme,
