@@ -55,7 +55,12 @@ DEFAULT_TUNING = RecallTuning()
 RERANK_POOL = 30  # hybrid hits an (opt-in) reranker reorders before the top_k are kept
 log = logging.getLogger(__name__)
 NEIGHBOUR_CAP = 0.99  # a neighbour's score stays below this share of its best lender's
-BM25_CORPUS_CAP = 10_000  # visible memories counted for BM25's document count, at most
+# BM25's term statistics come from the first KEYWORD_SAMPLE memories in view (all of a LoCoMo
+# conversation's turns); past it, query terms the sample holds at most PROBE_BUDGET times in all
+# are looked up in the whole view, PROBE_CAP matches at most
+KEYWORD_SAMPLE = 1_000
+PROBE_BUDGET = 10
+PROBE_CAP = 1_000
 
 
 def visible(alias: str) -> str:
@@ -91,32 +96,56 @@ dense AS (
     ORDER BY m.embedding <=> %(vector)s::vector LIMIT %(dense_pool)s
   ) d
 ),
--- the keyword leg ranks by BM25: every memory holding a query term matches the OR query, so
--- a term's document frequency is counted over the matches alone; only the number of visible
--- memories needs a count of its own
-matched AS MATERIALIZED (
+-- the keyword leg ranks by BM25 without reading every memory that holds a query term (at 100k
+-- memories a common word is in half of them): term statistics come from a sample, the first
+-- `keyword_sample` memories in view. When the view holds no more, the sample is the whole view
+-- and the ranking is exact BM25. Past that, the candidates are the sample's matches plus, looked
+-- up by index in the whole view, the matches of the query's rarest terms (those the sample
+-- holds at most `probe_budget` times together): a common term's matches outside the sample, whose
+-- weight is small, are not read.
+sample AS MATERIALIZED (
   SELECT m.memory_id, m.tsv FROM memories m, q
-  WHERE %(use_keyword)s AND q.tsq IS NOT NULL AND m.tsv @@ q.tsq AND {VISIBLE} {_FILTERS}
+  WHERE %(use_keyword)s AND %(bm25)s AND q.tsq IS NOT NULL AND {VISIBLE} {_FILTERS}
+  LIMIT %(keyword_sample)s
 ),
--- counted up to a cap: past it the weights barely move, and counting a big scope costs more than
--- the whole leg
-corpus AS (
-  SELECT count(*)::float8 AS n FROM (
-    SELECT FROM memories m WHERE EXISTS (SELECT FROM matched) AND {VISIBLE} {_FILTERS}
-    LIMIT %(corpus_cap)s
-  ) c
+-- a memory's query terms, with positions (setweight marks them, ts_filter keeps them: far cheaper
+-- than unnesting every lexeme of the memory)
+sample_terms AS MATERIALIZED (
+  SELECT s.memory_id, t.lexeme, coalesce(array_length(t.positions, 1), 1) AS tf,
+         length(s.tsv) AS len
+  FROM sample s, q, unnest(ts_filter(setweight(s.tsv, 'A', q.lexemes), '{{a}}')) AS t
 ),
+corpus AS (SELECT count(*)::float8 AS n FROM sample),
+sample_df AS (SELECT lexeme, count(*) AS df FROM sample_terms GROUP BY lexeme),
+rare AS (
+  SELECT tsquery_or_agg(plainto_tsquery('simple', lexeme)) AS tsq FROM (
+    SELECT l.lexeme, sum(coalesce(d.df, 0)) OVER (ORDER BY coalesce(d.df, 0), l.lexeme) AS hits
+    FROM q, unnest(q.lexemes) AS l(lexeme) LEFT JOIN sample_df d USING (lexeme)
+  ) ranked
+  WHERE hits <= %(probe_budget)s
+),
+probe AS MATERIALIZED (
+  SELECT m.memory_id, m.tsv FROM memories m, rare, corpus
+  WHERE corpus.n >= %(keyword_sample)s AND rare.tsq IS NOT NULL AND m.tsv @@ rare.tsq
+    AND {VISIBLE} {_FILTERS}
+  LIMIT %(probe_cap)s
+),
+-- UNION ALL keeps each memory's terms in lexeme order, so BM25 sums them in the same order as
+-- unnesting did (a different order moves exact ties by a rounding error)
 terms AS (
-  SELECT mt.memory_id, t.lexeme, coalesce(array_length(t.positions, 1), 1) AS tf,
-         length(mt.tsv) AS len
-  FROM matched mt CROSS JOIN LATERAL unnest(mt.tsv) AS t, q
-  WHERE t.lexeme = ANY(q.lexemes)
+  SELECT memory_id, lexeme, tf, len FROM sample_terms
+  UNION ALL
+  SELECT p.memory_id, t.lexeme, coalesce(array_length(t.positions, 1), 1), length(p.tsv)
+  FROM probe p, q, unnest(ts_filter(setweight(p.tsv, 'A', q.lexemes), '{{a}}')) AS t
+  WHERE NOT EXISTS (SELECT FROM sample s WHERE s.memory_id = p.memory_id)
 ),
 idf AS (
-  SELECT lexeme, ln(1 + (greatest(corpus.n, count(*)) - count(*) + 0.5) / (count(*) + 0.5)) AS weight
-  FROM terms, corpus GROUP BY lexeme, corpus.n
+  SELECT l.lexeme,
+         ln(1 + (greatest(corpus.n, coalesce(d.df, 0)) - coalesce(d.df, 0) + 0.5)
+                / (coalesce(d.df, 0) + 0.5)) AS weight
+  FROM (SELECT DISTINCT lexeme FROM terms) l LEFT JOIN sample_df d USING (lexeme), corpus
 ),
-avglen AS (SELECT avg(length(tsv))::float8 AS v FROM matched),
+avglen AS (SELECT avg(len)::float8 AS v FROM (SELECT DISTINCT memory_id, len FROM terms) d),
 bm25 AS (
   SELECT terms.memory_id,
          sum(idf.weight * tf * (%(bm25_k1)s::float8 + 1)
@@ -124,11 +153,16 @@ bm25 AS (
   FROM terms JOIN idf USING (lexeme), avglen
   GROUP BY terms.memory_id
 ),
+-- the keyword ranking before BM25 (cover density, no term weights), kept for comparison
+matched AS MATERIALIZED (
+  SELECT m.memory_id, m.tsv FROM memories m, q
+  WHERE %(use_keyword)s AND NOT %(bm25)s AND q.tsq IS NOT NULL AND m.tsv @@ q.tsq
+    AND {VISIBLE} {_FILTERS}
+),
 sparse AS (
   SELECT memory_id, row_number() OVER (ORDER BY r DESC, memory_id) AS rank FROM (
     SELECT memory_id, r FROM bm25 WHERE %(bm25)s
     UNION ALL
-    -- the keyword ranking before BM25 (cover density, no term weights), kept for comparison
     SELECT mt.memory_id, ts_rank_cd(mt.tsv, q.tsq) FROM matched mt, q WHERE NOT %(bm25)s
     ORDER BY r DESC, memory_id LIMIT %(keyword_pool)s
   ) s
@@ -237,7 +271,9 @@ def recall_params(
         "bm25": tuning.bm25,
         "bm25_k1": tuning.bm25_k1,
         "bm25_b": tuning.bm25_b,
-        "corpus_cap": BM25_CORPUS_CAP,
+        "keyword_sample": KEYWORD_SAMPLE,
+        "probe_budget": PROBE_BUDGET,
+        "probe_cap": PROBE_CAP,
         "neighbour_weight": tuning.neighbour_weight if mode == "hybrid" else 0.0,
         "neighbour_span": tuning.neighbour_span,
         "neighbour_seeds": tuning.neighbour_seeds,
