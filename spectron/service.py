@@ -22,6 +22,7 @@ from projectors.enrichment import (
     enrichment_consumer,
     enrichment_passes,
 )
+from projectors.live_batch import live_batch
 from projectors.replay import (
     Progress,
     ReplayReport,
@@ -387,7 +388,7 @@ class MemoryService:
         if lock.locked():
             return False
         async with lock:
-            records = await self.log.read(partition, position, HELP_BATCH)
+            records = live_batch(await self.log.read(partition, position, HELP_BATCH))
             if not records:
                 return False
             async with self.pool.connection() as conn:
