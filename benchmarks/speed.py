@@ -72,9 +72,9 @@ class SpeedConfig:
     # embedded: each size is reached by bulk-loading the log (benchmarks.bulkload), then the
     # append path is measured on a fixed sample of `append_ops` remembers from `concurrency` agents
     bulk_log: bool = True
-    append_ops: int = 5_000
+    append_ops: int = 2_000
     # ingest with the default extractor: `ingest_ops` memories from `ingest_writers` agents
-    ingest_ops: int = 2_000
+    ingest_ops: int = 1_000
     ingest_writers: int = 32
 
     @classmethod
@@ -668,9 +668,10 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
 
     if bulk_log:
         # 1. the store grows by the log's bulk load, then the projectors settle it
-        await live.close()
-        live, figures["log_bulk_load"] = await log_bulk_load(run, bulk)
-        service = await service_of(live)
+        if bulk:
+            await live.close()
+            live, figures["log_bulk_load"] = await log_bulk_load(run, bulk)
+            service = await service_of(live)
         # 2. as a user meets the store right after: no VACUUM, statistics as the system left them
         figures["statistics_as_met"] = await statistics_state(service)
         queries = run.text.queries(cfg.warmup + cfg.recall_ops, seed=size + 1)
