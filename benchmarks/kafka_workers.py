@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from benchmarks.bulkload import bulk_append
@@ -27,6 +28,12 @@ from benchmarks.deployments import KafkaDeployment, PostgresServer, kafka_availa
 from benchmarks.stats import load_average
 from benchmarks.workload import ScopeTree, TextGenerator
 from spectron.embedding.hashing import HashingEmbedder
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return round(times.user + times.system, 2)
 
 
 async def _counts(uri: str) -> tuple[int, int]:
@@ -76,6 +83,8 @@ async def one_run(
                 )
             await asyncio.sleep(0.25)
         seconds = time.perf_counter() - started
+        busy = [_cpu_seconds(proc.pid) for proc in deployment.workers]
+        broker = _cpu_seconds(deployment.broker.pid)
         return {
             "workers": workers,
             "partitions": deployment.partitions,
@@ -85,6 +94,9 @@ async def one_run(
             "settled_seconds": round(seconds, 2),
             "settled_per_second": round(memories / seconds, 1),
             "note": "from the workers' start (group joins included) to every memory embedded",
+            "worker_cpu_seconds": busy,
+            "worker_cpu_share": [round(b / seconds, 2) for b in busy],
+            "broker_cpu_seconds": broker,
             "load_before": load_before,
             "load_after": load_average(),
         }
@@ -119,6 +131,7 @@ def main() -> None:
         print(
             f"workers {row['workers']}: settled {row['memories']:,} in {row['settled_seconds']} s"
             f" = {row['settled_per_second']}/s (projected after {row['projected_seconds']} s;"
+            f" worker CPU share {row['worker_cpu_share']};"
             f" load {row['load_before']['1m']} → {row['load_after']['1m']})"
         )
     if args.json:
