@@ -119,13 +119,19 @@ class KafkaDeployment:
             "SPECTRON_EMBEDDER": embedder_name,
             "SPECTRON_EXTRACTOR": "none",
         }
+        self._env = env
         self.workers: list[subprocess.Popen[bytes]] = []
-        for n in range(workers):
+        self.start_workers(workers)
+
+    def start_workers(self, count: int) -> None:
+        """Start `count` more `spectron worker` processes (they join the same consumer groups)."""
+        for _ in range(count):
+            n = len(self.workers)
             with (self.log_dir / f"worker{n}.log").open("wb") as out:
                 self.workers.append(
                     subprocess.Popen(
                         [sys.executable, "-m", "projectors.faust_app"],
-                        env=env,
+                        env=self._env,
                         stdout=out,
                         stderr=subprocess.STDOUT,
                     )

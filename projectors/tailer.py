@@ -16,6 +16,9 @@ from psycopg_pool import AsyncConnectionPool
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records
 from projectors.enrichment import Enricher
+from projectors.enrichment_input import enrichment_window
+from projectors.live_batch import live_batch
+from projectors.statistics import StatisticsKeeper
 from spectron.errors import ContentForgotten, MalformedEvent, StoreUnavailable
 from spectron.events import MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.log import EventLog, TransactionalLog, decode_record
@@ -51,7 +54,7 @@ async def project_once(
         start = positions.get(partition, 0)
         if start >= end:
             continue
-        records = await event_log.read(partition, start, BATCH)
+        records = live_batch(await event_log.read(partition, start, BATCH))
         async with pool.connection() as conn:
             total += await apply_records(conn, partition, records, ctx) or 0
     return total
@@ -60,13 +63,20 @@ async def project_once(
 async def run_projection_tailer(
     pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext
 ) -> None:
-    """Project forever: drain, then sleep until the log is appended to."""
+    """Project forever: drain, then sleep until the log is appended to.
+
+    Once caught up after many rows, it refreshes the planner's statistics (projectors.statistics).
+    """
+    statistics = StatisticsKeeper(pool)
     while True:
         try:
-            if await project_once(pool, event_log, ctx):
+            if applied := await project_once(pool, event_log, ctx):
+                statistics.note(applied)
                 continue
+            statistics.caught_up()
             await event_log.wait_for_appends(IDLE_WAIT)
         except asyncio.CancelledError:
+            await statistics.close()
             raise
         except StoreUnavailable as exc:  # the watch brings it back; no traceback to log
             log.info("projection waits for the database: %s", exc)
@@ -105,19 +115,19 @@ async def _enrich_partition(
     start = await lock_enrichment_position(conn, enricher.name, partition)
     if start is None:
         return 0  # another process is running this pass on this partition
-    records = await unseal(conn, await event_log.read(partition, start, BATCH))
+    # only the memories of the window are opened (enrichment_input): opening is most of the cost
+    window, passed = enrichment_window(
+        await event_log.read(partition, start, BATCH), enricher.batch_size
+    )
+    last = start - 1 if passed is None else passed
     memories: list[MemoryLike] = []
-    last = start - 1
-    for record in records:
+    for record in await unseal(conn, window):
         try:
             event = decode_record(record).event
         except (MalformedEvent, ContentForgotten):
             event = None  # dead-lettered by the projector, or forgotten: nothing to enrich
         if isinstance(event, MemoryRecorded | ReflectionRecorded):
-            if len(memories) == enricher.batch_size:
-                break
             memories.append(event)
-        last = record.position.offset
     derived = await drop_forgotten(conn, await enricher.enrich(conn, memories))
     await event_log.append_in_transaction(conn, derived)
     await set_enrichment_position(conn, enricher.name, partition, last + 1)
