@@ -33,7 +33,7 @@ from benchmarks.locomo import (
     TUNED_ON,
     Conversation,
     Question,
-    _scope,
+    conversation_scope,
     ingest,
     load_conversations,
     recall_at,
@@ -235,7 +235,7 @@ async def _one(
     question: Question,
     limit: asyncio.Semaphore,
 ) -> Graded:
-    session = client.sessions.create(scope=_scope(conversation.sample_id))
+    session = client.sessions.create(scope=conversation_scope(conversation.sample_id))
     recalled = await session.recall(question.text, top_k=config.top_k)
     ranked = [str(item.metadata.get("dia_id")) for item in recalled.items]
     answer, label, reasoning = await grade(config, question, context(recalled.items), limit)

@@ -510,7 +510,7 @@ async def _chaos_kafka(harness: Harness, rng: random.Random) -> dict[str, int]:
 # --------------------------------------------------------------------------------- verification
 
 
-async def _quiesce(service: Any, consumers: Sequence[str], bound: float) -> None:
+async def quiesce(service: Any, consumers: Sequence[str], bound: float) -> None:
     """Wait until the projections and every enrichment pass cover the whole log, twice in a row."""
     from spectron.positions import all_enrichment_positions, projection_positions
 
@@ -571,7 +571,7 @@ async def verify(
     service: Any, acknowledged: Sequence[uuid.UUID], consumers: Sequence[str], bound: float
 ) -> dict[str, Any]:
     """Compare the acknowledged ids with the log and the projection; then rebuild and compare."""
-    await _quiesce(service, consumers, bound)
+    await quiesce(service, consumers, bound)
     logged, _ = await _scan_log(service)
     acked = set(acknowledged)
     async with service.pool.connection() as conn:
@@ -734,7 +734,7 @@ async def _verify_in_process(
         service = await client.service()
         consumers = [enricher.name for enricher in service.enrichers()]
         waited = time.monotonic()
-        await _quiesce(service, consumers, config.settle)
+        await quiesce(service, consumers, config.settle)
         _say(config, f"projections caught up in {time.monotonic() - waited:.1f}s")
         # nothing may project while the state is hashed and rebuilt
         for proc in harness.procs:

@@ -254,7 +254,7 @@ async def ingest(
 
     async def agent() -> None:
         for conversation in pending:
-            session = client.sessions.create(scope=_scope(conversation.sample_id))
+            session = client.sessions.create(scope=conversation_scope(conversation.sample_id))
             for turn in conversation.turns:
                 clock = Stopwatch()
                 await session.remember(
@@ -280,7 +280,8 @@ async def ingest(
     }
 
 
-def _scope(sample_id: str) -> dict[str, str]:
+def conversation_scope(sample_id: str) -> dict[str, str]:
+    """The scope one LoCoMo conversation is remembered at."""
     return {"benchmark": "locomo", "conversation": sample_id}
 
 
@@ -316,7 +317,7 @@ async def ablation(
     async with service.pool.connection() as conn:
         items = await search(
             conn,
-            _scope(conversation.sample_id),
+            conversation_scope(conversation.sample_id),
             question.text,
             vector,
             top_k=top,
@@ -369,7 +370,7 @@ async def run_locomo(config: LocomoConfig, uri: str, embedder: Embedder) -> dict
         legs: dict[str, int] = defaultdict(int)
         for number, conversation in enumerate(conversations):
             split = "conversations 0-4" if number < TUNED_ON else "conversations 5-9"
-            session = client.sessions.create(scope=_scope(conversation.sample_id))
+            session = client.sessions.create(scope=conversation_scope(conversation.sample_id))
             for question in conversation.questions:
                 for mode in config.modes:
                     clock = Stopwatch()

@@ -30,7 +30,7 @@ from spectron import SpectronClient
 from spectron.embedding import Embedder, make_embedder
 from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
 from spectron.maintenance import catch_up
-from spectron.recall import _RECALL, RecallMode, recall_params, search
+from spectron.recall import RECALL_SQL, RecallMode, recall_params, search
 from spectron.scope import canonical_scope
 from spectron.service import MemoryService
 
@@ -151,7 +151,7 @@ async def explain(service: MemoryService, query: str) -> dict[str, str]:
                 await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                 await conn.execute("SET LOCAL hnsw.ef_search = 100")
                 cur = await conn.execute(
-                    "EXPLAIN (ANALYZE, BUFFERS) " + _RECALL, params, prepare=False
+                    "EXPLAIN (ANALYZE, BUFFERS) " + RECALL_SQL, params, prepare=False
                 )
                 plan = "\n".join(row[0] for row in await cur.fetchall())
             out[f"{level}_{mode}"] = re.sub(r"'\[[^\]]*\]'::vector", "'[…]'::vector", plan)

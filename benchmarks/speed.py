@@ -32,7 +32,7 @@ from spectron.client import Session
 from spectron.embedding import Embedder
 from spectron.extraction import make_extractor
 from spectron.positions import PROJECTION_CONSUMER, projection_positions
-from spectron.recall import _RECALL, DEFAULT_TUNING, recall_params, search
+from spectron.recall import DEFAULT_TUNING, RECALL_SQL, recall_params, search
 from spectron.scope import Scope
 from spectron.service import MemoryService
 
@@ -479,7 +479,7 @@ async def explain_recall(
         async with service.pool.connection() as conn, conn.transaction():
             await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
             await conn.execute("SET LOCAL hnsw.ef_search = 100")
-            cur = await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + _RECALL, params)
+            cur = await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + RECALL_SQL, params)
             plan = "\n".join(row[0] for row in await cur.fetchall())
         plan = re.sub(r"'\[[^\]]*\]'::vector", "'[…]'::vector", plan)
         out[level] = {

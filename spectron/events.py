@@ -95,11 +95,11 @@ Metadata = Annotated[
 ]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Envelope(_Strict):
+class Envelope(StrictModel):
     """Fields every event carries, whatever its type."""
 
     event_id: uuid.UUID = Field(description="Unique id of this event; producers make it (uuid4).")
@@ -113,7 +113,7 @@ class Envelope(_Strict):
     client_time: datetime = Field(description="The producer's clock when it made the event.")
 
 
-class MemoryRecordedPayload(_Strict):
+class MemoryRecordedPayload(StrictModel):
     """A memory an agent remembered; `facts`, when the caller gave them, replace extraction."""
 
     content: Content
@@ -155,7 +155,7 @@ PackedVector = Annotated[
 ]
 
 
-class MemoryEmbeddedPayload(_Strict):
+class MemoryEmbeddedPayload(StrictModel):
     """The embedding the enrichment processor computed for a memory, recorded so replay never re-embeds.
 
     Version 2: `vector` holds the components packed as little-endian `dtype` values.
@@ -224,7 +224,7 @@ class MemoryEmbedded(Envelope):
         return upcast_memory_embedded_v1_v2(data) if isinstance(data, dict) else data
 
 
-class FactsExtractedPayload(_Strict):
+class FactsExtractedPayload(StrictModel):
     """Facts an extractor found in a memory, recorded so replay never re-runs the extractor."""
 
     memory_id: uuid.UUID
@@ -239,7 +239,7 @@ class FactsExtracted(Envelope):
     payload: FactsExtractedPayload
 
 
-class EnrichmentFailedPayload(_Strict):
+class EnrichmentFailedPayload(StrictModel):
     """An enrichment step gave up on a memory; the memory itself stays recallable."""
 
     memory_id: uuid.UUID
@@ -254,7 +254,7 @@ class EnrichmentFailed(Envelope):
     payload: EnrichmentFailedPayload
 
 
-class EntityTypeRegisteredPayload(_Strict):
+class EntityTypeRegisteredPayload(StrictModel):
     """An entity type that guides extraction for memories at and below the event's scope."""
 
     entity_type: EntityType
@@ -267,7 +267,7 @@ class EntityTypeRegistered(Envelope):
     payload: EntityTypeRegisteredPayload
 
 
-class ReflectionRecordedPayload(_Strict):
+class ReflectionRecordedPayload(StrictModel):
     """A persisted reflection: the reasoner's recorded output, so replay never asks it again."""
 
     query: str = Field(min_length=1, max_length=4000)
@@ -289,7 +289,7 @@ class ReflectionRecorded(Envelope):
 MAX_FORGOTTEN_PER_EVENT = 1000
 
 
-class MemoriesForgottenPayload(_Strict):
+class MemoriesForgottenPayload(StrictModel):
     """Memories whose keys were destroyed: their content is gone from the log and projections."""
 
     memory_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_FORGOTTEN_PER_EVENT)

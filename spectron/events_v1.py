@@ -10,11 +10,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from spectron.events import Envelope, _Strict
+from spectron.events import Envelope, StrictModel
 from spectron.vectors import MAX_VECTOR_DIMENSIONS
 
 
-class MemoryEmbeddedPayload(_Strict):
+class MemoryEmbeddedPayload(StrictModel):
     """The embedding the enrichment processor computed for a memory, recorded so replay never re-embeds."""
 
     memory_id: uuid.UUID

@@ -83,7 +83,7 @@ _EMBEDDED = (
     "(m.embedding IS NOT NULL AND (%(as_of)s::timestamptz IS NULL OR m.embedded_at <= %(as_of)s))"
 )
 
-_RECALL = f"""
+RECALL_SQL = f"""
 WITH q AS (
   SELECT array_agg(DISTINCT lexeme) AS lexemes,
          tsquery_or_agg(plainto_tsquery('simple', lexeme)) AS tsq
@@ -317,7 +317,7 @@ async def search(
         # never a prepared statement: after five runs Postgres may switch to a generic plan, and
         # the generic plan of this many-parameter query is far off for other modes and tunings
         # (measured 300-800 ms instead of 7-20 ms on one LoCoMo conversation)
-        cur = await conn.execute(_RECALL, params, prepare=False)
+        cur = await conn.execute(RECALL_SQL, params, prepare=False)
         rows = await cur.fetchall()
     items = [memory_item(row, float(row[8])) for row in rows]
     if explain:

@@ -32,7 +32,7 @@ from tests.kafka_support import run_deployment
 # benchmarks/ sits beside the installed packages, not inside them: import it from the checkout
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.crash import _quiesce, verify
+from benchmarks.crash import quiesce, verify
 
 pytestmark = pytest.mark.kafka
 
@@ -123,7 +123,7 @@ async def test_kafka_mode_survives_broker_and_postgres_outages(tmp_path: Path, h
                 writer = await outages(client, broker, server, home)
                 service = await client.service()
                 consumers = [enricher.name for enricher in service.enrichers()]
-                await _quiesce(service, consumers, BOUND)  # the workers caught up by themselves
+                await quiesce(service, consumers, BOUND)  # the workers caught up by themselves
                 logs = deployment.log_tails()
             except BaseException:
                 await client.close()
