@@ -70,3 +70,17 @@ def test_either_package_can_be_imported_first(module: str) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    first_party = ("spectron", "projectors", "benchmarks", "tests")
+    found = [
+        f"{path.relative_to(ROOT).as_posix()}: {node.module}.{alias.name}"
+        for package in first_party
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in first_party
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert found == []
