@@ -115,7 +115,7 @@ sample_terms AS MATERIALIZED (
          length(s.tsv) AS len
   FROM sample s, q, unnest(ts_filter(setweight(s.tsv, 'A', q.lexemes), '{{a}}')) AS t
 ),
-corpus AS (SELECT count(*)::float8 AS n FROM sample),
+corpus AS MATERIALIZED (SELECT count(*)::float8 AS n FROM sample),
 sample_df AS (SELECT lexeme, count(*) AS df FROM sample_terms GROUP BY lexeme),
 rare AS (
   SELECT tsquery_or_agg(plainto_tsquery('simple', lexeme)) AS tsq FROM (
@@ -145,7 +145,10 @@ idf AS (
                 / (coalesce(d.df, 0) + 0.5)) AS weight
   FROM (SELECT DISTINCT lexeme FROM terms) l LEFT JOIN sample_df d USING (lexeme), corpus
 ),
-avglen AS (SELECT avg(len)::float8 AS v FROM (SELECT DISTINCT memory_id, len FROM terms) d),
+-- MATERIALIZED (corpus too): inlined, the planner re-ran the average once per matched term
+avglen AS MATERIALIZED (
+  SELECT avg(len)::float8 AS v FROM (SELECT DISTINCT memory_id, len FROM terms) d
+),
 bm25 AS (
   SELECT terms.memory_id,
          sum(idf.weight * tf * (%(bm25_k1)s::float8 + 1)
