@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from projectors.driver import projection_positions
 from projectors.enrichment import embed_memories
 from projectors.enrichment_input import enrichment_window
 from projectors.live_batch import MAX_VECTORS
@@ -14,6 +13,7 @@ from spectron.embedding.hashing import HashingEmbedder
 from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields, partition_key
 from spectron.log import partition_for
 from spectron.log.postgres import PostgresEventLog
+from spectron.positions import projection_positions
 
 SCOPE = {"org": "acme", "agent": "a1"}
 
