@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from spectron import SpectronClient
 from spectron.config import Settings
 from spectron.embedding.hashing import HashingEmbedder
 from spectron.http.app import create_app
@@ -140,3 +141,23 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     assert body["status"] == status
     assert {"title", "detail", "instance"} <= set(body)
     return body
+
+
+@pytest.fixture(params=["in-process", "http"])
+async def client(
+    request: pytest.FixtureRequest,
+    module_database: str,
+    http_client: Callable[..., Awaitable[HttpSpectronClient]],
+) -> AsyncIterator[Any]:
+    """A client of either transport on the module's database (the module's EXTRACTOR, as `service`)."""
+    if request.param == "http":
+        yield await http_client()
+        return
+    extractor = getattr(request.module, "EXTRACTOR", "none")
+    local = SpectronClient(
+        database=module_database, embedder=HashingEmbedder(), extractor=extractor
+    )
+    try:
+        yield local
+    finally:
+        await local.close()

@@ -6,32 +6,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from spectron import InvalidInput, LogPosition, MemoryNotFound, SpectronClient, SpectronError
-from spectron.embedding.hashing import HashingEmbedder
+from spectron import InvalidInput, LogPosition, MemoryNotFound, SpectronError
 from tests.http_support import fresh_org
 
 pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
 PROBLEM = "application/problem+json"
 UI_FILES = sorted((Path(__file__).resolve().parent.parent / "spectron" / "http" / "ui").iterdir())
-
-
-@pytest.fixture(params=["in-process", "http"])
-async def client(request, module_database, http_client) -> AsyncIterator[Any]:
-    """A client of either transport on the module's database."""
-    if request.param == "http":
-        yield await http_client()
-        return
-    local = SpectronClient(database=module_database, embedder=HashingEmbedder(), extractor="none")
-    try:
-        yield local
-    finally:
-        await local.close()
 
 
 async def test_list_newest_first_in_pages_with_filters_as_of_and_get(client) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -18,29 +16,12 @@ from spectron import (
     LogPosition,
     MemoryNotFound,
     SessionClosed,
-    SpectronClient,
 )
-from spectron.embedding.hashing import HashingEmbedder
 from spectron.models import MemoryItem, Profile, RecallResult, Reflection, RememberResult, State
 from tests.http_support import fresh_org
 
 pytest_plugins = ["tests.http_support"]  # the HTTP fixtures
 EXTRACTOR = "patterns"  # the HTTP service extracts facts like the in-process one
-
-
-@pytest.fixture(params=["in-process", "http"])
-async def client(request, module_database, http_client) -> AsyncIterator[Any]:
-    """A client of either transport on the module's database."""
-    if request.param == "http":
-        yield await http_client()
-        return
-    local = SpectronClient(
-        database=module_database, embedder=HashingEmbedder(), extractor=EXTRACTOR
-    )
-    try:
-        yield local
-    finally:
-        await local.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,19 +24,6 @@ DIALOG = [
     "Ana: Porto has great tiles and even better pastries.",
     "Ben: I am repainting the kitchen a pale green this weekend.",
 ]
-
-
-@pytest.fixture(params=["in-process", "http"])
-async def client(request, module_database, http_client) -> AsyncIterator[Any]:
-    """A client of either transport on the module's database."""
-    if request.param == "http":
-        yield await http_client()
-        return
-    local = SpectronClient(database=module_database, embedder=HashingEmbedder(), extractor="none")
-    try:
-        yield local
-    finally:
-        await local.close()
 
 
 async def remember_dialog(client: Any, scope: dict[str, str]) -> list[Any]:
