@@ -154,7 +154,7 @@ async def explain(service: MemoryService, query: str) -> dict[str, str]:
                     "EXPLAIN (ANALYZE, BUFFERS) " + RECALL_SQL, params, prepare=False
                 )
                 plan = "\n".join(row[0] for row in await cur.fetchall())
-            out[f"{level}_{mode}"] = re.sub(r"'\[[^\]]*\]'::vector", "'[…]'::vector", plan)
+            out[f"{level}_{mode}"] = re.sub(r"'\[[^\]]*\]'::halfvec", "'[…]'::halfvec", plan)
     return out
 
 

@@ -91,9 +91,9 @@ WITH q AS (
 ),
 dense AS (
   SELECT memory_id, row_number() OVER (ORDER BY distance, memory_id) AS rank FROM (
-    SELECT m.memory_id, m.embedding <=> %(vector)s::vector AS distance FROM memories m
+    SELECT m.memory_id, m.embedding <=> %(vector)s::halfvec AS distance FROM memories m
     WHERE %(use_dense)s AND {_EMBEDDED} AND {VISIBLE} {_FILTERS}
-    ORDER BY m.embedding <=> %(vector)s::vector LIMIT %(dense_pool)s
+    ORDER BY m.embedding <=> %(vector)s::halfvec LIMIT %(dense_pool)s
   ) d
 ),
 -- the keyword leg ranks by BM25 without reading every memory that holds a query term (at 100k

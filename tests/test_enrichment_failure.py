@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -117,6 +118,22 @@ async def unembedded(service: MemoryService) -> int:
     return int(row[0]) if row else 0
 
 
+async def await_projected(client: SpectronClient, memory_id: uuid.UUID) -> None:
+    """Wait (bounded by DEADLINE) until the memory's row is projected.
+
+    The short-bounded reads below must not wait for an embedder that is down; bounding them
+    also bounds the projection of the memory itself, which on a loaded machine can take longer.
+    """
+    service = await client.service()
+
+    async def found() -> bool:
+        async with service.pool.connection() as conn:
+            cur = await conn.execute("SELECT 1 FROM memories WHERE memory_id = %s", [memory_id])
+            return await cur.fetchone() is not None
+
+    await eventually(found, f"memory {memory_id} is projected")
+
+
 @pytest.mark.parametrize("failure", ["raise", "hang"])
 async def test_memory_is_recallable_while_the_embedder_is_down_and_embedded_after(
     make_client: Callable[..., SpectronClient], failure: str
@@ -126,6 +143,7 @@ async def test_memory_is_recallable_while_the_embedder_is_down_and_embedded_afte
     try:
         async with client.sessions.create(scope=SCOPE) as s:
             remembered = await s.remember(WALRUS)  # the append does not wait for enrichment
+            await await_projected(client, remembered.id)
             ctx = await s.recall("walrus budget", timeout=0.3)
             assert [item.id for item in ctx.items] == [remembered.id]
             assert ctx.pending == 1 and not ctx.items[0].embedded
@@ -133,7 +151,8 @@ async def test_memory_is_recallable_while_the_embedder_is_down_and_embedded_afte
             assert (await s.recall("walrus budget", mode="dense", timeout=0.3)).items == []
 
             # other memories keep flowing while the model is down
-            await s.remember("The narwhal survey starts in May.")
+            narwhal = await s.remember("The narwhal survey starts in May.")
+            await await_projected(client, narwhal.id)
             later = await s.recall("narwhal survey", timeout=0.3)
             assert [item.content for item in later.items][:1] == [
                 "The narwhal survey starts in May."
