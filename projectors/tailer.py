@@ -19,6 +19,7 @@ from projectors.enrichment import Enricher
 from projectors.enrichment_input import enrichment_window
 from projectors.live_batch import live_batch
 from projectors.statistics import StatisticsKeeper
+from projectors.vector_index import VectorIndexKeeper
 from spectron.errors import ContentForgotten, MalformedEvent, StoreUnavailable
 from spectron.events import MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.log import EventLog, TransactionalLog, decode_record
@@ -40,24 +41,37 @@ STORE_RETRY = 0.5  # seconds between attempts while the database is down (reques
 # a partition's end by more than this, enrichment leaves the partition alone so the projector
 # reaches the writes first (a memory not embedded yet is found by keyword meanwhile)
 PROJECTION_FIRST = 100
+PARALLEL = 2  # partitions applied at once (the projector pool holds one connection more)
 
 
 async def project_once(
-    pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext
+    pool: AsyncConnectionPool,
+    event_log: EventLog,
+    ctx: ProjectionContext,
+    max_vectors: int | None = None,
 ) -> int:
-    """Apply whatever the log holds beyond the stored positions, one batch per partition."""
+    """Apply whatever the log holds beyond the stored positions, one batch per partition.
+
+    Partitions are independent (Kafka mode runs them in separate workers): up to PARALLEL of
+    them are applied at once, each on a connection of its own, so Postgres's share of the work
+    (HNSW inserts above all) runs on more than one core.
+    """
     async with pool.connection() as conn:
         positions = await projection_positions(conn)
     ends = await event_log.end_offsets()
-    total = 0
-    for partition, end in sorted(ends.items()):
-        start = positions.get(partition, 0)
-        if start >= end:
-            continue
-        records = live_batch(await event_log.read(partition, start, BATCH))
-        async with pool.connection() as conn:
-            total += await apply_records(conn, partition, records, ctx) or 0
-    return total
+    behind = [
+        (p, positions.get(p, 0)) for p, end in sorted(ends.items()) if positions.get(p, 0) < end
+    ]
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def one(partition: int, start: int) -> int:
+        async with gate:
+            records = await event_log.read(partition, start, BATCH)
+            batch = live_batch(records) if max_vectors is None else live_batch(records, max_vectors)
+            async with pool.connection() as conn:
+                return await apply_records(conn, partition, batch, ctx) or 0
+
+    return sum(await asyncio.gather(*(one(p, start) for p, start in behind)))
 
 
 async def run_projection_tailer(
@@ -65,18 +79,25 @@ async def run_projection_tailer(
 ) -> None:
     """Project forever: drain, then sleep until the log is appended to.
 
-    Once caught up after many rows, it refreshes the planner's statistics (projectors.statistics).
+    Once caught up after many rows, it refreshes the planner's statistics (projectors.statistics);
+    before a large backlog of vectors it drops the HNSW graph and builds it again after
+    (projectors.vector_index).
     """
     statistics = StatisticsKeeper(pool)
+    vectors = VectorIndexKeeper(pool, event_log)
     while True:
         try:
-            if applied := await project_once(pool, event_log, ctx):
+            await vectors.look()
+            if applied := await project_once(pool, event_log, ctx, vectors.max_vectors):
                 statistics.note(applied)
                 continue
             statistics.caught_up()
+            if vectors.away:
+                await vectors.look(force=True)
             await event_log.wait_for_appends(IDLE_WAIT)
         except asyncio.CancelledError:
             await statistics.close()
+            await vectors.close()
             raise
         except StoreUnavailable as exc:  # the watch brings it back; no traceback to log
             log.info("projection waits for the database: %s", exc)

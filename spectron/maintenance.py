@@ -7,6 +7,8 @@ in-process projector loops while they own the projection and start them again af
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -21,10 +23,13 @@ from projectors.replay import (
     reset_projection,
     swap_schemas,
 )
+from projectors.vector_index import deferred
 from spectron.consistency import AWAITING_FACTS, wait_for_projections
 from spectron.db import open_pool
 from spectron.service import MemoryService
 from spectron.statehash import projection_hash
+
+GRAPH_POLL = 0.2  # seconds between looks at a vector index being built again
 
 
 @dataclass(frozen=True)
@@ -39,15 +44,23 @@ class BlueGreenReport:
 
 
 async def catch_up(service: MemoryService, bound: float = 60.0) -> int:
-    """Wait until projections, embeddings and extracted facts cover the whole log.
+    """Wait until projections, embeddings and extracted facts cover the whole log, and the vector
+    index dropped for a backlog (projectors.vector_index) is built again.
 
-    Returns how many memories still lack a vector (or, failing that, facts) at the bound.
+    Returns how many memories still lack a vector (or, failing that, facts) at the bound; a graph
+    still away at the bound counts as one.
     """
+    deadline = time.monotonic() + bound
     heads = await service.log.end_offsets()
     missing = await wait_for_projections(service.pool, heads, None, bound)
     if service.extractor is not None:
         missing += await wait_for_projections(service.pool, heads, None, bound, AWAITING_FACTS)
-    return missing
+    while True:
+        async with service.pool.connection() as conn:
+            away = await deferred(conn)
+        if not away or time.monotonic() >= deadline:
+            return missing + int(away)
+        await asyncio.sleep(GRAPH_POLL)
 
 
 async def state_hash(service: MemoryService) -> str:

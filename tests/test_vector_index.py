@@ -1,0 +1,133 @@
+"""Before a large backlog of vectors the HNSW graph is dropped, and built again once it settles."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+import projectors.vector_index as vector_index
+from projectors.enrichment import embed_memories
+from projectors.vector_index import INDEX, Backlog, deferred, drop_graph
+from spectron import SpectronClient
+from spectron.embedding.hashing import HashingEmbedder
+from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
+from spectron.maintenance import catch_up, rebuild, state_hash
+from spectron.service import MemoryService
+
+SCOPES = [{"org": "acme", "agent": f"a{n}"} for n in range(4)]  # more than one partition
+BOUND = 120.0
+
+
+def test_dropping_pays_only_for_a_backlog_large_against_the_graph() -> None:
+    small = vector_index.BULK_MIN - 1
+    assert not Backlog(indexed=0, unembedded=small, unprojected=0).worth_dropping()
+    assert Backlog(indexed=0, unembedded=small, unprojected=1).worth_dropping()
+    big = vector_index.BULK_MIN * 10
+    assert Backlog(
+        indexed=big * vector_index.REBUILD_RATIO - 1, unembedded=big, unprojected=0
+    ).worth_dropping()
+    assert not Backlog(
+        indexed=big * vector_index.REBUILD_RATIO, unembedded=big, unprojected=0
+    ).worth_dropping()
+    assert Backlog(indexed=10**6, unembedded=vector_index.SETTLED, unprojected=0).settled()
+    assert not Backlog(indexed=0, unembedded=vector_index.SETTLED, unprojected=1).settled()
+
+
+def _memories(count: int) -> list[MemoryRecorded]:
+    return [
+        MemoryRecorded(
+            **new_event_fields(SCOPES[n % len(SCOPES)], "agent:bulk"),
+            payload=MemoryRecordedPayload(content=f"harbour note {n}: crane {n % 7} unloads"),
+        )
+        for n in range(count)
+    ]
+
+
+async def _index_state(service: MemoryService) -> tuple[bool | None, bool]:
+    """(whether the HNSW index is valid, None when absent; whether it is recorded as away)."""
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT x.indisvalid FROM pg_index x WHERE x.indexrelid = to_regclass(%s)", [INDEX]
+        )
+        row = await cur.fetchone()
+        return (None if row is None else bool(row[0])), await deferred(conn)
+
+
+async def test_a_backlog_is_applied_without_the_graph_which_is_built_after(
+    make_client: Callable[..., SpectronClient],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(vector_index, "BULK_MIN", 100)
+    monkeypatch.setattr(vector_index, "SETTLED", 10)
+    monkeypatch.setattr(vector_index, "BULK_VECTORS", 50)
+    writer = make_client(run_projectors=False, extractor="none")
+    memories = _memories(400)
+    vectors = embed_memories(HashingEmbedder(), memories)
+    await (await writer.service()).log.append([*memories, *vectors])
+    await writer.close()
+
+    caplog.set_level(logging.INFO, logger="projectors.vector_index")
+    client = make_client(extractor="none")
+    service = await client.service()
+    assert await catch_up(service, bound=BOUND) == 0
+    assert "dropped the vector index for a backlog" in caplog.text
+    assert "built the vector index" in caplog.text
+    assert await _index_state(service) == (True, False)
+
+    async with client.sessions.create(scope=SCOPES[1]) as s:
+        found = await s.recall("harbour note 5: crane 5 unloads", mode="dense")
+        assert found.items[0].content == "harbour note 5: crane 5 unloads"
+        assert found.items[0].embedded
+    async with service.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*), count(embedding) FROM memories")
+        assert await cur.fetchone() == (400, 400)
+
+    before = await state_hash(service)
+    await rebuild(service)  # the log says the same with the graph kept row by row or built after
+    assert await state_hash(service) == before
+
+
+async def test_a_graph_left_away_by_a_dead_process_is_built_by_the_next(
+    make_client: Callable[..., SpectronClient],
+) -> None:
+    first = make_client(run_projectors=False, extractor="none")
+    async with first.sessions.create(scope=SCOPES[0]) as s:
+        await s.remember("The crane is serviced on Fridays.")
+    service = await first.service()
+    async with service.pool.connection() as conn:
+        assert await drop_graph(conn)  # ...and the process dies before building it again
+    assert await _index_state(service) == (None, True)
+    await first.close()
+
+    again = make_client(extractor="none")
+    service = await again.service()
+    assert await catch_up(service, bound=BOUND) == 0
+    assert await _index_state(service) == (True, False)
+    async with again.sessions.create(scope=SCOPES[0]) as s:
+        found = await s.recall("crane serviced", mode="dense")
+        assert [item.content for item in found.items] == ["The crane is serviced on Fridays."]
+
+
+async def test_a_graph_built_before_its_record_was_removed_is_kept(
+    make_client: Callable[..., SpectronClient],
+) -> None:
+    client = make_client(run_projectors=False, extractor="none")
+    service = await client.service()
+    async with service.pool.connection() as conn:
+        assert await drop_graph(conn)
+        assert not await drop_graph(conn)  # away already: nothing to drop
+        cur = await conn.execute(
+            "SELECT value FROM projection_meta WHERE key = %s", [vector_index.DEFERRED_KEY]
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        await conn.execute(row[0])  # the build finished, the process died before the delete
+        await conn.commit()
+        schema = await vector_index.current_schema(conn)
+    conninfo = service.pool.conninfo
+    assert isinstance(conninfo, str)
+    assert await vector_index.build_graph(conninfo, schema)
+    assert await _index_state(service) == (True, False)
