@@ -40,7 +40,7 @@ from projectors.base import ProjectionContext
 from projectors.driver import apply_records
 from projectors.enrichment import Enricher, enrichment_passes
 from projectors.enrichment_input import ENRICHED_TYPES, record_type
-from projectors.live_batch import live_batch
+from projectors.vector_index import run_vector_index
 from spectron.config import Settings
 from spectron.embedding import Embedder, make_embedder
 from spectron.errors import (
@@ -121,16 +121,11 @@ class Processors:
         await self._with_gap(partition, records, position, self._apply)
 
     async def _apply(self, partition: int, records: Sequence[RawRecord]) -> None:
-        # in transactions of a few vectors each, so memories are visible soon (projectors.live_batch)
-        while records:
-            batch = live_batch(records)
-            records = records[len(batch) :]
+        async def attempt() -> None:
+            async with self.pool.connection() as conn:
+                await apply_records(conn, partition, records, self.ctx, wait=True)
 
-            async def attempt(batch: Sequence[RawRecord] = batch) -> None:
-                async with self.pool.connection() as conn:
-                    await apply_records(conn, partition, batch, self.ctx, wait=True)
-
-            await _retry(f"projecting partition {partition}", attempt)
+        await _retry(f"projecting partition {partition}", attempt)
 
     async def chain(self, partition: int, records: Sequence[RawRecord]) -> None:
         """Link one partition's batch (and any gap before it) into the log's hash chain."""
@@ -384,10 +379,14 @@ async def serve(
             redirect_stdouts=False,
         )
         watchdog = asyncio.ensure_future(_exit_if_stop_hangs(runner))
+        # staged vectors onto their memories, and the graph rebuilt after a large backlog
+        vectors = asyncio.ensure_future(run_vector_index(processors.pool, processors.event_log))
         try:
             await runner.start()  # returns once a signal has stopped it
         finally:
             watchdog.cancel()
+            vectors.cancel()
+            await asyncio.gather(vectors, return_exceptions=True)
     finally:
         await processors.close()
 

@@ -20,6 +20,7 @@ from spectron.events import LoggedEvent, MemoriesForgotten
 
 _DELETE_BY_MEMORY = (
     "DELETE FROM memories WHERE memory_id = ANY(%s) RETURNING memory_id",
+    "DELETE FROM staged_vectors WHERE memory_id = ANY(%s)",
     "DELETE FROM reflections WHERE reflection_id = ANY(%s)",
     "DELETE FROM relations WHERE memory_id = ANY(%s)",
     "DELETE FROM fact_sources WHERE memory_id = ANY(%s)",

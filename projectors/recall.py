@@ -22,10 +22,11 @@ ON CONFLICT (memory_id) DO NOTHING
 """
 
 # A vector only counts for the model this projection indexes; the first recorded one wins, so a
-# re-delivered or re-computed enrichment event cannot change a row after the fact.
-_SET_EMBEDDING = """
-UPDATE memories SET embedding = %s, embedding_model = %s, embedded_at = %s
-WHERE memory_id = %s AND embedding IS NULL
+# re-delivered or re-computed enrichment event cannot change a row after the fact (here, and in
+# the mover, which sets only a missing vector). Staged, not set: see projectors.vector_index.
+_STAGE_EMBEDDING = """
+INSERT INTO staged_vectors (embedding, model, embedded_at, memory_id) VALUES (%s, %s, %s, %s)
+ON CONFLICT (memory_id) DO NOTHING
 """
 
 
@@ -106,7 +107,7 @@ async def project_recall(
             )
             return
         await cur.execute(
-            _SET_EMBEDDING,
+            _STAGE_EMBEDDING,
             [
                 payload_e.values(),
                 payload_e.model,

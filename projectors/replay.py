@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records
+from projectors.vector_index import move_all_staged
 from spectron.db import PROJECTION_MIGRATIONS
 from spectron.log import EventLog
 from spectron.migrations import migrate
@@ -188,6 +189,7 @@ async def replay(
                 finally:
                     if not reading.done():
                         reading.cancel()
+            await move_all_staged(conn)  # no graph to insert into yet: row speed
             applied = time.perf_counter()
             await restore_indexes(conn, progress)
         finally:

@@ -17,9 +17,8 @@ from projectors.base import ProjectionContext
 from projectors.driver import apply_records
 from projectors.enrichment import Enricher
 from projectors.enrichment_input import enrichment_window
-from projectors.live_batch import live_batch
 from projectors.statistics import StatisticsKeeper
-from projectors.vector_index import VectorIndexKeeper
+from projectors.vector_index import run_vector_index
 from spectron.errors import ContentForgotten, MalformedEvent, StoreUnavailable
 from spectron.events import MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.log import EventLog, TransactionalLog, decode_record
@@ -45,10 +44,7 @@ PARALLEL = 2  # partitions applied at once (the projector pool holds one connect
 
 
 async def project_once(
-    pool: AsyncConnectionPool,
-    event_log: EventLog,
-    ctx: ProjectionContext,
-    max_vectors: int | None = None,
+    pool: AsyncConnectionPool, event_log: EventLog, ctx: ProjectionContext
 ) -> int:
     """Apply whatever the log holds beyond the stored positions, one batch per partition.
 
@@ -67,9 +63,8 @@ async def project_once(
     async def one(partition: int, start: int) -> int:
         async with gate:
             records = await event_log.read(partition, start, BATCH)
-            batch = live_batch(records) if max_vectors is None else live_batch(records, max_vectors)
             async with pool.connection() as conn:
-                return await apply_records(conn, partition, batch, ctx) or 0
+                return await apply_records(conn, partition, records, ctx) or 0
 
     return sum(await asyncio.gather(*(one(p, start) for p, start in behind)))
 
@@ -79,25 +74,22 @@ async def run_projection_tailer(
 ) -> None:
     """Project forever: drain, then sleep until the log is appended to.
 
-    Once caught up after many rows, it refreshes the planner's statistics (projectors.statistics);
-    before a large backlog of vectors it drops the HNSW graph and builds it again after
-    (projectors.vector_index).
+    Once caught up after many rows, it refreshes the planner's statistics (projectors.statistics).
+    Vectors are staged; the HNSW graph is kept by a task of its own (projectors.vector_index).
     """
     statistics = StatisticsKeeper(pool)
-    vectors = VectorIndexKeeper(pool, event_log)
+    vectors = asyncio.create_task(run_vector_index(pool, event_log))
     while True:
         try:
-            await vectors.look()
-            if applied := await project_once(pool, event_log, ctx, vectors.max_vectors):
+            if applied := await project_once(pool, event_log, ctx):
                 statistics.note(applied)
                 continue
             statistics.caught_up()
-            if vectors.away:
-                await vectors.look(force=True)
             await event_log.wait_for_appends(IDLE_WAIT)
         except asyncio.CancelledError:
             await statistics.close()
-            await vectors.close()
+            vectors.cancel()
+            await asyncio.gather(vectors, return_exceptions=True)
             raise
         except StoreUnavailable as exc:  # the watch brings it back; no traceback to log
             log.info("projection waits for the database: %s", exc)

@@ -1,14 +1,18 @@
-"""The vector index under a large backlog: built once after it, not kept up row by row.
+"""The HNSW graph of the recall index: kept behind the projection, and rebuilt after big backlogs.
 
 Adding one vector to pgvector's HNSW graph costs ~3 ms at 100k halfvec rows on 2 cores, and more
-as the graph grows; building the graph over rows already there costs ~0.25 ms a row. When the
-vectors on their way dwarf the graph (a store loaded from a log, a bulk import, a new model's
-pass), the projection tailer drops the graph, applies the backlog at row speed, and builds the
-graph again with CREATE INDEX CONCURRENTLY once the backlog is settled, so projection and reads go
-on meanwhile. Until then the dense leg ranks the visible rows exactly: slower, never wrong.
+as the graph grows; inserting a row costs well under 1 ms. So the projection only stages a vector
+(staged_vectors) and movers set it on its memory in small transactions of their own: a memory is
+keyword-visible without waiting for the graph inserts of the vectors logged before it, and dense-
+visible once moved (read-your-writes waits for that, as it waited for the projection before).
 
-The drop is recorded in projection_meta in the transaction that drops the index, so a process that
-dies while the graph is away leaves the build to the next tailer, which resumes in this state.
+Building the graph over rows already there costs ~0.25 ms a row. When the vectors on their way
+dwarf the graph (a store loaded from a log, a bulk import, a new model's pass), the graph is
+dropped, the backlog moved at row speed, and the graph built again with CREATE INDEX
+CONCURRENTLY once the backlog has settled, so projection and reads go on meanwhile. Until then
+the dense leg ranks the visible rows exactly: slower, never wrong. The drop is recorded in
+projection_meta in the transaction that drops the index, so a process that dies while the graph
+is away leaves the build to the next one, which resumes in this state.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
+from spectron.errors import StoreUnavailable
 from spectron.log import EventLog
 from spectron.positions import projection_positions
 
@@ -39,8 +44,23 @@ REBUILD_RATIO = 4
 SETTLED = 2_000
 CHECK_EVERY = 5.0  # seconds between looks while the tailer is busy
 BUILD_MEMORY = "1GB"  # pgvector builds the graph in memory up to this (~1 KB per 384-d halfvec)
-BULK_VECTORS = 10_000  # vectors per live transaction while the graph is away (no HNSW inserts)
+MOVE_BATCH = 16  # vectors per mover transaction with the graph in place (~50 ms of inserts)
+MOVE_BATCH_AWAY = 5_000  # ...and while it is away (row speed)
+MOVERS = 2  # movers at once: HNSW inserts take a core each
+IDLE_POLL = 0.05  # seconds a mover waits when nothing is staged (one index probe)
+STORE_RETRY = 0.5  # seconds between attempts while the database is down
 
+_MOVE = """
+WITH moved AS (
+  DELETE FROM staged_vectors WHERE memory_id IN (
+    SELECT memory_id FROM staged_vectors ORDER BY staged LIMIT %s FOR UPDATE SKIP LOCKED)
+  RETURNING memory_id, embedding, model, embedded_at
+)
+UPDATE memories m
+SET embedding = moved.embedding, embedding_model = moved.model, embedded_at = moved.embedded_at
+FROM moved WHERE m.memory_id = moved.memory_id AND m.embedding IS NULL
+"""
+_STAGED = "SELECT EXISTS (SELECT 1 FROM staged_vectors)"
 _COUNTS = """
 SELECT (SELECT count(*) FROM memories WHERE embedding IS NULL), (SELECT count(*) FROM memories)
 """
@@ -72,10 +92,30 @@ class Backlog:
         return self.pending <= SETTLED
 
 
-async def measure_backlog(conn: AsyncConnection[Any], event_log: EventLog) -> Backlog:
+async def move_staged(conn: AsyncConnection[Any], limit: int) -> bool:
+    """Move up to `limit` staged vectors onto their memories, in the caller's transaction.
+
+    Only a memory still without a vector takes one (the first logged wins); a vector whose
+    memory is gone (forgotten) is simply dropped. True if any vector was staged at the start.
+    """
+    cur = await conn.execute(_STAGED)
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return False
+    await conn.execute(_MOVE, [limit])
+    return True
+
+
+async def move_all_staged(conn: AsyncConnection[Any]) -> None:
+    """Move every staged vector (replay, before it builds the graph)."""
+    async with conn.transaction():
+        await conn.execute(_MOVE, [2**62])
+
+
+async def measure_backlog(
+    conn: AsyncConnection[Any], ends: dict[int, int], positions: dict[int, int]
+) -> Backlog:
     """Counts of indexed and pending vectors (two counts: ~0.1 s at a million memories)."""
-    ends = await event_log.end_offsets()
-    positions = await projection_positions(conn)
     unprojected = sum(max(end - positions.get(p, 0), 0) for p, end in ends.items())
     cur = await conn.execute(_COUNTS)
     row = await cur.fetchone()
@@ -153,28 +193,28 @@ class VectorIndexKeeper:
     pool: AsyncConnectionPool
     event_log: EventLog
     away: bool = False
-    _looked: float = field(default=float("-inf"), repr=False)
+    _seen: tuple[dict[int, int], dict[int, int]] | None = field(default=None, repr=False)
     _build: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
-    def max_vectors(self) -> int | None:
-        """Vectors per live transaction: many while the graph is away, else the live_batch default."""
-        return BULK_VECTORS if self.away else None
+    def move_batch(self) -> int:
+        """Vectors per mover transaction: many while the graph is away (no graph inserts)."""
+        return MOVE_BATCH_AWAY if self.away else MOVE_BATCH
 
-    async def look(self, *, force: bool = False) -> None:
+    async def look(self) -> None:
         """Drop the graph before a large backlog, or build it once the backlog has settled.
 
-        Cheap between looks (at most one every CHECK_EVERY seconds unless `force`).
+        The backlog is counted only when the log or the projection moved since the last look.
         """
         if self._build is not None and not self._build.done():
             return
-        now = time.monotonic()
-        if not force and now - self._looked < CHECK_EVERY:
-            return
-        self._looked = now
         async with self.pool.connection() as conn:
             self.away = await deferred(conn)
-            backlog = await measure_backlog(conn, self.event_log)
+            seen = (await self.event_log.end_offsets(), await projection_positions(conn))
+            if seen == self._seen and not self.away:
+                return
+            self._seen = seen
+            backlog = await measure_backlog(conn, *seen)
             schema = await current_schema(conn)
             await conn.commit()
             if not self.away and backlog.worth_dropping():
@@ -205,3 +245,42 @@ class VectorIndexKeeper:
         if self._build is not None:
             self._build.cancel()
             await asyncio.gather(self._build, return_exceptions=True)
+
+
+async def move_forever(pool: AsyncConnectionPool, keeper: VectorIndexKeeper) -> None:
+    """Move staged vectors onto their memories, a small transaction at a time, forever."""
+    while True:
+        try:
+            limit = keeper.move_batch
+            async with pool.connection() as conn:
+                staged = await move_staged(conn, limit)
+            if not staged:
+                await asyncio.sleep(IDLE_POLL)
+        except asyncio.CancelledError:
+            raise
+        except StoreUnavailable as exc:
+            log.info("the vector mover waits for the database: %s", exc)
+            await asyncio.sleep(STORE_RETRY)
+        except Exception:
+            log.exception("moving staged vectors failed; retrying")
+            await asyncio.sleep(1.0)
+
+
+async def run_vector_index(pool: AsyncConnectionPool, event_log: EventLog) -> None:
+    """Keep the graph: MOVERS movers, and a look at the backlog every CHECK_EVERY seconds."""
+    keeper = VectorIndexKeeper(pool, event_log)
+    movers = [asyncio.create_task(move_forever(pool, keeper)) for _ in range(MOVERS)]
+    try:
+        while True:
+            try:
+                await keeper.look()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an optimisation: never stop the movers for it
+                log.warning("could not look at the vector backlog: %s", exc)
+            await asyncio.sleep(CHECK_EVERY)
+    finally:
+        for mover in movers:
+            mover.cancel()
+        await asyncio.gather(*movers, return_exceptions=True)
+        await keeper.close()

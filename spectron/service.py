@@ -22,7 +22,6 @@ from projectors.enrichment import (
     enrichment_passes,
 )
 from projectors.forgetting import purge_memories
-from projectors.live_batch import live_batch
 from projectors.replay import restore_indexes
 from projectors.tailer import run_enrichment_tailer, run_projection_tailer
 from spectron.asof import AsOf, resolve_as_of
@@ -350,7 +349,7 @@ class MemoryService:
         if lock.locked():
             return False
         async with lock:
-            records = live_batch(await self.log.read(partition, position, HELP_BATCH))
+            records = await self.log.read(partition, position, HELP_BATCH)
             if not records:
                 return False
             async with self.pool.connection() as conn:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from projectors.driver import apply_records
 from projectors.replay import reset_projection
+from projectors.vector_index import move_all_staged
 from spectron import InvalidInput, LogPosition, SpectronClient
 from spectron.config import Settings
 from spectron.consistency import AWAITING_FACTS, AWAITING_VECTOR, wait_for_projections
@@ -138,6 +139,7 @@ async def check_as_of_against_prefixes(client: SpectronClient, ops: list) -> Non
                     for partition, records in mine.items():
                         prefix = [r for r in records if r.recorded_at <= at]
                         await apply_records(conn, partition, prefix, service.context, wait=True)
+                    await move_all_staged(conn)  # what the live movers did for the live side
                     async with service.pool.connection() as live:
                         want_state = await load_state(conn, scope)
                         got_state = await load_state(live, scope, as_of=at)

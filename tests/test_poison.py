@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 import spectron.events
 from projectors.dead_letters import retry_dead_letters
 from projectors.tailer import enrich_once, project_once
+from projectors.vector_index import move_all_staged
 from spectron import SpectronClient
 from spectron.config import Settings
 from spectron.dlq import list_dead_letters
@@ -204,6 +205,7 @@ async def test_retry_keeps_what_still_fails_and_revives_after_an_upgrade(
     ]
     await project_once(service.pool, service.log, service.context)  # the vector, already applied
     async with service.pool.connection() as conn:
+        await move_all_staged(conn)  # the movers' step (no background loops here)
         cur = await conn.execute(
             'SELECT partition, "offset", embedding IS NOT NULL FROM memories WHERE memory_id = %s',
             [big.event_id],

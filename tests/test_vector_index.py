@@ -8,10 +8,8 @@ from collections.abc import Callable
 import pytest
 
 import projectors.vector_index as vector_index
-from projectors.enrichment import embed_memories
 from projectors.vector_index import INDEX, Backlog, deferred, drop_graph
 from spectron import SpectronClient
-from spectron.embedding.hashing import HashingEmbedder
 from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
 from spectron.maintenance import catch_up, rebuild, state_hash
 from spectron.service import MemoryService
@@ -62,11 +60,11 @@ async def test_a_backlog_is_applied_without_the_graph_which_is_built_after(
 ) -> None:
     monkeypatch.setattr(vector_index, "BULK_MIN", 100)
     monkeypatch.setattr(vector_index, "SETTLED", 10)
-    monkeypatch.setattr(vector_index, "BULK_VECTORS", 50)
+    monkeypatch.setattr(vector_index, "MOVE_BATCH_AWAY", 50)
+    monkeypatch.setattr(vector_index, "CHECK_EVERY", 0.2)
     writer = make_client(run_projectors=False, extractor="none")
-    memories = _memories(400)
-    vectors = embed_memories(HashingEmbedder(), memories)
-    await (await writer.service()).log.append([*memories, *vectors])
+    # a backlog of memories: the live client's embedding pass turns it into a backlog of vectors
+    await (await writer.service()).log.append(_memories(400))
     await writer.close()
 
     caplog.set_level(logging.INFO, logger="projectors.vector_index")

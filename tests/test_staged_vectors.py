@@ -1,4 +1,4 @@
-"""A live projection batch ends after a few vectors, so memories behind them become visible soon."""
+"""Vectors are staged by the projection and moved onto their memories after, by the movers."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ from collections.abc import Callable
 
 from projectors.enrichment import embed_memories
 from projectors.enrichment_input import enrichment_window
-from projectors.live_batch import MAX_VECTORS
 from projectors.tailer import project_once
+from projectors.vector_index import move_staged
 from spectron import SpectronClient
 from spectron.embedding.hashing import HashingEmbedder
-from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields, partition_key
+from spectron.events import (
+    MemoryEmbedded,
+    MemoryRecorded,
+    MemoryRecordedPayload,
+    new_event_fields,
+    partition_key,
+)
 from spectron.log import partition_for
 from spectron.log.postgres import PostgresEventLog
 from spectron.positions import projection_positions
@@ -28,32 +34,46 @@ def _memories(count: int) -> list[MemoryRecorded]:
     ]
 
 
-async def test_a_live_batch_commits_after_max_vectors(
+async def test_memories_are_projected_without_waiting_for_the_graph(
     make_client: Callable[..., SpectronClient],
 ) -> None:
     writer = make_client(run_projectors=False, extractor="none")
     service = await writer.service()
     assert isinstance(service.log, PostgresEventLog)
-    memories = _memories(MAX_VECTORS * 2 + 8)
+    memories = _memories(40)
     vectors = embed_memories(HashingEmbedder(), memories)
-    await service.log.append([*memories, *vectors])  # one scope: one partition, in this order
+    # one scope: one partition; a second vector for a memory must not replace the first
+    again = MemoryEmbedded(
+        **new_event_fields(SCOPE, "system:enricher"),
+        payload=vectors[1].payload.model_copy(update={"memory_id": memories[0].event_id}),
+    )
+    await service.log.append([*memories, *vectors, again])
     partition = partition_for(partition_key(memories[0]), service.log.partitions)
-
-    await project_once(service.pool, service.log, service.context)
-    async with service.pool.connection() as conn:
-        position = (await projection_positions(conn))[partition]
-        cur = await conn.execute("SELECT count(*), count(embedding) FROM memories")
-        row = await cur.fetchone()
-    # the first batch stops before the vector that would exceed the bound: every memory is
-    # visible, only the first MAX_VECTORS vectors are in
-    assert position == len(memories) + MAX_VECTORS
-    assert row == (len(memories), MAX_VECTORS)
 
     while await project_once(service.pool, service.log, service.context):
         pass
     async with service.pool.connection() as conn:
+        position = (await projection_positions(conn))[partition]
+        cur = await conn.execute("SELECT count(*), count(embedding) FROM memories")
+        row = await cur.fetchone()
+        cur = await conn.execute("SELECT count(*) FROM staged_vectors")
+        staged = await cur.fetchone()
+    # the whole log is projected and every memory is in; the vectors wait for the movers
+    assert position == len(memories) * 2 + 1
+    assert row == (len(memories), 0) and staged == (len(memories),)
+
+    async with service.pool.connection() as conn:
+        while await move_staged(conn, 16):
+            await conn.commit()
         cur = await conn.execute("SELECT count(*), count(embedding) FROM memories")
         assert await cur.fetchone() == (len(memories), len(memories))
+        cur = await conn.execute("SELECT count(*) FROM staged_vectors")
+        assert await cur.fetchone() == (0,)
+        cur = await conn.execute(
+            "SELECT embedding = %s::halfvec FROM memories WHERE memory_id = %s",
+            [vectors[0].payload.values(), memories[0].event_id],
+        )
+        assert await cur.fetchone() == (True,)  # the first logged vector won
 
 
 async def test_the_enrichment_window_opens_only_memories(
