@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,9 +26,6 @@ BATCH = 5000
 # CONFLICT needs them); every other index is maintained row by row for nothing until the end
 # (keeping all btrees too makes applying ~40% slower at 50k events; HNSW several times).
 KEPT_DURING_REPLAY = ("attribute_values_chain", "entity_mentions_entity")
-# Partitions applied at once, each on its own connection: while one waits for Postgres, the
-# other's records are decoded (Python holds one core; Postgres works on the other)
-APPLYING_CONNECTIONS = 2
 # pgvector builds the HNSW graph in memory up to this limit, on disk (far slower) past it; the
 # graph takes about 2 KB per 384-d vector (the index of 25k is 49 MB). Only this session's builds.
 INDEX_BUILD_MEMORY = "1GB"
@@ -158,31 +153,41 @@ async def replay(
     or before that time.
     """
     started = time.perf_counter()
+    events = 0
+    done = 0
     ends = await event_log.end_offsets()
-    tally = _Tally(sum(ends.values()), progress)
-    # partitions are independent (a scope's events, chains and entities live in one), so any
-    # APPLYING_CONNECTIONS of them can be applied at once, as Kafka workers do live
-    waiting = deque(partition for partition, end in sorted(ends.items()) if end > 0)
-
-    async def apply_partitions(conn: AsyncConnection[Any]) -> None:
-        while waiting:
-            partition = waiting.popleft()
-            await _apply_partition(conn, event_log, partition, ends[partition], ctx, until, tally)
-
+    total = sum(ends.values())
     async with pool.connection() as conn:
         await conn.set_autocommit(True)
         await defer_indexes(conn)
         await conn.execute("SET synchronous_commit = off")
         try:
-            async with AsyncExitStack() as others:
-                connections = [conn]
-                for _ in range(min(APPLYING_CONNECTIONS, len(waiting)) - 1):
-                    other = await others.enter_async_context(pool.connection())
-                    await other.set_autocommit(True)
-                    connections.append(other)
-                async with asyncio.TaskGroup() as group:
-                    for each in connections:
-                        group.create_task(apply_partitions(each))
+            for partition, end in sorted(ends.items()):
+                if end == 0:
+                    continue
+                reading = asyncio.create_task(event_log.read(partition, 0, BATCH))
+                try:
+                    while True:
+                        batch = await reading
+                        if not batch:
+                            break
+                        offset = batch[-1].position.offset + 1
+                        if offset < end:  # read the next batch while this one is applied
+                            reading = asyncio.create_task(event_log.read(partition, offset, BATCH))
+                        # the prefix at a time is every record logged by then; on Kafka, producer
+                        # clocks may interleave slightly, so do not stop at the first later record
+                        records = [r for r in batch if until is None or r.recorded_at <= until]
+                        if records:
+                            await apply_records(conn, partition, records, ctx, wait=True)
+                            events += len(records)
+                        done += len(batch)
+                        if progress is not None:
+                            progress("events", done, total)
+                        if offset >= end:
+                            break
+                finally:
+                    if not reading.done():
+                        reading.cancel()
             applied = time.perf_counter()
             await restore_indexes(conn, progress)
         finally:
@@ -190,55 +195,7 @@ async def replay(
                 await conn.execute("RESET synchronous_commit")
                 await conn.set_autocommit(False)
     finished = time.perf_counter()
-    return ReplayReport(tally.events, finished - started, applied - started, finished - applied)
-
-
-@dataclass
-class _Tally:
-    """Records read and events applied so far, across the partitions applied at once."""
-
-    total: int
-    progress: Progress | None
-    events: int = 0
-    done: int = 0
-
-    def add(self, read: int, applied: int) -> None:
-        self.events += applied
-        self.done += read
-        if self.progress is not None:
-            self.progress("events", self.done, self.total)
-
-
-async def _apply_partition(
-    conn: AsyncConnection[Any],
-    event_log: EventLog,
-    partition: int,
-    end: int,
-    ctx: ProjectionContext,
-    until: datetime | None,
-    tally: _Tally,
-) -> None:
-    """Apply one partition's records up to `end`, reading each batch while the last is applied."""
-    reading = asyncio.create_task(event_log.read(partition, 0, BATCH))
-    try:
-        while True:
-            batch = await reading
-            if not batch:
-                break
-            offset = batch[-1].position.offset + 1
-            if offset < end:  # read the next batch while this one is applied
-                reading = asyncio.create_task(event_log.read(partition, offset, BATCH))
-            # the prefix at a time is every record logged by then; on Kafka, producer clocks
-            # may interleave slightly, so do not stop at the first later record
-            records = [r for r in batch if until is None or r.recorded_at <= until]
-            if records:
-                await apply_records(conn, partition, records, ctx, wait=True)
-            tally.add(len(batch), len(records))
-            if offset >= end:
-                break
-    finally:
-        if not reading.done():
-            reading.cancel()
+    return ReplayReport(events, finished - started, applied - started, finished - applied)
 
 
 @dataclass(frozen=True)
