@@ -13,8 +13,6 @@ from psycopg import AsyncCursor
 
 from projectors.coalesce import MAX_ROWS, coalesced, without_result
 from projectors.driver import PipelinedCursor, apply_records
-from projectors.entities import _TYPE
-from projectors.recall import _INSERT_MEMORY, _SET_EMBEDDING
 from projectors.replay import replay, reset_projection
 from spectron import SpectronClient
 from spectron.db import open_pool
@@ -24,14 +22,17 @@ from spectron.statehash import projection_hash
 from tests.test_fast_replay import fill_every_event_type
 
 _UPSERT = "INSERT INTO t (k, v) VALUES (%s, %s) ON CONFLICT (k) DO NOTHING"
+# the shapes of the projectors' other statements
+_SET = "UPDATE t SET v = %s WHERE k = %s AND v IS NULL"
+_REPLACE = "INSERT INTO t (k, v) VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
 
 
 def test_only_result_less_inserts_that_do_nothing_on_conflict_become_multi_row() -> None:
-    assert without_result(_INSERT_MEMORY) and without_result(_SET_EMBEDDING)
+    assert without_result(_UPSERT) and without_result(_SET)
     assert not without_result("DELETE FROM t WHERE k = %s RETURNING k")
     assert not without_result("SELECT k FROM t WHERE k = %s")
-    assert coalesced(_SET_EMBEDDING, [[1, 2, 3, 4]] * 2) is None  # an UPDATE: executemany
-    assert coalesced(_TYPE, [[1] * 5] * 2) is None  # DO UPDATE cannot touch a row twice
+    assert coalesced(_SET, [[1, 2]] * 2) is None  # an UPDATE: executemany
+    assert coalesced(_REPLACE, [[1, 2]] * 2) is None  # DO UPDATE cannot touch a row twice
     statements = coalesced(_UPSERT, [[n, str(n)] for n in range(MAX_ROWS + 1)])
     assert statements is not None and [len(values) for _, values in statements] == [
         2 * MAX_ROWS,
