@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self, overload
 
 import psycopg
-from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg import AsyncConnection, AsyncCursor, AsyncRawCursor, sql
 from psycopg.abc import Params, Query, QueryNoTemplate
 from psycopg.rows import Row
 
 from projectors.base import ProjectionContext, Projector
+from projectors.coalesce import coalesced, without_result
 from projectors.entities import project_entities
 from projectors.forgetting import project_forgetting
 from projectors.recall import project_recall
@@ -39,10 +40,18 @@ class PipelinedCursor(AsyncCursor[Row]):
     one's, waiting for it, so a result cannot reach the wrong fetch whatever the timing. A
     statement's `rowcount` is unknown until fetched (psycopg would say -1, or a count that
     depends on timing), so it raises before: read results with RETURNING and a fetch.
+
+    A statement that returns nothing (INSERT, UPDATE or DELETE without RETURNING, with
+    positional parameters) waits in the cursor: a run of the same statement text is then sent
+    at once, coalesced as projectors.coalesce says. Waiting statements are sent, in order,
+    before any other statement and before a fetch, so the server runs the projectors'
+    statements in the order they were issued; `flush` sends them at the end of a batch.
     """
 
     _statement: AsyncCursor[Row] | None = None
     _unfetched = False
+    _waiting_query: str | None = None
+    _waiting: list[Sequence[Any]] | None = None
 
     @overload
     async def execute(
@@ -68,6 +77,21 @@ class PipelinedCursor(AsyncCursor[Row]):
         binary: bool | None = None,
     ) -> Self:
         """Send a statement on a cursor of its own; its result arrives with the next fetch."""
+        if (
+            isinstance(query, str)
+            and isinstance(params, list | tuple)
+            and prepare is None
+            and binary is None
+            and without_result(query)
+        ):
+            if query != self._waiting_query:
+                await self.flush()
+                self._waiting_query, self._waiting = query, []
+            assert self._waiting is not None
+            self._waiting.append(params)
+            self._unfetched = True
+            return self
+        await self.flush()
         statement = AsyncCursor[Row](self.connection, row_factory=self.row_factory)
         self._statement, self._unfetched = statement, True
         if isinstance(query, str | bytes | sql.Composable):
@@ -80,9 +104,30 @@ class PipelinedCursor(AsyncCursor[Row]):
         self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
     ) -> None:
         """Send a statement once per parameter set, on a cursor of its own."""
+        await self.flush()
         statement = AsyncCursor[Row](self.connection, row_factory=self.row_factory)
         self._statement, self._unfetched = statement, True
         await statement.executemany(query, params_seq, returning=returning)
+
+    async def flush(self) -> None:
+        """Send the statements waiting in this cursor (see the class), in order."""
+        query, run = self._waiting_query, self._waiting
+        if query is None or not run:
+            return
+        self._waiting_query, self._waiting = None, None
+        statement = AsyncCursor[Row](self.connection, row_factory=self.row_factory)
+        self._statement = statement
+        if len(run) == 1:
+            await statement.execute(query, run[0])
+            return
+        merged = coalesced(query, run)
+        if merged is None:
+            await statement.executemany(query, run)
+            return
+        raw = AsyncRawCursor[Row](self.connection, row_factory=self.row_factory)
+        self._statement = raw
+        for text, values in merged:
+            await raw.execute(text, values)
 
     def _last(self) -> AsyncCursor[Row]:
         if self._statement is None:
@@ -91,18 +136,21 @@ class PipelinedCursor(AsyncCursor[Row]):
 
     async def fetchone(self) -> Row | None:
         """Wait for the last statement's result; its next row."""
+        await self.flush()
         row = await self._last().fetchone()
         self._unfetched = False
         return row
 
     async def fetchmany(self, size: int = 0) -> list[Row]:
         """Wait for the last statement's result; its next rows."""
+        await self.flush()
         rows = await self._last().fetchmany(size)
         self._unfetched = False
         return rows
 
     async def fetchall(self) -> list[Row]:
         """Wait for the last statement's result; all its remaining rows."""
+        await self.flush()
         rows = await self._last().fetchall()
         self._unfetched = False
         return rows
@@ -151,6 +199,7 @@ async def apply_records(
         if next_offset is None:
             return None
         fresh = [record for record in records if record.position.offset >= next_offset]
+        await cur.flush()  # unseal uses the connection: what the cursor holds goes first
         for record in await unseal(conn, fresh, hold_forget_lock=True):
             if record.forgotten:
                 # crypto-shredded: the record stays in the log, its content is gone for good
@@ -181,4 +230,5 @@ async def apply_records(
             applied += 1
         if applied:
             await advance_projection(cur, partition, next_offset)
+        await cur.flush()
     return applied
