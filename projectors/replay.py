@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
 from projectors.driver import apply_records
-from projectors.vector_index import move_all_staged
+from projectors.vector_index import move_all_staged, size_graph_build_memory
 from spectron.db import PROJECTION_MIGRATIONS
 from spectron.log import EventLog
 from spectron.migrations import migrate
@@ -28,14 +27,6 @@ BATCH = 5000
 # CONFLICT needs them); every other index is maintained row by row for nothing until the end
 # (keeping all btrees too makes applying ~40% slower at 50k events; HNSW several times).
 KEPT_DURING_REPLAY = ("attribute_values_chain", "entity_mentions_entity")
-# pgvector builds the HNSW graph in memory up to maintenance_work_mem, on disk past it: at 100k
-# vectors, a build that spilled its last 30% took 74 s against 38 s in memory. The graph takes
-# a vector's bytes (2 per dimension, halfvec) plus ~750 for its neighbour lists and header (m=16;
-# measured: 100 MB held 69,415 384-d vectors). Only this session's builds; at least the old 1 GB,
-# at most half this host's memory (the embedded Postgres shares it; a build that does not fit
-# then spills to disk rather than fail).
-INDEX_BUILD_MEMORY_MIN = 1 << 30
-HNSW_BYTES_PER_VECTOR = 750  # besides the vector itself
 _DEFERRED = "deferred_index:"
 
 Progress = Callable[[str, int, int], None]
@@ -103,23 +94,6 @@ async def defer_indexes(conn: AsyncConnection[Any]) -> list[str]:
     return [name for name, _ in found]
 
 
-def index_build_memory(vectors: int, dim: int, host_memory: int | None) -> int:
-    """Bytes of maintenance_work_mem for the deferred index builds: the HNSW graph in memory."""
-    graph = vectors * (2 * dim + HNSW_BYTES_PER_VECTOR) * 5 // 4  # a quarter to spare
-    wanted = max(INDEX_BUILD_MEMORY_MIN, graph)
-    if host_memory is not None:
-        wanted = min(wanted, max(INDEX_BUILD_MEMORY_MIN, host_memory // 2))
-    return wanted
-
-
-def _host_memory() -> int | None:
-    """This host's physical memory in bytes, if the platform says."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 async def restore_indexes(conn: AsyncConnection[Any], progress: Progress | None = None) -> int:
     """Build the indexes `defer_indexes` dropped, then ANALYZE; return how many this call built.
 
@@ -133,16 +107,7 @@ async def restore_indexes(conn: AsyncConnection[Any], progress: Progress | None 
     if not keys:
         return 0
     built = 0
-    cur = await conn.execute(
-        "SELECT count(embedding), max(a.atttypmod) FROM memories"
-        " CROSS JOIN (SELECT atttypmod FROM pg_attribute"
-        "  WHERE attrelid = 'memories'::regclass AND attname = 'embedding') a"
-    )
-    vectors, dim = await cur.fetchone() or (0, 0)
-    memory = index_build_memory(int(vectors or 0), int(dim or 0), _host_memory())
-    await conn.execute(
-        "SELECT set_config('maintenance_work_mem', %s, false)", [f"{memory // 1024}kB"]
-    )
+    await size_graph_build_memory(conn)
     try:
         for done, key in enumerate(keys):
             if progress is not None:

@@ -14,6 +14,7 @@ from psycopg import AsyncCursor
 from projectors.coalesce import MAX_ROWS, coalesced, without_result
 from projectors.driver import PipelinedCursor, apply_records
 from projectors.replay import replay, reset_projection
+from projectors.vector_index import move_all_staged
 from spectron import SpectronClient
 from spectron.db import open_pool
 from spectron.records import RawRecord
@@ -88,6 +89,7 @@ async def _project_one_by_one(
                 for record in mine:
                     if until is None or record.recorded_at <= until:
                         await apply_records(conn, partition, [record], service.context, wait=True)
+            await move_all_staged(conn)  # the movers' half of a vector's effect, as replay does
             return await projection_hash(conn)
     finally:
         await pool.close()

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from projectors.driver import PipelinedCursor
-from projectors.replay import index_build_memory
+from projectors.vector_index import index_build_memory
 from spectron.events import EnrichmentFailed, EnrichmentFailedPayload, new_event_fields
 from spectron.maintenance import blue_green_replay, catch_up, rebuild, state_hash
 from spectron.service import MemoryService
