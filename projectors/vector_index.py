@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from spectron.errors import StoreUnavailable
 from spectron.log import EventLog
-from spectron.positions import projection_positions
+from spectron.positions import notify_projected, projection_positions
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ async def move_staged(conn: AsyncConnection[Any], limit: int) -> bool:
     if row is None or not row[0]:
         return False
     await conn.execute(_MOVE, [limit])
+    # readers waiting for a vector look again when this commits, as after a projection batch
+    await notify_projected(conn)
     return True
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 HOPELESS_BACKLOG = 256
 # how often a waiting reader looks again without being woken: covers a lost or late notification
 RECHECK = 0.1
+COUNT_SHARE = 4  # wait at least this many times as long as the last pending count took
 
 
 class ProjectionWatch:
@@ -172,6 +173,7 @@ async def wait_for_projections(
     params = {"heads": heads_array, **(visibility_params(scope) if scope is not None else {})}
     pending_sql = _pending_sql(awaiting, scope is not None) if awaiting else None
     delay = 0.001
+    floor = 0.0  # seconds to wait at least: a multiple of the last count's own time
     while True:
         mark = watch.mark() if watch is not None else None
         async with pool.connection() as conn:
@@ -180,9 +182,13 @@ async def wait_for_projections(
             if not behind:
                 if pending_sql is None:
                     return 0
+                counted = time.monotonic()
                 cur = await conn.execute(pending_sql, params)
                 row = await cur.fetchone()
                 pending = int(row[0]) if row else 0
+                # a count over a whole large store is not free (~0.5 s at 1M memories): polling
+                # it back to back would take a core from the movers it waits for
+                floor = (time.monotonic() - counted) * COUNT_SHARE
                 if pending == 0 or time.monotonic() >= deadline:
                     return pending
                 left = deadline - time.monotonic()
@@ -204,5 +210,5 @@ async def wait_for_projections(
             remaining = deadline - time.monotonic()
             await watch.wait(mark, max(0.0, min(RECHECK, remaining)))
             continue
-        await asyncio.sleep(delay)
+        await asyncio.sleep(max(delay, floor))
         delay = min(delay * 2, 0.02)
