@@ -40,7 +40,7 @@ STORE_RETRY = 0.5  # seconds between attempts while the database is down (reques
 # a partition's end by more than this, enrichment leaves the partition alone so the projector
 # reaches the writes first (a memory not embedded yet is found by keyword meanwhile)
 PROJECTION_FIRST = 100
-PARALLEL = 2  # partitions applied at once (the projector pool holds one connection more)
+PARALLEL = 2  # partitions applied at once, each on a connection of the projector pool
 
 
 async def project_once(

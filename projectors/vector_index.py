@@ -43,7 +43,7 @@ BULK_MIN = 20_000
 REBUILD_RATIO = 4
 # pending vectors at or below which the graph is built again (a few seconds of inserts)
 SETTLED = 2_000
-CHECK_EVERY = 5.0  # seconds between looks while the tailer is busy
+CHECK_EVERY = 5.0  # seconds between looks at the backlog (counted only when the log moved)
 # pgvector builds the HNSW graph in memory up to maintenance_work_mem, on disk past it: at 100k
 # vectors, a build that spilled its last 30% took 74 s against 38 s in memory. The graph takes
 # a vector's bytes (2 per dimension, halfvec) plus ~750 for its neighbour lists and header (m=16;

@@ -87,9 +87,8 @@ MAX_TOP_K = 100
 MAX_QUERY_CHARS = 4_000
 MAX_NAME_CHARS = 500  # an entity name or attribute key in history
 MAX_REASON_CHARS = 2_000
-PROJECTOR_CONNECTIONS = (
-    3  # the in-process projection tailer's own pool: two partitions at once + a look
-)
+# the in-process projectors' own pool: two partitions at once, two vector movers, a backlog look
+PROJECTOR_CONNECTIONS = 5
 HELP_BATCH = 100  # records a reader applies at a time when it helps projection (_help_project)
 
 
