@@ -210,5 +210,5 @@ async def wait_for_projections(
             remaining = deadline - time.monotonic()
             await watch.wait(mark, max(0.0, min(RECHECK, remaining)))
             continue
-        await asyncio.sleep(max(delay, floor))
+        await asyncio.sleep(min(max(delay, floor), max(deadline - time.monotonic(), 0.0)))
         delay = min(delay * 2, 0.02)
