@@ -222,6 +222,10 @@ async def build_graph(uri: str, schema: str) -> bool:
             await conn.execute(sql.SQL(definition))
             log.info("built the vector index in %.1f s", time.perf_counter() - started)
         await conn.execute("DELETE FROM projection_meta WHERE key = %s", [DEFERRED_KEY])
+        # the backlog set most vectors after the projection last analyzed (projectors.statistics
+        # runs when the tailer catches up, before the movers have): without this the planner
+        # takes most memories for unembedded until autovacuum comes round
+        await conn.execute("ANALYZE memories")
         return True
 
 

@@ -82,6 +82,12 @@ async def test_a_backlog_is_applied_without_the_graph_which_is_built_after(
     async with service.pool.connection() as conn:
         cur = await conn.execute("SELECT count(*), count(embedding) FROM memories")
         assert await cur.fetchone() == (400, 400)
+        # the planner's statistics know the vectors are there (analyzed after the build)
+        cur = await conn.execute(
+            "SELECT null_frac FROM pg_stats WHERE schemaname = current_schema()"
+            " AND tablename = 'memories' AND attname = 'embedding'"
+        )
+        assert (await cur.fetchone() or (1.0,))[0] < 0.5
 
     before = await state_hash(service)
     await rebuild(service)  # the log says the same with the graph kept row by row or built after
