@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import AsyncCursor
+from psycopg_pool import AsyncConnectionPool
 
 from projectors.coalesce import MAX_ROWS, coalesced, without_result
 from projectors.driver import PipelinedCursor, apply_records
@@ -20,7 +22,7 @@ from spectron.db import open_pool
 from spectron.records import RawRecord
 from spectron.service import MemoryService
 from spectron.statehash import projection_hash
-from tests.test_fast_replay import fill_every_event_type
+from tests.replay_support import fill_every_event_type
 
 _UPSERT = "INSERT INTO t (k, v) VALUES (%s, %s) ON CONFLICT (k) DO NOTHING"
 # the shapes of the projectors' other statements
@@ -73,41 +75,42 @@ async def test_a_run_goes_as_one_statement_with_the_rows_one_by_one_would_leave(
         assert await cur2.fetchall() == [(1, "first"), (2, "b"), (3, "c")]
 
 
+@asynccontextmanager
+async def _fresh_projection(
+    service: MemoryService, name: str
+) -> AsyncIterator[AsyncConnectionPool]:
+    """A pool on a new, empty projection schema pinned to the service's model."""
+    schema = f"{name}_{uuid.uuid4().hex[:8]}"
+    async with service.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        await reset_projection(conn, schema, service.embedder.dim, service.context)
+    pool = await open_pool(service.runtime.uri, schema, 2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 async def _project_one_by_one(
     service: MemoryService, records: dict[int, list[RawRecord]], until: datetime | None
 ) -> str:
     """A fresh projection, one record per transaction: no statement run longer than one event's."""
-    schema = f"one_by_one_{uuid.uuid4().hex[:8]}"
-    async with service.pool.connection() as conn:
+    async with _fresh_projection(service, "one_by_one") as pool, pool.connection() as conn:
         await conn.set_autocommit(True)
-        await reset_projection(conn, schema, service.embedder.dim, service.context)
-    pool = await open_pool(service.runtime.uri, schema, 2)
-    try:
-        async with pool.connection() as conn:
-            await conn.set_autocommit(True)
-            for partition, mine in sorted(records.items()):
-                for record in mine:
-                    if until is None or record.recorded_at <= until:
-                        await apply_records(conn, partition, [record], service.context, wait=True)
-            await move_all_staged(conn)  # the movers' half of a vector's effect, as replay does
-            return await projection_hash(conn)
-    finally:
-        await pool.close()
+        for partition, mine in sorted(records.items()):
+            for record in mine:
+                if until is None or record.recorded_at <= until:
+                    await apply_records(conn, partition, [record], service.context, wait=True)
+        await move_all_staged(conn)  # the movers' half of a vector's effect, as replay does
+        return await projection_hash(conn)
 
 
 async def _replayed(service: MemoryService, until: datetime | None) -> str:
     """A fresh projection by `replay`: batches of thousands, runs coalesced."""
-    schema = f"replayed_{uuid.uuid4().hex[:8]}"
-    async with service.pool.connection() as conn:
-        await conn.set_autocommit(True)
-        await reset_projection(conn, schema, service.embedder.dim, service.context)
-    pool = await open_pool(service.runtime.uri, schema, 2)
-    try:
+    async with _fresh_projection(service, "replayed") as pool:
         await replay(pool, service.log, service.context, until=until)
         async with pool.connection() as conn:
             return await projection_hash(conn)
-    finally:
-        await pool.close()
 
 
 async def test_replay_in_batches_hashes_like_one_event_per_transaction(
