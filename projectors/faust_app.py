@@ -42,6 +42,7 @@ from projectors.enrichment import Enricher, enrichment_passes
 from projectors.enrichment_input import ENRICHED_TYPES, record_type
 from projectors.vector_index import run_vector_index
 from spectron.config import Settings
+from spectron.db import STORE_RETRY
 from spectron.embedding import Embedder, make_embedder
 from spectron.errors import (
     ContentForgotten,
@@ -64,7 +65,6 @@ BATCH_WINDOW = 0.02  # seconds a batch waits to fill: bounds the added read-your
 # Kafka's smallest default session timeout; a broker may hold a group join for half of it
 SESSION_TIMEOUT = 6.0
 MAX_BACKOFF = 30.0
-STORE_RETRY = 0.5  # seconds between attempts while Postgres is down (they fail at once)
 STOP_GRACE = 5.0  # seconds faust gets to stop cleanly after SIGTERM (then: exit anyway)
 
 Apply = Callable[[int, Sequence[RawRecord]], Awaitable[None]]

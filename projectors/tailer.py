@@ -19,6 +19,7 @@ from projectors.enrichment import Enricher
 from projectors.enrichment_input import enrichment_window
 from projectors.statistics import StatisticsKeeper
 from projectors.vector_index import run_vector_index
+from spectron.db import STORE_RETRY
 from spectron.errors import ContentForgotten, MalformedEvent, StoreUnavailable
 from spectron.events import MemoryLike, MemoryRecorded, ReflectionRecorded
 from spectron.log import EventLog, TransactionalLog, decode_record
@@ -35,7 +36,6 @@ from spectron.sealing import drop_forgotten, unseal
 log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_WAIT = 0.5
-STORE_RETRY = 0.5  # seconds between attempts while the database is down (requests fail fast)
 # enrichment appends its output behind the writes readers wait for: while the projection trails
 # a partition's end by more than this, enrichment leaves the partition alone so the projector
 # reaches the writes first (a memory not embedded yet is found by keyword meanwhile)

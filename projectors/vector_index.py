@@ -27,6 +27,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
+from spectron.db import STORE_RETRY
 from spectron.errors import StoreUnavailable
 from spectron.log import EventLog
 from spectron.positions import notify_projected, projection_positions
@@ -56,7 +57,6 @@ MOVE_BATCH = 16  # vectors per mover transaction with the graph in place (~50 ms
 MOVE_BATCH_AWAY = 5_000  # ...and while it is away (row speed)
 MOVERS = 2  # movers at once: HNSW inserts take a core each
 IDLE_POLL = 0.05  # seconds a mover waits when nothing is staged (one index probe)
-STORE_RETRY = 0.5  # seconds between attempts while the database is down
 
 _MOVE = """
 WITH moved AS (

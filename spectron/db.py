@@ -41,6 +41,9 @@ POOL_TIMEOUT = 30.0  # seconds a request may wait for a connection while the dat
 # seconds the pool retries a failed connection before giving up on it (the default, 5 min, backs
 # off to a minute between attempts; the watch decides when the database is back)
 RECONNECT_TIMEOUT = 5.0
+# seconds a background loop (projection, enrichment, vector movers, Kafka workers) waits between
+# attempts while the database is down: requests fail at once then, so they would spin
+STORE_RETRY = 0.5
 
 
 class GuardedPool(AsyncConnectionPool[AsyncConnection[Any]]):
