@@ -274,6 +274,7 @@ async def test_a_pending_memory_is_not_buried_by_embedded_ones(
         assert (await s.recall("marker", top_k=10)).pending == 0
         embedder.down = True
         remembered = await s.remember("The zq1k1 marker was found in the archive.")
+        await await_projected(client, remembered.id)
         keyword = await s.recall("zq1k1 marker", top_k=5, timeout=0.3, mode="keyword")
         assert keyword.items[0].id == remembered.id  # the best keyword match
         hybrid = await s.recall("zq1k1 marker", top_k=5, timeout=0.3)
