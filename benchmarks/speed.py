@@ -647,10 +647,21 @@ async def statistics_state(service: MemoryService) -> dict[str, Any]:
     }
 
 
-async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[str, Any]:
-    """Grow the store to `size` memories and measure every figure there."""
+async def measure_size(
+    run: SpeedRun,
+    size: int,
+    uri: str,
+    schema: str,
+    figures: dict[str, Any],
+    saved: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Grow the store to `size` memories and measure every figure there, into `figures`.
+
+    `saved()` is called after each phase, so a run stopped part-way through a size keeps what that
+    size has measured so far (a 1M point takes over an hour).
+    """
     cfg, deployment = run.config, run.deployment
-    figures: dict[str, Any] = {"target_memories": size}
+    figures["target_memories"] = size
     live = deployment.live()
     service = await service_of(live)
     current = await memory_count(service)
@@ -672,6 +683,7 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
             await live.close()
             live, figures["log_bulk_load"] = await log_bulk_load(run, bulk)
             service = await service_of(live)
+            saved()
         # 2. as a user meets the store right after: no VACUUM, statistics as the system left them
         figures["statistics_as_met"] = await statistics_state(service)
         queries = run.text.queries(cfg.warmup + cfg.recall_ops, seed=size + 1)
@@ -680,6 +692,7 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
             "lag": await offered_load_lag(run, live, uri, schema),
             "read_your_writes": await read_your_writes(run, live),
         }
+        saved()
         await catch_up(service)
         # 3. sustained appends from `concurrency` agents, projectors running
         latencies, seconds = await bulk_remember(run, live, cfg.append_ops)
@@ -723,11 +736,13 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
             "ratio_to_raw": round(backlog / drain / raw["per_second"], 3),
             "note": "drain = project MemoryRecorded + embed + append + project MemoryEmbedded",
         }
+        saved()
 
     # 5. ingest with the default extractor, 32 writers (embedded: a client of its own)
     if bulk_log and cfg.ingest_ops:
         await live.close()
         figures["ingest_extracting"] = await ingest_with_extractor(run, uri)
+        saved()
         live = deployment.live()
         service = await service_of(live)
 
@@ -741,6 +756,7 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
     # 7. remember → visible lag at an offered rate, and read-your-writes through recall
     figures["lag"] = await offered_load_lag(run, live, uri, schema)
     figures["read_your_writes"] = await read_your_writes(run, live)
+    saved()
     await catch_up(service)
 
     # 8. get_state and profile
@@ -763,6 +779,7 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
         )
     if cfg.explain:
         figures["explain"] = await explain_recall(service, run.tree, queries[0])
+    saved()
 
     state_session = _session(run, live, entity_scope)
     state = await state_session.get_state()
@@ -782,6 +799,7 @@ async def measure_size(run: SpeedRun, size: int, uri: str, schema: str) -> dict[
     figures["footprint"] = await footprint(
         service, memories, run.empty_db_bytes, deployment.process_pids()
     )
+    saved()
     if cfg.replay and writer_possible:
         figures["replay"] = await replay_figures(service)
     await live.close()
@@ -797,7 +815,8 @@ async def run_speed(
 ) -> dict[str, Any]:
     """Every figure at every size of `config`, on one growing store.
 
-    `measured(results)` is called after each size (a long run saves what it has so far).
+    `measured(results)` is called after each phase of each size (a long run saves what it has so
+    far; a size cut short is marked `"partial": true`).
     """
     run = SpeedRun(config, deployment, ScopeTree(config.projects, config.agents))
     random.seed(0)
@@ -813,8 +832,15 @@ async def run_speed(
     for size in sorted(config.sizes):
         clock = Stopwatch()
         print(f"speed: measuring at {size:,} memories", file=sys.stderr)
-        results["sizes"][str(size)] = await measure_size(run, size, uri, schema)
-        results["sizes"][str(size)]["wall_seconds"] = round(clock.seconds(), 1)
-        if measured is not None:
-            measured(results)
+        figures: dict[str, Any] = {"partial": True}
+        results["sizes"][str(size)] = figures
+
+        def saved() -> None:
+            if measured is not None:
+                measured(results)
+
+        await measure_size(run, size, uri, schema, figures, saved)
+        del figures["partial"]
+        figures["wall_seconds"] = round(clock.seconds(), 1)
+        saved()
     return results
