@@ -18,9 +18,11 @@ from projectors.base import ProjectionContext
 from projectors.entities import relink_chain
 from spectron.events import LoggedEvent, MemoriesForgotten
 
+# staged vectors before their memories: a vector mover locks the staged rows first, then the
+# memories, and a purge taking them in the other order deadlocks with it (forget would fail)
+_DELETE_STAGED = "DELETE FROM staged_vectors WHERE memory_id = ANY(%s)"
 _DELETE_BY_MEMORY = (
     "DELETE FROM memories WHERE memory_id = ANY(%s) RETURNING memory_id",
-    "DELETE FROM staged_vectors WHERE memory_id = ANY(%s)",
     "DELETE FROM reflections WHERE reflection_id = ANY(%s)",
     "DELETE FROM relations WHERE memory_id = ANY(%s)",
     "DELETE FROM fact_sources WHERE memory_id = ANY(%s)",
@@ -48,6 +50,7 @@ _DELETE_ENTITY = "DELETE FROM entities WHERE scope_key = %s AND type = %s AND na
 async def purge_memories(cur: AsyncCursor[Any], memory_ids: Sequence[uuid.UUID]) -> int:
     """Remove the memories and what was derived from them; return how many memory rows went."""
     ids = list(memory_ids)
+    await cur.execute(_DELETE_STAGED, [ids])
     await cur.execute(_DELETE_BY_MEMORY[0], [ids])
     # counted from RETURNING: under the projection driver's pipeline mode rowcount is not known
     purged = len(await cur.fetchall())

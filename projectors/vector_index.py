@@ -63,12 +63,14 @@ WITH moved AS (
   DELETE FROM staged_vectors WHERE memory_id IN (
     SELECT memory_id FROM staged_vectors ORDER BY staged LIMIT %s FOR UPDATE SKIP LOCKED)
   RETURNING memory_id, embedding, model, embedded_at
+), applied AS (
+  UPDATE memories m
+  SET embedding = moved.embedding, embedding_model = moved.model, embedded_at = moved.embedded_at
+  FROM moved WHERE m.memory_id = moved.memory_id AND m.embedding IS NULL
+  RETURNING 1
 )
-UPDATE memories m
-SET embedding = moved.embedding, embedding_model = moved.model, embedded_at = moved.embedded_at
-FROM moved WHERE m.memory_id = moved.memory_id AND m.embedding IS NULL
+SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM applied)
 """
-_STAGED = "SELECT EXISTS (SELECT 1 FROM staged_vectors)"
 _COUNTS = """
 SELECT (SELECT count(*) FROM memories WHERE embedding IS NULL), (SELECT count(*) FROM memories)
 """
@@ -100,20 +102,19 @@ class Backlog:
         return self.pending <= SETTLED
 
 
-async def move_staged(conn: AsyncConnection[Any], limit: int) -> bool:
+async def move_staged(conn: AsyncConnection[Any], limit: int) -> int:
     """Move up to `limit` staged vectors onto their memories, in the caller's transaction.
 
     Only a memory still without a vector takes one (the first logged wins); a vector whose
-    memory is gone (forgotten) is simply dropped. True if any vector was staged at the start.
+    memory is gone (forgotten) is simply dropped. Returns how many staged vectors were taken:
+    0 when none is staged or every staged one is held by another mover (the caller then waits
+    instead of spinning on them).
     """
-    cur = await conn.execute(_STAGED)
-    row = await cur.fetchone()
-    if row is None or not row[0]:
-        return False
-    await conn.execute(_MOVE, [limit])
-    # readers waiting for a vector look again when this commits, as after a projection batch
-    await notify_projected(conn)
-    return True
+    cur = await conn.execute(_MOVE, [limit])
+    taken, set_ = await cur.fetchone() or (0, 0)
+    if set_:  # readers waiting for a vector look again when this commits, as after a batch
+        await notify_projected(conn)
+    return int(taken)
 
 
 async def move_all_staged(conn: AsyncConnection[Any]) -> None:
@@ -296,8 +297,8 @@ async def move_forever(pool: AsyncConnectionPool, keeper: VectorIndexKeeper) -> 
         try:
             limit = keeper.move_batch
             async with pool.connection() as conn:
-                staged = await move_staged(conn, limit)
-            if not staged:
+                taken = await move_staged(conn, limit)
+            if not taken:
                 await asyncio.sleep(IDLE_POLL)
         except asyncio.CancelledError:
             raise

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
+
+from psycopg import AsyncConnection, sql
 
 from projectors.enrichment import embed_memories
 from projectors.enrichment_input import enrichment_window
+from projectors.forgetting import purge_memories
 from projectors.tailer import project_once
 from projectors.vector_index import move_staged
 from spectron import SpectronClient
@@ -94,3 +99,76 @@ async def test_the_enrichment_window_opens_only_memories(
     chosen, last = enrichment_window(records[5:], batch_size=3)
     assert [r.position.offset for r in chosen] == [5, 6] and last == 6
     assert enrichment_window(records[2:4], batch_size=3) == ([], 3)
+
+
+async def test_forgetting_a_memory_a_mover_holds_waits_for_it_and_does_not_deadlock(
+    make_client: Callable[..., SpectronClient], database: str
+) -> None:
+    writer = make_client(run_projectors=False, extractor="none")
+    service = await writer.service()
+    memories = _memories(1)
+    await service.log.append([*memories, *embed_memories(HashingEmbedder(), memories)])
+    while await project_once(service.pool, service.log, service.context):
+        pass
+    memory_id = memories[0].event_id
+    schema = sql.Identifier(service.settings.projection_schema)
+    async with (
+        await AsyncConnection.connect(database) as mover,
+        await AsyncConnection.connect(database) as purger,
+    ):
+        for conn in (mover, purger):
+            await conn.execute(sql.SQL("SET search_path TO {}, public").format(schema))
+            await conn.commit()
+        # a mover's first step: its batch of staged rows, locked
+        await mover.execute("SELECT 1 FROM staged_vectors FOR UPDATE")
+        purge = asyncio.create_task(purge_memories(purger.cursor(), [memory_id]))
+        await _until_blocked(mover, purger)
+        # its second step: the memories; with the purge holding the memory this deadlocked
+        await mover.execute(
+            "UPDATE memories m SET embedding = s.embedding FROM staged_vectors s"
+            " WHERE m.memory_id = s.memory_id"
+        )
+        await mover.execute("DELETE FROM staged_vectors")
+        await mover.commit()
+        assert await asyncio.wait_for(purge, 60) == 1
+        await purger.commit()
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM memories), (SELECT count(*) FROM staged_vectors)"
+        )
+        assert await cur.fetchone() == (0, 0)
+
+
+async def _until_blocked(holder: AsyncConnection[Any], waiter: AsyncConnection[Any]) -> None:
+    """Wait (bounded) until `waiter`'s backend is blocked by `holder`'s."""
+    for _ in range(600):
+        cur = await holder.execute(
+            "SELECT %s = ANY(pg_blocking_pids(%s))",
+            [holder.info.backend_pid, waiter.info.backend_pid],
+        )
+        row = await cur.fetchone()
+        if row and row[0]:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the purge never waited for the mover")
+
+
+async def test_a_mover_finding_every_staged_vector_held_takes_none(
+    make_client: Callable[..., SpectronClient], database: str
+) -> None:
+    writer = make_client(run_projectors=False, extractor="none")
+    service = await writer.service()
+    memories = _memories(3)
+    await service.log.append([*memories, *embed_memories(HashingEmbedder(), memories)])
+    while await project_once(service.pool, service.log, service.context):
+        pass
+    schema = sql.Identifier(service.settings.projection_schema)
+    async with await AsyncConnection.connect(database) as other:
+        await other.execute(sql.SQL("SET search_path TO {}, public").format(schema))
+        await other.execute("SELECT 1 FROM staged_vectors FOR UPDATE")  # another mover's batch
+        async with service.pool.connection() as conn:
+            # 0, not "something is staged": the mover waits instead of spinning on them
+            assert await move_staged(conn, 16) == 0
+        await other.rollback()
+    async with service.pool.connection() as conn:
+        assert await move_staged(conn, 16) == 3
