@@ -79,24 +79,26 @@ async def run_projection_tailer(
     """
     statistics = StatisticsKeeper(pool)
     vectors = asyncio.create_task(run_vector_index(pool, event_log))
-    while True:
-        try:
-            if applied := await project_once(pool, event_log, ctx):
-                statistics.note(applied)
-                continue
-            statistics.caught_up()
-            await event_log.wait_for_appends(IDLE_WAIT)
-        except asyncio.CancelledError:
-            await statistics.close()
-            vectors.cancel()
-            await asyncio.gather(vectors, return_exceptions=True)
-            raise
-        except StoreUnavailable as exc:  # the watch brings it back; no traceback to log
-            log.info("projection waits for the database: %s", exc)
-            await asyncio.sleep(STORE_RETRY)
-        except Exception:
-            log.exception("projection batch failed; retrying")
-            await asyncio.sleep(1.0)
+    try:
+        while True:
+            try:
+                if applied := await project_once(pool, event_log, ctx):
+                    statistics.note(applied)
+                    continue
+                statistics.caught_up()
+                await event_log.wait_for_appends(IDLE_WAIT)
+            except asyncio.CancelledError:
+                raise
+            except StoreUnavailable as exc:  # the watch brings it back; no traceback to log
+                log.info("projection waits for the database: %s", exc)
+                await asyncio.sleep(STORE_RETRY)
+            except Exception:
+                log.exception("projection batch failed; retrying")
+                await asyncio.sleep(1.0)
+    finally:  # a cancel can land in a retry's sleep too: the graph's keeper never outlives this
+        await statistics.close()
+        vectors.cancel()
+        await asyncio.gather(vectors, return_exceptions=True)
 
 
 async def enrich_once(
