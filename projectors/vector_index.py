@@ -7,8 +7,8 @@ keyword-visible without waiting for the graph inserts of the vectors logged befo
 visible once moved (read-your-writes waits for that, as it waited for the projection before).
 
 Building the graph over rows already there costs ~0.25 ms a row. When the vectors on their way
-dwarf the graph (a store loaded from a log, a bulk import, a new model's pass), the graph is
-dropped, the backlog moved at row speed, and the graph built again with CREATE INDEX
+dwarf the graph (a store loaded from a log, a bulk import, a new model's pass) and arrive faster
+than the graph takes them (they pile up in staged_vectors), the graph is dropped, the backlog moved at row speed, and the graph built again with CREATE INDEX
 CONCURRENTLY once the backlog has settled, so projection and reads go on meanwhile. Until then
 the dense leg ranks the visible rows exactly: slower, never wrong. The drop is recorded in
 projection_meta in the transaction that drops the index, so a process that dies while the graph
@@ -42,6 +42,10 @@ BULK_MIN = 20_000
 # drop only when the graph holds fewer vectors than this many times the pending ones: inserting
 # costs ~12x building per row, so even a graph 4x the backlog is cheaper to build again
 REBUILD_RATIO = 4
+# ...and only when vectors arrive faster than the graph takes them: this many staged, waiting
+# for the movers (a slow model's vectors, ~40/s, never pile up: dropping the graph for them would
+# leave the dense leg exact, a scan of the store, for as long as the model takes)
+STAGED_MIN = 1_000
 # pending vectors at or below which the graph is built again (a few seconds of inserts)
 SETTLED = 2_000
 CHECK_EVERY = 5.0  # seconds between looks at the backlog (counted only when the log moved)
@@ -72,7 +76,8 @@ WITH moved AS (
 SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM applied)
 """
 _COUNTS = """
-SELECT (SELECT count(*) FROM memories WHERE embedding IS NULL), (SELECT count(*) FROM memories)
+SELECT (SELECT count(*) FROM memories WHERE embedding IS NULL), (SELECT count(*) FROM memories),
+       (SELECT count(*) FROM staged_vectors)
 """
 _INDEX_STATE = """
 SELECT x.indisvalid, pg_get_indexdef(x.indexrelid) FROM pg_index x
@@ -87,6 +92,7 @@ class Backlog:
     indexed: int  # memories with a vector
     unembedded: int  # memories awaiting theirs
     unprojected: int  # log records the projection has not applied yet (vectors among them)
+    staged: int = 0  # vectors projected and waiting for a mover
 
     @property
     def pending(self) -> int:
@@ -95,7 +101,11 @@ class Backlog:
 
     def worth_dropping(self) -> bool:
         """Whether building the graph after the backlog is cheaper than inserting it row by row."""
-        return self.pending >= BULK_MIN and self.indexed < REBUILD_RATIO * self.pending
+        return (
+            self.pending >= BULK_MIN
+            and self.indexed < REBUILD_RATIO * self.pending
+            and self.staged >= STAGED_MIN
+        )
 
     def settled(self) -> bool:
         """Whether the graph should be built again now."""
@@ -126,12 +136,12 @@ async def move_all_staged(conn: AsyncConnection[Any]) -> None:
 async def measure_backlog(
     conn: AsyncConnection[Any], ends: dict[int, int], positions: dict[int, int]
 ) -> Backlog:
-    """Counts of indexed and pending vectors (two counts: ~0.1 s at a million memories)."""
+    """Counts of indexed, pending and staged vectors (~0.1 s at a million memories)."""
     unprojected = sum(max(end - positions.get(p, 0), 0) for p, end in ends.items())
     cur = await conn.execute(_COUNTS)
     row = await cur.fetchone()
-    unembedded, total = (int(row[0]), int(row[1])) if row else (0, 0)
-    return Backlog(total - unembedded, unembedded, unprojected)
+    unembedded, total, staged = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+    return Backlog(total - unembedded, unembedded, unprojected, staged)
 
 
 def index_build_memory(vectors: int, dim: int, host_memory: int | None) -> int:

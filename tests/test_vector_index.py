@@ -8,8 +8,11 @@ from collections.abc import Callable
 import pytest
 
 import projectors.vector_index as vector_index
-from projectors.vector_index import INDEX, Backlog, deferred, drop_graph
+from projectors.enrichment import embed_memories
+from projectors.tailer import project_once
+from projectors.vector_index import INDEX, Backlog, VectorIndexKeeper, deferred, drop_graph
 from spectron import SpectronClient
+from spectron.embedding.hashing import HashingEmbedder
 from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
 from spectron.maintenance import catch_up, rebuild, state_hash
 from spectron.service import MemoryService
@@ -19,15 +22,19 @@ BOUND = 120.0
 
 
 def test_dropping_pays_only_for_a_backlog_large_against_the_graph() -> None:
-    small = vector_index.BULK_MIN - 1
-    assert not Backlog(indexed=0, unembedded=small, unprojected=0).worth_dropping()
-    assert Backlog(indexed=0, unembedded=small, unprojected=1).worth_dropping()
+    small, piling = vector_index.BULK_MIN - 1, vector_index.STAGED_MIN
+    assert not Backlog(indexed=0, unembedded=small, unprojected=0, staged=piling).worth_dropping()
+    assert Backlog(indexed=0, unembedded=small, unprojected=1, staged=piling).worth_dropping()
     big = vector_index.BULK_MIN * 10
     assert Backlog(
-        indexed=big * vector_index.REBUILD_RATIO - 1, unembedded=big, unprojected=0
+        indexed=big * vector_index.REBUILD_RATIO - 1, unembedded=big, unprojected=0, staged=piling
     ).worth_dropping()
     assert not Backlog(
-        indexed=big * vector_index.REBUILD_RATIO, unembedded=big, unprojected=0
+        indexed=big * vector_index.REBUILD_RATIO, unembedded=big, unprojected=0, staged=piling
+    ).worth_dropping()
+    # memories waiting for a model slower than the graph's inserts: nothing piles up, no drop
+    assert not Backlog(
+        indexed=0, unembedded=big, unprojected=big, staged=piling - 1
     ).worth_dropping()
     assert Backlog(indexed=10**6, unembedded=vector_index.SETTLED, unprojected=0).settled()
     assert not Backlog(indexed=0, unembedded=vector_index.SETTLED, unprojected=1).settled()
@@ -59,6 +66,7 @@ async def test_a_backlog_is_applied_without_the_graph_which_is_built_after(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(vector_index, "BULK_MIN", 100)
+    monkeypatch.setattr(vector_index, "STAGED_MIN", 0)  # how fast vectors come: the next test
     monkeypatch.setattr(vector_index, "SETTLED", 10)
     monkeypatch.setattr(vector_index, "MOVE_BATCH_AWAY", 50)
     monkeypatch.setattr(vector_index, "CHECK_EVERY", 0.2)
@@ -135,3 +143,25 @@ async def test_a_graph_built_before_its_record_was_removed_is_kept(
     assert isinstance(conninfo, str)
     assert await vector_index.build_graph(conninfo, schema)
     assert await _index_state(service) == (True, False)
+
+
+async def test_the_graph_stays_for_memories_waiting_on_a_slow_model_and_goes_when_vectors_pile_up(
+    make_client: Callable[..., SpectronClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vector_index, "BULK_MIN", 100)
+    monkeypatch.setattr(vector_index, "STAGED_MIN", 100)
+    client = make_client(run_projectors=False, extractor="none")  # no movers: staged rows stay
+    service = await client.service()
+    memories = _memories(400)
+    await service.log.append(memories)
+    while await project_once(service.pool, service.log, service.context):
+        pass
+    keeper = VectorIndexKeeper(service.pool, service.log)
+    await keeper.look()  # 400 memories await their vectors, none has come: keep inserting
+    assert await _index_state(service) == (True, False) and not keeper.away
+
+    await service.log.append(embed_memories(HashingEmbedder(), memories))
+    while await project_once(service.pool, service.log, service.context):
+        pass
+    await keeper.look()  # 400 vectors staged at once: faster than the graph takes them
+    assert await _index_state(service) == (None, True) and keeper.away
