@@ -25,6 +25,7 @@ from spectron.events import (
 from spectron.log import partition_for
 from spectron.log.postgres import PostgresEventLog
 from spectron.positions import projection_positions
+from spectron.service import MemoryService
 
 SCOPE = {"org": "acme", "agent": "a1"}
 
@@ -101,15 +102,22 @@ async def test_the_enrichment_window_opens_only_memories(
     assert enrichment_window(records[2:4], batch_size=3) == ([], 3)
 
 
-async def test_forgetting_a_memory_a_mover_holds_waits_for_it_and_does_not_deadlock(
-    make_client: Callable[..., SpectronClient], database: str
-) -> None:
-    writer = make_client(run_projectors=False, extractor="none")
-    service = await writer.service()
-    memories = _memories(1)
+async def _staged(
+    make_client: Callable[..., SpectronClient], count: int
+) -> tuple[MemoryService, list[MemoryRecorded]]:
+    """`count` memories projected with their vectors staged; no movers run (projectors off)."""
+    service = await make_client(run_projectors=False, extractor="none").service()
+    memories = _memories(count)
     await service.log.append([*memories, *embed_memories(HashingEmbedder(), memories)])
     while await project_once(service.pool, service.log, service.context):
         pass
+    return service, memories
+
+
+async def test_forgetting_a_memory_a_mover_holds_waits_for_it_and_does_not_deadlock(
+    make_client: Callable[..., SpectronClient], database: str
+) -> None:
+    service, memories = await _staged(make_client, 1)
     memory_id = memories[0].event_id
     schema = sql.Identifier(service.settings.projection_schema)
     async with (
@@ -156,12 +164,7 @@ async def _until_blocked(holder: AsyncConnection[Any], waiter: AsyncConnection[A
 async def test_a_mover_finding_every_staged_vector_held_takes_none(
     make_client: Callable[..., SpectronClient], database: str
 ) -> None:
-    writer = make_client(run_projectors=False, extractor="none")
-    service = await writer.service()
-    memories = _memories(3)
-    await service.log.append([*memories, *embed_memories(HashingEmbedder(), memories)])
-    while await project_once(service.pool, service.log, service.context):
-        pass
+    service, _ = await _staged(make_client, 3)
     schema = sql.Identifier(service.settings.projection_schema)
     async with await AsyncConnection.connect(database) as other:
         await other.execute(sql.SQL("SET search_path TO {}, public").format(schema))
