@@ -232,11 +232,12 @@ async def build_graph(uri: str, schema: str) -> bool:
             started = time.perf_counter()
             await conn.execute(sql.SQL(definition))
             log.info("built the vector index in %.1f s", time.perf_counter() - started)
-        await conn.execute("DELETE FROM projection_meta WHERE key = %s", [DEFERRED_KEY])
         # the backlog set most vectors after the projection last analyzed (projectors.statistics
         # runs when the tailer catches up, before the movers have): without this the planner
-        # takes most memories for unembedded until autovacuum comes round
+        # takes most memories for unembedded until autovacuum comes round. Before the record
+        # goes, so that whoever waits for the graph (maintenance.catch_up) finds fresh statistics
         await conn.execute("ANALYZE memories")
+        await conn.execute("DELETE FROM projection_meta WHERE key = %s", [DEFERRED_KEY])
         return True
 
 
