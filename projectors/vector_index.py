@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from spectron.db import STORE_RETRY
 from spectron.errors import StoreUnavailable
+from spectron.host import physical_memory
 from spectron.log import EventLog
 from spectron.positions import notify_projected, projection_positions
 
@@ -151,14 +151,6 @@ def index_build_memory(vectors: int, dim: int, host_memory: int | None) -> int:
     if host_memory is not None:
         wanted = min(wanted, max(INDEX_BUILD_MEMORY_MIN, host_memory // 2))
     return wanted
-
-
-def physical_memory() -> int | None:
-    """This host's physical memory in bytes, if the platform says."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 async def size_graph_build_memory(conn: AsyncConnection[Any]) -> None:
