@@ -8,11 +8,12 @@ visible once moved (read-your-writes waits for that, as it waited for the projec
 
 Building the graph over rows already there costs ~0.25 ms a row. When the vectors on their way
 dwarf the graph (a store loaded from a log, a bulk import, a new model's pass) and arrive faster
-than the graph takes them (they pile up in staged_vectors), the graph is dropped, the backlog moved at row speed, and the graph built again with CREATE INDEX
-CONCURRENTLY once the backlog has settled, so projection and reads go on meanwhile. Until then
-the dense leg ranks the visible rows exactly: slower, never wrong. The drop is recorded in
-projection_meta in the transaction that drops the index, so a process that dies while the graph
-is away leaves the build to the next one, which resumes in this state.
+than the graph takes them (they pile up in staged_vectors), the graph is dropped, the backlog
+moved at row speed, and the graph built again with CREATE INDEX CONCURRENTLY once the backlog
+has settled, so projection and reads go on meanwhile. Until then the dense leg ranks the
+visible rows exactly: slower, never wrong. The drop is recorded in projection_meta in the
+transaction that drops the index, so a process that dies while the graph is away leaves the
+build to the next one, which resumes in this state.
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ async def move_staged(conn: AsyncConnection[Any], limit: int) -> int:
     instead of spinning on them).
     """
     cur = await conn.execute(_MOVE, [limit])
-    taken, set_ = await cur.fetchone() or (0, 0)
-    if set_:  # readers waiting for a vector look again when this commits, as after a batch
+    taken, applied = await cur.fetchone() or (0, 0)
+    if applied:  # readers waiting for a vector look again when this commits, as after a batch
         await notify_projected(conn)
     return int(taken)
 
