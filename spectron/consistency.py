@@ -173,8 +173,7 @@ async def wait_for_projections(
     params = {"heads": heads_array, **(visibility_params(scope) if scope is not None else {})}
     pending_sql = _pending_sql(awaiting, scope is not None) if awaiting else None
     delay = 0.001
-    floor = 0.0  # seconds to wait at least: a multiple of the last count's own time
-    recount_at = 0.0  # no pending count before this (monotonic), woken or not
+    recount_at = 0.0  # no pending count before this (monotonic), polling or woken
     while True:
         mark = watch.mark() if watch is not None else None
         async with pool.connection() as conn:
@@ -187,10 +186,10 @@ async def wait_for_projections(
                 cur = await conn.execute(pending_sql, params)
                 row = await cur.fetchone()
                 pending = int(row[0]) if row else 0
-                # a count over a whole large store is not free (~0.5 s at 1M memories): polling
-                # it back to back would take a core from the movers it waits for
-                floor = (time.monotonic() - counted) * COUNT_SHARE
-                recount_at = time.monotonic() + floor
+                # a count over a whole large store is not free (~0.5 s at 1M memories): counting
+                # back to back (polled, or woken by movers committing every few tens of ms) would
+                # take a core from the movers it waits for
+                recount_at = time.monotonic() + (time.monotonic() - counted) * COUNT_SHARE
                 if pending == 0 or time.monotonic() >= deadline:
                     return pending
                 left = deadline - time.monotonic()
@@ -209,13 +208,10 @@ async def wait_for_projections(
                 f" (partitions {sorted(behind)}); retry, raise the bound, or use consistency='eventual'"
             )
         if watch is not None and mark is not None:
-            remaining = deadline - time.monotonic()
-            await watch.wait(mark, max(0.0, min(RECHECK, remaining)))
-            # a mover commits every few tens of ms: woken each time, a reader would count back
-            # to back; the count's own floor holds on this path too
-            rest = min(recount_at, deadline) - time.monotonic()
-            if rest > 0:
-                await asyncio.sleep(rest)
-            continue
-        await asyncio.sleep(min(max(delay, floor), max(deadline - time.monotonic(), 0.0)))
-        delay = min(delay * 2, 0.02)
+            await watch.wait(mark, max(0.0, min(RECHECK, deadline - time.monotonic())))
+        else:
+            await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+            delay = min(delay * 2, 0.02)
+        rest = min(recount_at, deadline) - time.monotonic()  # however the wait ended
+        if rest > 0:
+            await asyncio.sleep(rest)
