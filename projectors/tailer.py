@@ -87,8 +87,6 @@ async def run_projection_tailer(
                     continue
                 statistics.caught_up()
                 await event_log.wait_for_appends(IDLE_WAIT)
-            except asyncio.CancelledError:
-                raise
             except StoreUnavailable as exc:  # the watch brings it back; no traceback to log
                 log.info("projection waits for the database: %s", exc)
                 await asyncio.sleep(STORE_RETRY)
@@ -166,8 +164,6 @@ async def run_enrichment_tailer(
                 backoff = 0.5
                 continue
             await event_log.wait_for_appends(IDLE_WAIT)
-        except asyncio.CancelledError:
-            raise
         except StoreUnavailable as exc:  # not the model's fault: no backoff to catch up after
             log.info("%s waits for the database: %s", enricher.name, exc)
             await asyncio.sleep(STORE_RETRY)

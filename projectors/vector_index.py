@@ -304,8 +304,6 @@ async def move_forever(pool: AsyncConnectionPool, keeper: VectorIndexKeeper) -> 
                 taken = await move_staged(conn, limit)
             if not taken:
                 await asyncio.sleep(IDLE_POLL)
-        except asyncio.CancelledError:
-            raise
         except StoreUnavailable as exc:
             log.info("the vector mover waits for the database: %s", exc)
             await asyncio.sleep(STORE_RETRY)
@@ -322,8 +320,6 @@ async def run_vector_index(pool: AsyncConnectionPool, event_log: EventLog) -> No
         while True:
             try:
                 await keeper.look()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # an optimisation: never stop the movers for it
                 log.warning("could not look at the vector backlog: %s", exc)
             await asyncio.sleep(CHECK_EVERY)
