@@ -654,7 +654,7 @@ async def measure_size(
     schema: str,
     figures: dict[str, Any],
     saved: Callable[[], None] = lambda: None,
-) -> dict[str, Any]:
+) -> None:
     """Grow the store to `size` memories and measure every figure there, into `figures`.
 
     `saved()` is called after each phase, so a run stopped part-way through a size keeps what that
@@ -803,7 +803,6 @@ async def measure_size(
     if cfg.replay and writer_possible:
         figures["replay"] = await replay_figures(service)
     await live.close()
-    return figures
 
 
 async def run_speed(
