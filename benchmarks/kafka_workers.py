@@ -30,6 +30,12 @@ from benchmarks.workload import ScopeTree, TextGenerator
 from spectron.embedding.hashing import HashingEmbedder
 
 
+def _machine_busy() -> tuple[float, float]:
+    """CPU seconds the whole machine has spent busy, and in all, so far (every core)."""
+    times = psutil.cpu_times()
+    return times.user + times.system + times.nice + times.irq + times.softirq, sum(times)
+
+
 def _cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far."""
     times = psutil.Process(pid).cpu_times()
@@ -67,11 +73,15 @@ async def one_run(
         await writer.close()
         load_before = load_average()
         started = time.perf_counter()
+        busy_before, total_before = _machine_busy()
         deployment.start_workers(workers)
         projected_at: float | None = None
+        first_at: float | None = None  # the first memory projected: group joins are over
         while True:
             projected, embedded = await _counts(uri)
             now = time.perf_counter() - started
+            if projected and first_at is None:
+                first_at = now
             if projected >= memories and projected_at is None:
                 projected_at = now
             if embedded >= memories:
@@ -83,6 +93,8 @@ async def one_run(
                 )
             await asyncio.sleep(0.25)
         seconds = time.perf_counter() - started
+        busy_after, total_after = _machine_busy()
+        machine_busy = (busy_after - busy_before) / (total_after - total_before)
         busy = [_cpu_seconds(proc.pid) for proc in deployment.workers]
         broker = _cpu_seconds(deployment.broker.pid)
         return {
@@ -94,9 +106,15 @@ async def one_run(
             "settled_seconds": round(seconds, 2),
             "settled_per_second": round(memories / seconds, 1),
             "note": "from the workers' start (group joins included) to every memory embedded",
+            "started_seconds": round(first_at or 0.0, 2),
+            # from the first memory projected (processes started, groups joined) to the last
+            # embedded: the rate the workers hold once running, which is what more workers buy
+            "running_per_second": round(memories / (seconds - (first_at or 0.0)), 1),
             "worker_cpu_seconds": busy,
             "worker_cpu_share": [round(b / seconds, 2) for b in busy],
             "broker_cpu_seconds": broker,
+            # every core of the machine: the workers, Postgres, the broker and anything else
+            "machine_cpu_busy": round(machine_busy, 2),
             "load_before": load_before,
             "load_after": load_average(),
         }
@@ -130,8 +148,11 @@ def main() -> None:
     for row in rows:
         print(
             f"workers {row['workers']}: settled {row['memories']:,} in {row['settled_seconds']} s"
-            f" = {row['settled_per_second']}/s (projected after {row['projected_seconds']} s;"
+            f" = {row['settled_per_second']}/s (first projected after {row['started_seconds']} s:"
+            f" {row['running_per_second']}/s running; all projected after"
+            f" {row['projected_seconds']} s;"
             f" worker CPU share {row['worker_cpu_share']};"
+            f" machine busy {row['machine_cpu_busy']:.0%};"
             f" load {row['load_before']['1m']} → {row['load_after']['1m']})"
         )
     if args.json:

@@ -16,7 +16,14 @@ RECENT = 10
 REFLECTIONS = 20
 
 _AS_OF = "(%(as_of)s::timestamptz IS NULL OR {0}.recorded_at <= %(as_of)s)"
+# now: the counts the database keeps per scope (projectors/migrations/0009_memory_counts.sql),
+# a few rows per visible scope whatever the store's size
 _COUNTS = f"""
+SELECT c.memory_category, c.scope_key, c.principal, c.memories FROM memory_counts c
+WHERE {visible("c")}
+"""
+# as of a past time: the memories recorded by then, counted one by one
+_COUNTS_AS_OF = f"""
 SELECT m.memory_category, m.scope_key, m.principal, count(*) FROM memories m
 WHERE {visible("m")} AND {_AS_OF.format("m")}
 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
@@ -52,7 +59,7 @@ async def load_profile(
     by_category: dict[str, int] = {}
     by_scope: dict[str, int] = {}
     by_principal: dict[str, int] = {}
-    cur = await conn.execute(_COUNTS, params)
+    cur = await conn.execute(_COUNTS if as_of is None else _COUNTS_AS_OF, params)
     for category, skey, principal, count in await cur.fetchall():
         by_category[category] = by_category.get(category, 0) + count
         label = _scope_label(skey)

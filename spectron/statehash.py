@@ -22,6 +22,7 @@ HASHED_TABLES: tuple[tuple[str, str], ...] = (
     ("enrichment_failures", "memory_id, enricher"),
     ("reflections", "reflection_id"),
     ("entity_mentions", "memory_id, type, name_key"),
+    ("memory_counts", "scope_key, memory_category, principal"),
 )
 
 

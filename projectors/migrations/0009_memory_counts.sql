@@ -1,0 +1,60 @@
+-- How many memories each scope holds, by category and principal. Profile reads these few rows
+-- (one per scope, category and principal) instead of grouping every memory a scope sees, which
+-- grew with the store: 0.5 s for the org's view at 1M memories. Like an index, the table is kept
+-- by the database from the rows of memories alone, whichever path inserts or deletes them
+-- (projection, replay, forget), so it is never a second definition of an event's effect and a
+-- replay rebuilds it with the memories.
+CREATE TABLE memory_counts (
+    scope_key       text NOT NULL,
+    memory_category text NOT NULL,
+    principal       text NOT NULL,
+    scope           jsonb NOT NULL,
+    memories        bigint NOT NULL CHECK (memories > 0),
+    PRIMARY KEY (scope_key, memory_category, principal)
+);
+
+-- Statement triggers with transition tables: a coalesced multi-row insert (projectors.coalesce)
+-- costs one upsert per scope, not one per row. Rows are taken in key order, so two statements
+-- never lock the same counts in opposite orders. The schema comes from the trigger, not the
+-- search_path: a rebuilt projection is built under another name and renamed into place.
+CREATE FUNCTION memory_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format(
+        'INSERT INTO %I.memory_counts AS c'
+        ' (scope_key, memory_category, principal, scope, memories)'
+        ' SELECT scope_key, memory_category, principal, (array_agg(scope))[1], count(*)'
+        ' FROM inserted GROUP BY 1, 2, 3 ORDER BY 1, 2, 3'
+        ' ON CONFLICT (scope_key, memory_category, principal)'
+        ' DO UPDATE SET memories = c.memories + EXCLUDED.memories',
+        TG_TABLE_SCHEMA);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION memory_counts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- a count reaching zero goes: a replay would never have made its row
+    EXECUTE format(
+        'WITH gone AS (SELECT scope_key, memory_category, principal, count(*) AS n'
+        '              FROM deleted GROUP BY 1, 2, 3),'
+        ' locked AS (SELECT c.scope_key, c.memory_category, c.principal, c.memories - gone.n AS left'
+        '            FROM %1$I.memory_counts c JOIN gone USING (scope_key, memory_category, principal)'
+        '            ORDER BY 1, 2, 3 FOR UPDATE OF c),'
+        ' emptied AS (DELETE FROM %1$I.memory_counts c USING locked l'
+        '             WHERE l.left = 0 AND (c.scope_key, c.memory_category, c.principal)'
+        '                 = (l.scope_key, l.memory_category, l.principal))'
+        ' UPDATE %1$I.memory_counts c SET memories = l.left FROM locked l'
+        ' WHERE l.left > 0 AND (c.scope_key, c.memory_category, c.principal)'
+        '     = (l.scope_key, l.memory_category, l.principal)',
+        TG_TABLE_SCHEMA);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER memory_counts_insert AFTER INSERT ON memories
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION memory_counts_inserted();
+CREATE TRIGGER memory_counts_delete AFTER DELETE ON memories
+    REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION memory_counts_deleted();
+
+-- a store projected before this migration: count what is there
+INSERT INTO memory_counts (scope_key, memory_category, principal, scope, memories)
+SELECT scope_key, memory_category, principal, (array_agg(scope))[1], count(*)
+FROM memories GROUP BY 1, 2, 3;

@@ -1,0 +1,126 @@
+"""The per-scope memory counts profile reads (migration 0009) always equal counting the memories."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from spectron.db import PROJECTION_MIGRATIONS
+from spectron.maintenance import blue_green_replay, catch_up
+from spectron.migrations import migrate
+from spectron.service import MemoryService
+
+ORG = {"org": "acme"}
+PROJECT = {**ORG, "project": "alpha"}
+W1, W2 = {**PROJECT, "agent": "w1"}, {**PROJECT, "agent": "w2"}
+
+_KEPT = """
+SELECT scope_key, memory_category, principal, memories FROM memory_counts ORDER BY 1, 2, 3
+"""
+_COUNTED = """
+SELECT scope_key, memory_category, principal, count(*) FROM memories GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+"""
+
+
+async def _tables(service: MemoryService) -> tuple[list[Any], list[Any]]:
+    """The kept counts and the memories counted one by one."""
+    async with service.pool.connection() as conn:
+        kept = await (await conn.execute(_KEPT)).fetchall()
+        counted = await (await conn.execute(_COUNTED)).fetchall()
+    return kept, counted
+
+
+async def test_counts_follow_remembers_reflections_forgets_and_replay(make_client) -> None:
+    client = make_client(extractor="none")
+    for scope, texts in (
+        (ORG, ["org policy: quarterly reviews"]),
+        (PROJECT, ["alpha ships in May", "alpha budget is 40k"]),
+        (W1, ["w1 met Dana", "w1 met Eve", "w1 met Frank"]),
+        (W2, ["w2 prefers email"]),
+    ):
+        async with client.sessions.create(scope=scope) as session:
+            for text in texts:
+                await session.remember(
+                    text, memory_category="episodic" if "met" in text else "knowledge"
+                )
+    async with client.sessions.create(scope=PROJECT) as supervisor:
+        await supervisor.reflect("who did w1 meet?", persist=True)
+    service = await client.service()
+    await catch_up(service)
+    kept, counted = await _tables(service)
+    assert kept == counted and sum(row[3] for row in kept) == 8  # 7 memories and a reflection
+
+    async with client.sessions.create(scope=PROJECT) as supervisor:
+        profile = await supervisor.profile()
+        past = await supervisor.profile(as_of=datetime.now(UTC))
+        assert profile.counts_by_scope == past.counts_by_scope  # kept == counted one by one
+        assert profile.counts_by_category == past.counts_by_category
+        assert profile.counts_by_scope["agent=w1/org=acme/project=alpha"] == 3
+        assert profile.counts_by_category["reflection"] == 1
+        assert await supervisor.forget(scope=W2)  # w2's only memory: its count row goes
+        [dana] = (await supervisor.recall("Dana", top_k=1, mode="keyword")).items
+        await supervisor.forget(dana.id)
+        profile = await supervisor.profile()
+        assert "agent=w2/org=acme/project=alpha" not in profile.counts_by_scope
+        assert profile.counts_by_scope["agent=w1/org=acme/project=alpha"] == 2
+    async with client.sessions.create(scope=W1) as worker:  # a leaf sees itself and its parents
+        assert set((await worker.profile()).counts_by_scope) == {
+            "org=acme",
+            "org=acme/project=alpha",
+            "agent=w1/org=acme/project=alpha",
+        }
+    kept, counted = await _tables(service)
+    assert kept == counted
+
+    async with service.pool.connection() as conn:  # a record delivered again changes nothing
+        await conn.execute(
+            "INSERT INTO memories (memory_id, scope, scope_key, content, memory_category, metadata,"
+            ' principal, client_time, recorded_at, partition, "offset")'
+            " SELECT memory_id, scope, scope_key, content, memory_category, metadata, principal,"
+            ' client_time, recorded_at, partition, "offset" FROM memories'
+            " ON CONFLICT (memory_id) DO NOTHING"
+        )
+    assert await _tables(service) == (kept, counted)
+
+    # the rebuilt projection (hashed with its counts) must equal the one kept incrementally
+    outcome = await blue_green_replay(service, verify=True)
+    assert outcome.switched, outcome.differences
+    assert await _tables(service) == (kept, counted)
+
+
+async def test_a_store_projected_before_the_counts_is_counted_on_upgrade(
+    database: str, tmp_path: Path
+) -> None:
+    before = tmp_path / "before_counts"
+    before.mkdir()
+    for entry in PROJECTION_MIGRATIONS.iterdir():
+        if entry.name.endswith(".sql") and int(entry.name[:4]) < 9:
+            shutil.copyfile(str(entry), before / entry.name)
+    schema, params = "spectron", {"embedding_dim": 8}
+    async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        await migrate(conn, schema, before, params)
+        await conn.set_autocommit(True)
+        await conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+        await conn.execute(
+            "INSERT INTO memories (memory_id, scope, scope_key, content, memory_category, metadata,"
+            ' principal, client_time, recorded_at, partition, "offset")'
+            " SELECT gen_random_uuid(), s.scope, s.scope::text, 'text', 'note', '{}', p,"
+            " now(), now(), 0, n"
+            " FROM generate_series(1, 5) n,"
+            ' (VALUES (\'{"org": "acme"}\'::jsonb), (\'{"org": "beta"}\'::jsonb)) s(scope),'
+            " (VALUES ('agent:a'), ('agent:b')) q(p)"
+        )
+        assert "0009_memory_counts.sql" in await migrate(
+            conn, schema, PROJECTION_MIGRATIONS, params
+        )
+        await conn.set_autocommit(True)
+        await conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+        kept = await (await conn.execute(_KEPT)).fetchall()
+        assert kept == await (await conn.execute(_COUNTED)).fetchall()
+        assert [row[3] for row in kept] == [5, 5, 5, 5]
