@@ -91,6 +91,14 @@ async def test_counts_follow_remembers_reflections_forgets_and_replay(make_clien
     outcome = await blue_green_replay(service, verify=True)
     assert outcome.switched, outcome.differences
     assert await _tables(service) == (kept, counted)
+    # the replay counted once at the end; the triggers are back on for what follows
+    async with client.sessions.create(scope=W2) as worker:
+        await worker.remember("w2 is back")
+        await worker.forget((await worker.remember("w2 leaves again")).id)
+    kept, counted = await _tables(service)
+    assert kept == counted and ('{"agent":"w2","org":"acme","project":"alpha"}', "knowledge") in {
+        row[:2] for row in kept
+    }
 
 
 async def test_a_store_projected_before_the_counts_is_counted_on_upgrade(
