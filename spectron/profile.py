@@ -20,7 +20,7 @@ _AS_OF = "(%(as_of)s::timestamptz IS NULL OR {0}.recorded_at <= %(as_of)s)"
 # a few rows per visible scope whatever the store's size
 _COUNTS = f"""
 SELECT c.memory_category, c.scope_key, c.principal, c.memories FROM memory_counts c
-WHERE {visible("c")}
+WHERE {visible("c")} ORDER BY 1, 2, 3
 """
 # as of a past time: the memories recorded by then, counted one by one
 _COUNTS_AS_OF = f"""
