@@ -33,6 +33,7 @@ _DEFERRED = "deferred_index:"
 # as one more deferred build, a statement that recounts and switches the triggers back on.
 _COUNT_TRIGGERS = ("memory_counts_insert", "memory_counts_delete")
 _RECOUNT = """DO $$ BEGIN
+LOCK TABLE memories IN SHARE ROW EXCLUSIVE MODE; -- no memory lands uncounted meanwhile
 DELETE FROM memory_counts;
 INSERT INTO memory_counts (scope_key, memory_category, principal, scope, memories)
 SELECT scope_key, memory_category, principal, (array_agg(scope))[1], count(*)

@@ -95,6 +95,7 @@ async def test_counts_follow_remembers_reflections_forgets_and_replay(make_clien
     async with client.sessions.create(scope=W2) as worker:
         await worker.remember("w2 is back")
         await worker.forget((await worker.remember("w2 leaves again")).id)
+    await catch_up(service)  # remember returns once logged; the tables are read directly
     kept, counted = await _tables(service)
     assert kept == counted and ('{"agent":"w2","org":"acme","project":"alpha"}', "knowledge") in {
         row[:2] for row in kept
