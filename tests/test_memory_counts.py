@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from spectron.db import PROJECTION_MIGRATIONS
 from spectron.maintenance import blue_green_replay, catch_up
-from spectron.migrations import migrate
 from spectron.service import MemoryService
+from tests.migration_support import migrate_current, migrate_older
 
 ORG = {"org": "acme"}
 PROJECT = {**ORG, "project": "alpha"}
@@ -105,17 +102,8 @@ async def test_counts_follow_remembers_reflections_forgets_and_replay(make_clien
 async def test_a_store_projected_before_the_counts_is_counted_on_upgrade(
     database: str, tmp_path: Path
 ) -> None:
-    before = tmp_path / "before_counts"
-    before.mkdir()
-    for entry in PROJECTION_MIGRATIONS.iterdir():
-        if entry.name.endswith(".sql") and int(entry.name[:4]) < 9:
-            shutil.copyfile(str(entry), before / entry.name)
-    schema, params = "spectron", {"embedding_dim": 8}
     async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        await migrate(conn, schema, before, params)
-        await conn.set_autocommit(True)
-        await conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+        await migrate_older(conn, 9, tmp_path)
         await conn.execute(
             "INSERT INTO memories (memory_id, scope, scope_key, content, memory_category, metadata,"
             ' principal, client_time, recorded_at, partition, "offset")'
@@ -125,11 +113,7 @@ async def test_a_store_projected_before_the_counts_is_counted_on_upgrade(
             ' (VALUES (\'{"org": "acme"}\'::jsonb), (\'{"org": "beta"}\'::jsonb)) s(scope),'
             " (VALUES ('agent:a'), ('agent:b')) q(p)"
         )
-        assert "0009_memory_counts.sql" in await migrate(
-            conn, schema, PROJECTION_MIGRATIONS, params
-        )
-        await conn.set_autocommit(True)
-        await conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+        assert "0009_memory_counts.sql" in await migrate_current(conn)
         kept = await (await conn.execute(_KEPT)).fetchall()
         assert kept == await (await conn.execute(_COUNTED)).fetchall()
         assert [row[3] for row in kept] == [5, 5, 5, 5]
