@@ -14,11 +14,13 @@ CREATE TABLE memory_counts (
 );
 
 -- Statement triggers with transition tables: a coalesced multi-row insert (projectors.coalesce)
--- costs one upsert per scope, not one per row. Rows are taken in key order, so two statements
--- never lock the same counts in opposite orders. Names resolve through the search_path, as every
--- projector statement's do (a rebuilt projection is built under another name, then renamed):
--- static SQL keeps its plan, which dynamic SQL naming the trigger's schema re-made per statement
--- (~7 us against ~70 us per single-row insert, measured).
+-- costs one upsert per scope, not one per row. Each statement takes its rows in key order; a
+-- scope's inserts come from its one partition's projection, and forgets (the deletes) hold the
+-- forget lock that projection batches share (spectron.sealing.FORGET_LOCK), so a purge never
+-- waits on a batch's counts nor a batch on a purge's. Names resolve through the search_path, as
+-- every projector statement's do (a rebuilt projection is built under another name, then
+-- renamed): static SQL keeps its plan, which dynamic SQL naming the trigger's schema re-made per
+-- statement (~7 us against ~70 us per single-row insert, measured).
 CREATE FUNCTION memory_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO memory_counts AS c (scope_key, memory_category, principal, scope, memories)
