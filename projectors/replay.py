@@ -34,10 +34,7 @@ _DEFERRED = "deferred_index:"
 _COUNT_TRIGGERS = ("memory_counts_insert", "memory_counts_delete")
 _RECOUNT = """DO $$ BEGIN
 LOCK TABLE memories IN SHARE ROW EXCLUSIVE MODE; -- no memory lands uncounted meanwhile
-DELETE FROM memory_counts;
-INSERT INTO memory_counts (scope_key, memory_category, principal, scope, memories)
-SELECT scope_key, memory_category, principal, (array_agg(scope))[1], count(*)
-FROM memories GROUP BY 1, 2, 3;
+PERFORM memory_counts_recount();
 ALTER TABLE memories ENABLE TRIGGER memory_counts_insert;
 ALTER TABLE memories ENABLE TRIGGER memory_counts_delete;
 END $$"""

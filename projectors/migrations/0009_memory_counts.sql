@@ -55,7 +55,13 @@ CREATE TRIGGER memory_counts_insert AFTER INSERT ON memories
 CREATE TRIGGER memory_counts_delete AFTER DELETE ON memories
     REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION memory_counts_deleted();
 
--- a store projected before this migration: count what is there
-INSERT INTO memory_counts (scope_key, memory_category, principal, scope, memories)
-SELECT scope_key, memory_category, principal, (array_agg(scope))[1], count(*)
-FROM memories GROUP BY 1, 2, 3;
+-- the counts from scratch: a store projected before this migration (below), and the end of a
+-- replay, which defers them (projectors.replay)
+CREATE FUNCTION memory_counts_recount() RETURNS void LANGUAGE sql AS $$
+    DELETE FROM memory_counts;
+    INSERT INTO memory_counts (scope_key, memory_category, principal, scope, memories)
+    SELECT scope_key, memory_category, principal, (array_agg(scope))[1], count(*)
+    FROM memories GROUP BY 1, 2, 3;
+$$;
+
+SELECT memory_counts_recount();
