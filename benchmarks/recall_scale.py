@@ -30,7 +30,7 @@ from spectron import SpectronClient
 from spectron.embedding import Embedder, make_embedder
 from spectron.events import MemoryRecorded, MemoryRecordedPayload, new_event_fields
 from spectron.maintenance import catch_up
-from spectron.recall import RECALL_SQL, RecallMode, recall_params, search
+from spectron.recall import RecallMode, recall_params, recall_sql, search
 from spectron.scope import canonical_scope
 from spectron.service import MemoryService
 
@@ -150,8 +150,9 @@ async def explain(service: MemoryService, query: str) -> dict[str, str]:
             async with service.pool.connection() as conn, conn.transaction():
                 await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                 await conn.execute("SET LOCAL hnsw.ef_search = 100")
+                query_sql = await recall_sql(conn, scope, params)
                 cur = await conn.execute(
-                    "EXPLAIN (ANALYZE, BUFFERS) " + RECALL_SQL, params, prepare=False
+                    "EXPLAIN (ANALYZE, BUFFERS) " + query_sql, params, prepare=False
                 )
                 plan = "\n".join(row[0] for row in await cur.fetchall())
             out[f"{level}_{mode}"] = re.sub(r"'\[[^\]]*\]'::halfvec", "'[…]'::halfvec", plan)

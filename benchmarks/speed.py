@@ -32,7 +32,7 @@ from spectron.client import Session
 from spectron.embedding import Embedder
 from spectron.extraction import make_extractor
 from spectron.positions import PROJECTION_CONSUMER, projection_positions
-from spectron.recall import DEFAULT_TUNING, RECALL_SQL, recall_params, search
+from spectron.recall import DEFAULT_TUNING, recall_params, recall_sql, search
 from spectron.scope import Scope
 from spectron.service import MemoryService
 
@@ -477,11 +477,12 @@ async def explain_recall(
     for level, scope in (("leaf", tree.leaf_scopes[0]), ("org", tree.org_scope)):
         params = recall_params(scope, query, vector, top_k=10)
         async with service.pool.connection() as conn, conn.transaction():
-            await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")  # as search
             await conn.execute("SET LOCAL hnsw.ef_search = 100")
-            cur = await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + RECALL_SQL, params)
+            query_sql = await recall_sql(conn, scope, params)
+            cur = await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + query_sql, params)
             plan = "\n".join(row[0] for row in await cur.fetchall())
-        plan = re.sub(r"'\[[^\]]*\]'::vector", "'[…]'::vector", plan)
+        plan = re.sub(r"'\[[^\]]*\]'::(half)?vector", "'[…]'::vector", plan)
         out[level] = {
             "seq_scans": [line.strip() for line in plan.splitlines() if "Seq Scan" in line],
             "execution_ms": float(m.group(1))

@@ -18,15 +18,21 @@ from spectron.migrations import KEY_MIGRATIONS, LOG_MIGRATIONS, migrate
 LOG_SCHEMA = "spectron_log"
 KEYS_SCHEMA = "spectron_keys"
 PROJECTION_MIGRATIONS = files("projectors") / "migrations"
+# pgvector for the vectors; btree_gin so one GIN index holds scope keys beside words (both ship
+# with Postgres images that carry pgvector; btree_gin is trusted, no superuser needed)
+EXTENSIONS = ("vector", "btree_gin")
 
 
 async def prepare_database(uri: str, projection_schema: str, embedding_dim: int) -> None:
-    """Create the vector extension and apply the log and projection migrations."""
+    """Create the extensions the projections use and apply the log and projection migrations."""
     async with await AsyncConnection.connect(uri, autocommit=True) as conn:
-        try:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        except psycopg.errors.UniqueViolation:
-            pass  # another process created it between our check and our insert
+        for extension in EXTENSIONS:
+            try:
+                await conn.execute(
+                    sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension))
+                )
+            except psycopg.errors.UniqueViolation:
+                pass  # another process created it between our check and our insert
         await migrate(conn, LOG_SCHEMA, LOG_MIGRATIONS)
         await migrate(conn, KEYS_SCHEMA, KEY_MIGRATIONS)
         await migrate(

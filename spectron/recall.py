@@ -55,7 +55,7 @@ DEFAULT_TUNING = RecallTuning()
 RERANK_POOL = 30  # hybrid hits an (opt-in) reranker reorders before the top_k are kept
 log = logging.getLogger(__name__)
 NEIGHBOUR_CAP = 0.99  # a neighbour's score stays below this share of its best lender's
-# BM25's term statistics come from the first KEYWORD_SAMPLE memories in view (all of a LoCoMo
+# BM25's term statistics come from the newest KEYWORD_SAMPLE memories in view (all of a LoCoMo
 # conversation's turns); past it, query terms the sample holds at most PROBE_BUDGET times in all
 # are looked up in the whole view, PROBE_CAP matches at most
 KEYWORD_SAMPLE = 1_000
@@ -83,7 +83,10 @@ _EMBEDDED = (
     "(m.embedding IS NOT NULL AND (%(as_of)s::timestamptz IS NULL OR m.embedded_at <= %(as_of)s))"
 )
 
-RECALL_SQL = f"""
+
+def _recall_sql(view: str) -> str:
+    """The recall query, with `view` as the visibility predicate on memories `m`."""
+    return f"""
 WITH q AS (
   SELECT array_agg(DISTINCT lexeme) AS lexemes,
          tsquery_or_agg(plainto_tsquery('simple', lexeme)) AS tsq
@@ -92,12 +95,12 @@ WITH q AS (
 dense AS (
   SELECT memory_id, row_number() OVER (ORDER BY distance, memory_id) AS rank FROM (
     SELECT m.memory_id, m.embedding <=> %(vector)s::halfvec AS distance FROM memories m
-    WHERE %(use_dense)s AND {_EMBEDDED} AND {VISIBLE} {_FILTERS}
+    WHERE %(use_dense)s AND {_EMBEDDED} AND {view} {_FILTERS}
     ORDER BY m.embedding <=> %(vector)s::halfvec LIMIT %(dense_pool)s
   ) d
 ),
 -- the keyword leg ranks by BM25 without reading every memory that holds a query term (at 100k
--- memories a common word is in half of them): term statistics come from a sample, the first
+-- memories a common word is in half of them): term statistics come from a sample, the newest
 -- `keyword_sample` memories in view. When the view holds no more, the sample is the whole view
 -- and the ranking is exact BM25. Past that, the candidates are the sample's matches plus, looked
 -- up by index in the whole view, the matches of the query's rarest terms (those the sample
@@ -105,8 +108,8 @@ dense AS (
 -- weight is small, are not read.
 sample AS MATERIALIZED (
   SELECT m.memory_id, m.tsv FROM memories m, q
-  WHERE %(use_keyword)s AND %(bm25)s AND q.tsq IS NOT NULL AND {VISIBLE} {_FILTERS}
-  LIMIT %(keyword_sample)s
+  WHERE %(use_keyword)s AND %(bm25)s AND q.tsq IS NOT NULL AND {view} {_FILTERS}
+  ORDER BY m.recorded_at DESC, m.memory_id LIMIT %(keyword_sample)s
 ),
 -- a memory's query terms, with positions (setweight marks them, ts_filter keeps them: far cheaper
 -- than unnesting every lexeme of the memory)
@@ -127,7 +130,7 @@ rare AS (
 probe AS MATERIALIZED (
   SELECT m.memory_id, m.tsv FROM memories m, rare, corpus
   WHERE corpus.n >= %(keyword_sample)s AND rare.tsq IS NOT NULL AND m.tsv @@ rare.tsq
-    AND {VISIBLE} {_FILTERS}
+    AND {view} {_FILTERS}
   LIMIT %(probe_cap)s
 ),
 -- UNION ALL keeps each memory's terms in lexeme order, so BM25 sums them in the same order as
@@ -160,7 +163,7 @@ bm25 AS (
 matched AS MATERIALIZED (
   SELECT m.memory_id, m.tsv FROM memories m, q
   WHERE %(use_keyword)s AND NOT %(bm25)s AND q.tsq IS NOT NULL AND m.tsv @@ q.tsq
-    AND {VISIBLE} {_FILTERS}
+    AND {view} {_FILTERS}
 ),
 sparse AS (
   SELECT memory_id, row_number() OVER (ORDER BY r DESC, memory_id) AS rank FROM (
@@ -239,9 +242,44 @@ LIMIT %(top_k)s
 """
 
 
+# a view named by its scope keys (view_keys); the GIN index over (scope_key, tsv) and the btree
+# on scope_key serve it, where the jsonb containment of VISIBLE meant bitmaps of the whole view
+VIEW_BY_KEYS = "m.scope_key = ANY(%(view_keys)s)"
+RECALL_SQL = _recall_sql(VISIBLE)
+RECALL_BY_KEYS_SQL = _recall_sql(VIEW_BY_KEYS)
+# a view of at most this many scope keys is named key by key
+VIEW_KEYS_MAX = 64
+# the keys come from the counts (migration 0009), kept in the transaction that inserts or deletes
+# memories; a replay that deferred them (projectors.replay) leaves them unknown until recounted
+_VIEW_KEYS = """
+SELECT array_agg(c.scope_key ORDER BY c.scope_key) FROM (
+  SELECT DISTINCT scope_key FROM memory_counts
+  WHERE scope @> %(scope)s OR scope_key = ANY(%(ancestors)s)
+) c
+HAVING count(*) <= %(most)s
+   AND NOT EXISTS (SELECT FROM projection_meta WHERE key = 'deferred_index:memory_counts')
+"""
+
+
 def visibility_params(scope: Scope) -> dict[str, Any]:
     """Bind parameters for the VISIBLE fragment."""
     return {"scope": Jsonb(scope), "ancestors": ancestor_keys(scope)}
+
+
+async def view_keys(conn: AsyncConnection[Any], scope: Scope) -> list[str] | None:
+    """The scope keys of every memory in view of `scope`, or None when more than VIEW_KEYS_MAX
+    (or while a replay has the counts deferred): then recall tests each row's scope instead."""
+    cur = await conn.execute(_VIEW_KEYS, {**visibility_params(scope), "most": VIEW_KEYS_MAX})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return list(row[0] or [])
+
+
+async def recall_sql(conn: AsyncConnection[Any], scope: Scope, params: dict[str, Any]) -> str:
+    """The recall query for `scope`'s view, its keys (or None) bound into `params`."""
+    params["view_keys"] = await view_keys(conn, scope)
+    return RECALL_SQL if params["view_keys"] is None else RECALL_BY_KEYS_SQL
 
 
 def recall_params(
@@ -317,10 +355,11 @@ async def search(
         # faster and costs nothing here: the dense leg ranks its pool by exact distance again
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         await conn.execute("SET LOCAL hnsw.ef_search = 100")
+        query_sql = await recall_sql(conn, scope, params)
         # never a prepared statement: after five runs Postgres may switch to a generic plan, and
         # the generic plan of this many-parameter query is far off for other modes and tunings
         # (measured 300-800 ms instead of 7-20 ms on one LoCoMo conversation)
-        cur = await conn.execute(RECALL_SQL, params, prepare=False)
+        cur = await conn.execute(query_sql, params, prepare=False)
         rows = await cur.fetchall()
     items = [memory_item(row, float(row[8])) for row in rows]
     if explain:

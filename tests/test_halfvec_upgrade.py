@@ -1,4 +1,4 @@
-"""Upgrading to halfvec (migration 0007) after a replay died with the graph dropped."""
+"""Migrations that change an index (0007 halfvec, 0010 scope keys beside words), also after a replay died."""
 
 from __future__ import annotations
 
@@ -25,3 +25,34 @@ async def test_a_graph_left_to_a_dead_replay_is_built_as_halfvec(
         )
         row = await cur.fetchone()
     assert row is not None and "halfvec_cosine_ops" in row[0]
+
+
+async def test_a_words_index_left_to_a_dead_replay_is_built_with_scope_keys(
+    database: str, tmp_path: Path
+) -> None:
+    async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
+        await migrate_older(conn, 10, tmp_path)
+        assert "memories_tsv" in await defer_indexes(conn)  # a replay that then died
+
+        assert "0010_scope_keyword_index.sql" in await migrate_current(conn)
+        assert await restore_indexes(conn) >= 1  # the next start finishes the replay's builds
+        cur = await conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s"
+            " AND indexname IN ('memories_tsv', 'memories_scope_tsv')",
+            [SCHEMA],
+        )
+        rows = await cur.fetchall()
+    assert [(name, "gin (scope_key, tsv)" in definition) for name, definition in rows] == [
+        ("memories_scope_tsv", True)
+    ]
+
+
+async def test_an_upgraded_store_looks_words_up_by_scope_key(database: str, tmp_path: Path) -> None:
+    async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
+        await migrate_older(conn, 10, tmp_path)
+        await migrate_current(conn)
+        cur = await conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexdef LIKE '%%tsv%%'",
+            [SCHEMA],
+        )
+        assert [name for (name,) in await cur.fetchall()] == ["memories_scope_tsv"]

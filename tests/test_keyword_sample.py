@@ -75,9 +75,10 @@ async def test_a_rare_word_outside_the_sample_is_found(make_client, monkeypatch)
     scope = {"org": "sampled", "team": "large"}
     client = make_client(extractor="none")
     async with client.sessions.create(scope=scope) as session:
+        # written first: the sample holds the newest memories, so this one is outside it
+        rare = (await session.remember("The Zanzibar status report is overdue.")).id
         for n in range(200):
             await session.remember(f"Weekly status report number {n} for the platform team.")
-        rare = (await session.remember("The Zanzibar status report is overdue.")).id
         await session.recall("warm up", top_k=1)
     service = await client.service()
     async with service.pool.connection() as conn:

@@ -1,0 +1,84 @@
+"""Recall names a view by its scope keys when they are few: same answers, same visibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from spectron import recall
+from spectron.recall import search, view_keys
+from spectron.scope import scope_key
+
+ORG = {"org": "keys"}
+TEAM = {"org": "keys", "team": "red"}
+ME = {"org": "keys", "team": "red", "agent": "me"}
+SIBLING = {"org": "keys", "team": "red", "agent": "sibling"}
+OTHER_TEAM = {"org": "keys", "team": "blue"}
+QUERIES = ["harbour crane schedule", "crane", "who moved the schedule", "nothing matches zzq"]
+
+
+async def remember_tree(client: Any) -> None:
+    """A few memories at every level of a small tree, some sharing words."""
+    for scope in (ORG, TEAM, ME, SIBLING, OTHER_TEAM):
+        session = client.sessions.create(scope=scope)
+        name = "-".join(str(v) for v in scope.values())
+        for n in range(6):
+            await session.remember(f"{name} note {n}: the harbour crane schedule moved to {n}pm.")
+        await session.recall("warm up", top_k=1)
+
+
+def keys(*scopes: dict[str, str]) -> list[str]:
+    return sorted(scope_key(scope) for scope in scopes)
+
+
+async def test_a_view_is_named_by_the_keys_it_holds(make_client) -> None:
+    client = make_client(extractor="none")
+    await remember_tree(client)
+    service = await client.service()
+    async with service.pool.connection() as conn:
+        assert await view_keys(conn, ME) == keys(ORG, TEAM, ME)
+        assert await view_keys(conn, TEAM) == keys(ORG, TEAM, ME, SIBLING)
+        assert await view_keys(conn, ORG) == keys(ORG, TEAM, ME, SIBLING, OTHER_TEAM)
+        assert await view_keys(conn, {"org": "keys", "team": "none yet"}) == keys(ORG)
+        assert await view_keys(conn, {"org": "elsewhere"}) == []
+
+
+async def test_too_many_keys_or_deferred_counts_fall_back_to_scopes(
+    make_client, monkeypatch
+) -> None:
+    client = make_client(extractor="none")
+    await remember_tree(client)
+    service = await client.service()
+    async with service.pool.connection() as conn:
+        monkeypatch.setattr(recall, "VIEW_KEYS_MAX", 4)
+        assert await view_keys(conn, TEAM) == keys(ORG, TEAM, ME, SIBLING)
+        assert await view_keys(conn, ORG) is None
+        monkeypatch.undo()
+        async with conn.transaction(force_rollback=True):  # as a replay that deferred the counts
+            await conn.execute(
+                "INSERT INTO projection_meta (key, value) VALUES ('deferred_index:memory_counts', '')"
+            )
+            assert await view_keys(conn, ME) is None
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+async def test_keys_and_scopes_recall_the_same(make_client, monkeypatch, mode) -> None:
+    """Each scope's answers by keys equal those of testing every row's scope, siblings unseen."""
+    client = make_client(extractor="none")
+    await remember_tree(client)
+    service = await client.service()
+    answered = 0
+    async with service.pool.connection() as conn:
+        for scope in (ME, TEAM, ORG, SIBLING):
+            for query in QUERIES:
+                vector = service.embedder.embed_query(query)
+                by_keys = await search(conn, scope, query, vector, top_k=8, mode=mode)
+                monkeypatch.setattr(recall, "VIEW_KEYS_MAX", 0)
+                by_scopes = await search(conn, scope, query, vector, top_k=8, mode=mode)
+                monkeypatch.undo()
+                assert [(i.id, i.score) for i in by_keys] == [(i.id, i.score) for i in by_scopes]
+                if scope == ME:
+                    assert all(item.scope in (ORG, TEAM, ME) for item in by_keys)
+                answered += bool(by_keys)
+    assert answered >= 12  # every scope answers its matching queries
