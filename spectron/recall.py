@@ -84,8 +84,8 @@ _EMBEDDED = (
 )
 
 
-def _recall_sql(view: str) -> str:
-    """The recall query, with `view` as the visibility predicate on memories `m`."""
+def _recall_sql(view: str, sample: str) -> str:
+    """The recall query: `view` the visibility predicate on memories `m`, `sample` the sample's."""
     return f"""
 WITH q AS (
   SELECT array_agg(DISTINCT lexeme) AS lexemes,
@@ -106,11 +106,7 @@ dense AS (
 -- up by index in the whole view, the matches of the query's rarest terms (those the sample
 -- holds at most `probe_budget` times together): a common term's matches outside the sample, whose
 -- weight is small, are not read.
-sample AS MATERIALIZED (
-  SELECT m.memory_id, m.tsv FROM memories m, q
-  WHERE %(use_keyword)s AND %(bm25)s AND q.tsq IS NOT NULL AND {view} {_FILTERS}
-  ORDER BY m.recorded_at DESC, m.memory_id LIMIT %(keyword_sample)s
-),
+sample AS MATERIALIZED ({sample}),
 -- a memory's query terms, with positions (setweight marks them, ts_filter keeps them: far cheaper
 -- than unnesting every lexeme of the memory)
 sample_terms AS MATERIALIZED (
@@ -242,11 +238,32 @@ LIMIT %(top_k)s
 """
 
 
-# a view named by its scope keys (view_keys); the GIN index over (scope_key, tsv) and the btree
-# on scope_key serve it, where the jsonb containment of VISIBLE meant bitmaps of the whole view
+# the keyword sample: the newest memories in view (ties: the greater id first)
+_SAMPLE = f"""
+  SELECT m.memory_id, m.tsv FROM memories m, q
+  WHERE %(use_keyword)s AND %(bm25)s AND q.tsq IS NOT NULL AND {VISIBLE} {_FILTERS}
+  ORDER BY m.recorded_at DESC, m.memory_id DESC LIMIT %(keyword_sample)s
+"""
+# the same memories, taken scope by scope from the (scope_key, recorded_at, memory_id) index: the
+# newest of each visible scope by index alone, then the newest of those. Reading the view's newest
+# rows in time order instead, a leaf fetched ~14,000 rows for its 1,000 (8 ms at 100k)
+_SAMPLE_BY_KEYS = f"""
+  SELECT m.memory_id, m.tsv FROM (
+    SELECT newest.memory_id FROM q, unnest(%(view_keys)s::text[]) AS v(scope_key)
+    CROSS JOIN LATERAL (
+      SELECT m.memory_id, m.recorded_at FROM memories m
+      WHERE m.scope_key = v.scope_key {_FILTERS}
+      ORDER BY m.recorded_at DESC, m.memory_id DESC LIMIT %(keyword_sample)s
+    ) newest
+    WHERE %(use_keyword)s AND %(bm25)s AND q.tsq IS NOT NULL
+    ORDER BY newest.recorded_at DESC, newest.memory_id DESC LIMIT %(keyword_sample)s
+  ) s JOIN memories m USING (memory_id)
+"""
+# a view named by its scope keys (view_keys); the btree and GIN indexes that lead with scope_key
+# serve it, where the jsonb containment of VISIBLE meant bitmaps of the whole view
 VIEW_BY_KEYS = "m.scope_key = ANY(%(view_keys)s)"
-RECALL_SQL = _recall_sql(VISIBLE)
-RECALL_BY_KEYS_SQL = _recall_sql(VIEW_BY_KEYS)
+RECALL_SQL = _recall_sql(VISIBLE, _SAMPLE)
+RECALL_BY_KEYS_SQL = _recall_sql(VIEW_BY_KEYS, _SAMPLE_BY_KEYS)
 # a view of at most this many scope keys is named key by key
 VIEW_KEYS_MAX = 64
 # the keys come from the counts (migration 0009), kept in the transaction that inserts or deletes
@@ -255,6 +272,7 @@ _VIEW_KEYS = """
 SELECT array_agg(c.scope_key ORDER BY c.scope_key) FROM (
   SELECT DISTINCT scope_key FROM memory_counts
   WHERE scope @> %(scope)s OR scope_key = ANY(%(ancestors)s)
+  LIMIT %(most)s + 1
 ) c
 HAVING count(*) <= %(most)s
    AND NOT EXISTS (SELECT FROM projection_meta WHERE key = 'deferred_index:memory_counts')

@@ -110,3 +110,25 @@ async def test_the_sample_obeys_visibility_and_filters(make_client, monkeypatch,
             conn, mine, "quokka census", vector, top_k=10, mode=mode, memory_category="knowledge"
         )
     assert [item.id for item in found] == [kept]
+
+
+@pytest.mark.parametrize("named_by_keys", [True, False])
+async def test_the_sample_is_the_newest_memories_in_view(
+    make_client, monkeypatch, named_by_keys
+) -> None:
+    """A word the sample holds is not looked up: its matches are the sample's, the newest ones."""
+    monkeypatch.setattr(recall, "KEYWORD_SAMPLE", 5)
+    monkeypatch.setattr(recall, "PROBE_BUDGET", 0)
+    if not named_by_keys:
+        monkeypatch.setattr(recall, "VIEW_KEYS_MAX", 0)
+    parent, child = {"org": "newest"}, {"org": "newest", "team": "a"}
+    client = make_client(extractor="none")
+    ids = []
+    for n in range(12):  # alternating scopes: the view's newest span both
+        session = client.sessions.create(scope=parent if n % 2 else child)
+        ids.append((await session.remember(f"Harbour log entry {n}.")).id)
+    await client.sessions.create(scope=child).recall("warm up", top_k=1)
+    service = await client.service()
+    async with service.pool.connection() as conn:
+        found = await search(conn, child, "harbour log", None, top_k=10, mode="keyword")
+    assert {item.id for item in found} == set(ids[-5:])
