@@ -23,16 +23,21 @@ PROJECTION_MIGRATIONS = files("projectors") / "migrations"
 EXTENSIONS = ("vector", "btree_gin")
 
 
+async def create_extensions(conn: AsyncConnection[Any]) -> None:
+    """Create the extensions the projections use, where missing (an autocommit connection)."""
+    for extension in EXTENSIONS:
+        try:
+            await conn.execute(
+                sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension))
+            )
+        except psycopg.errors.UniqueViolation:
+            pass  # another process created it between our check and our insert
+
+
 async def prepare_database(uri: str, projection_schema: str, embedding_dim: int) -> None:
     """Create the extensions the projections use and apply the log and projection migrations."""
     async with await AsyncConnection.connect(uri, autocommit=True) as conn:
-        for extension in EXTENSIONS:
-            try:
-                await conn.execute(
-                    sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension))
-                )
-            except psycopg.errors.UniqueViolation:
-                pass  # another process created it between our check and our insert
+        await create_extensions(conn)
         await migrate(conn, LOG_SCHEMA, LOG_MIGRATIONS)
         await migrate(conn, KEYS_SCHEMA, KEY_MIGRATIONS)
         await migrate(

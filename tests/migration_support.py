@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-from spectron.db import EXTENSIONS, PROJECTION_MIGRATIONS
+from spectron.db import PROJECTION_MIGRATIONS, create_extensions
 from spectron.migrations import migrate
 
 SCHEMA = "spectron"
@@ -27,10 +27,7 @@ async def migrate_older(conn: AsyncConnection[Any], version: int, tmp_path: Path
     for entry in PROJECTION_MIGRATIONS.iterdir():
         if entry.name.endswith(".sql") and int(entry.name[:4]) < version:
             shutil.copyfile(str(entry), older / entry.name)
-    for extension in EXTENSIONS:
-        await conn.execute(
-            sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension))
-        )
+    await create_extensions(conn)
     await migrate(conn, SCHEMA, older, PARAMS)
     await _use_schema(conn)
 
