@@ -413,6 +413,9 @@ async def _chaos_embedded(harness: Harness, home: Path, rng: random.Random) -> d
     projector = harness.role("projector")
     writer = harness.writer()
     await harness.wait_for_acks(1)
+    # the projector must be running before the chaos starts: killing Postgres under a process
+    # that is still opening fails its start (StoreUnavailable), which is not what is tested here
+    await harness.wait_for_line(projector, READY, 120)
     schedule = ["projector"] * config.kills + ["postgres"] * config.postgres_kills
     rng.shuffle(schedule)
     for kind in schedule:
@@ -423,6 +426,7 @@ async def _chaos_embedded(harness: Harness, home: Path, rng: random.Random) -> d
             kills["projector"] += 1
             _say(config, f"kill -9 projector {projector.pid} (acknowledged so far {before})")
             projector = harness.role("projector")
+            await harness.wait_for_line(projector, READY, 120)
         else:
             pid = postmaster_pid(home)
             if pid is None or not _alive(pid):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
@@ -22,7 +23,7 @@ from spectron.db import open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder, embedder_name, make_embedder
 from spectron.embedding.process import ProcessEmbedder
-from spectron.errors import ProjectionModelMismatch
+from spectron.errors import ProjectionModelMismatch, StoreUnavailable
 from spectron.extraction import Extractor, make_extractor
 from spectron.log import LogBackend, TransactionalLog
 from spectron.log.postgres import PostgresEventLog
@@ -131,12 +132,14 @@ async def open_runtime(
                 settings.kafka_bootstrap, settings.topic, settings.partitions, pool
             )
         await event_log.start()
-    except BaseException:
+    except BaseException as exc:
         if pool is not None:
             await pool.close()
         if isinstance(owned, ProcessEmbedder):
             await asyncio.to_thread(owned.close)
         await database.aclose()
+        if isinstance(exc, psycopg.OperationalError):  # refused, or the server went away meanwhile
+            raise StoreUnavailable(f"the database is unavailable while opening: {exc}") from exc
         raise
     watch.start(pool)
     return Runtime(

@@ -276,3 +276,15 @@ async def test_healthz_fails_only_in_a_state_the_process_cannot_leave(home: Path
             await eventually(lambda: health(200), "/healthz is fine once the restart succeeds")
     finally:
         await client.close()
+
+
+async def test_opening_against_a_database_that_is_down_raises_store_unavailable(
+    tmp_path: Path,
+) -> None:
+    """A start that cannot reach Postgres (or loses it while migrating) is a typed, retryable error."""
+    client = SpectronClient(
+        database=f"postgresql://postgres:@/postgres?host={tmp_path}", embedder="hashing"
+    )
+    with pytest.raises(StoreUnavailable, match="while opening"):
+        await client.service()
+    await client.close()
