@@ -23,21 +23,38 @@ PROJECTION_MIGRATIONS = files("projectors") / "migrations"
 EXTENSIONS = ("vector", "btree_gin")
 
 
-async def create_extensions(conn: AsyncConnection[Any]) -> None:
-    """Create the extensions the projections use, where missing (an autocommit connection)."""
+async def create_extensions(conn: AsyncConnection[Any], projection_schema: str) -> None:
+    """Create the extensions the projections use in `public` where missing (autocommit connection).
+
+    Named without a schema, an extension lands in the first schema of the search path: `"$user"`,
+    which is the projection schema when the role shares its name (compose.yaml's `spectron`). A
+    rebuild drops its schemas with CASCADE, which would take the extension and every index using
+    it, the live schema's included. One an earlier version put there moves to `public`.
+    """
     for extension in EXTENSIONS:
         try:
             await conn.execute(
-                sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension))
+                sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA public").format(
+                    sql.Identifier(extension)
+                )
             )
         except psycopg.errors.UniqueViolation:
             pass  # another process created it between our check and our insert
+    cur = await conn.execute(
+        "SELECT e.extname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = ANY(%s) AND (n.nspname = %s OR starts_with(n.nspname, %s))",
+        [list(EXTENSIONS), projection_schema, f"{projection_schema}_"],
+    )
+    for (extension,) in await cur.fetchall():
+        await conn.execute(
+            sql.SQL("ALTER EXTENSION {} SET SCHEMA public").format(sql.Identifier(extension))
+        )
 
 
 async def prepare_database(uri: str, projection_schema: str, embedding_dim: int) -> None:
     """Create the extensions the projections use and apply the log and projection migrations."""
     async with await AsyncConnection.connect(uri, autocommit=True) as conn:
-        await create_extensions(conn)
+        await create_extensions(conn, projection_schema)
         await migrate(conn, LOG_SCHEMA, LOG_MIGRATIONS)
         await migrate(conn, KEYS_SCHEMA, KEY_MIGRATIONS)
         await migrate(
@@ -91,13 +108,13 @@ class GuardedPool(AsyncConnectionPool[AsyncConnection[Any]]):
                 yield used
         except psycopg.Error as exc:
             broken = used is not None and (used.broken or used.closed)
-            if self.watch is None or not (broken or _lost(exc)):
+            if self.watch is None or not (broken or lost(exc)):
                 raise
             self.watch.suspect()
             raise self.watch.unavailable(f"connection lost: {exc}") from exc
 
 
-def _lost(error: psycopg.Error) -> bool:
+def lost(error: psycopg.Error) -> bool:
     """An error saying the server ended the session: a connection exception (class 08), or a
     shutdown, crash or start-up (57P01-57P03), which can arrive before the socket closes."""
     state = error.sqlstate or ""

@@ -27,7 +27,7 @@ async def migrate_older(conn: AsyncConnection[Any], version: int, tmp_path: Path
     for entry in PROJECTION_MIGRATIONS.iterdir():
         if entry.name.endswith(".sql") and int(entry.name[:4]) < version:
             shutil.copyfile(str(entry), older / entry.name)
-    await create_extensions(conn)
+    await create_extensions(conn, SCHEMA)
     await migrate(conn, SCHEMA, older, PARAMS)
     await _use_schema(conn)
 
