@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from projectors.base import ProjectionContext
 from spectron.availability import StoreWatch
 from spectron.config import Settings
-from spectron.db import open_pool, pinned_embedding_model, prepare_database
+from spectron.db import lost, open_pool, pinned_embedding_model, prepare_database
 from spectron.embedded import EmbeddedPostgres
 from spectron.embedding import Embedder, embedder_name, make_embedder
 from spectron.embedding.process import ProcessEmbedder
@@ -138,7 +138,9 @@ async def open_runtime(
         if isinstance(owned, ProcessEmbedder):
             await asyncio.to_thread(owned.close)
         await database.aclose()
-        if isinstance(exc, psycopg.OperationalError):  # refused, or the server went away meanwhile
+        # refused (no SQLSTATE), or the server went away meanwhile; a failing statement (a lock
+        # or statement timeout, a migration error) stays what it is: retrying would not help
+        if isinstance(exc, psycopg.OperationalError) and (exc.sqlstate is None or lost(exc)):
             raise StoreUnavailable(f"the database is unavailable while opening: {exc}") from exc
         raise
     watch.start(pool)
