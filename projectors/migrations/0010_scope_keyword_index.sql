@@ -23,8 +23,6 @@ SET key = 'deferred_index:memories_scope_recent',
     value = replace(replace(value, 'memories_scope_key', 'memories_scope_recent'),
                     '(scope_key)', '(scope_key, recorded_at, memory_id)')
 WHERE key = 'deferred_index:memories_scope_key';
-DROP INDEX IF EXISTS memories_tsv;
-DROP INDEX IF EXISTS memories_scope_key;
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM projection_meta WHERE key = 'deferred_index:memories_scope_tsv') THEN
@@ -36,3 +34,6 @@ BEGIN
 END $$;
 -- the keys of the scopes below a reader, found by containment as memories' own index finds them
 CREATE INDEX memory_counts_scope ON memory_counts USING gin (scope jsonb_path_ops);
+-- dropped last: a drop locks out readers until the migration commits, a build only writers
+DROP INDEX IF EXISTS memories_tsv;
+DROP INDEX IF EXISTS memories_scope_key;
