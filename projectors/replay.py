@@ -18,6 +18,7 @@ from projectors.vector_index import move_all_staged, size_graph_build_memory
 from spectron.db import PROJECTION_MIGRATIONS
 from spectron.log import EventLog
 from spectron.migrations import migrate
+from spectron.recall import COUNTS_DEFERRED
 
 # records per log read and per transaction: big enough that commits and reads are noise
 BATCH = 5000
@@ -115,7 +116,7 @@ async def defer_indexes(conn: AsyncConnection[Any]) -> list[str]:
         if triggers:
             await conn.execute(
                 "INSERT INTO projection_meta (key, value) VALUES (%s, %s)",
-                [_DEFERRED + "memory_counts", _RECOUNT],
+                [COUNTS_DEFERRED, _RECOUNT],
             )
     return [name for name, _ in found]
 

@@ -9,7 +9,7 @@ import orjson
 from psycopg import AsyncConnection
 
 from spectron.models import Profile, ProfileReflection, State
-from spectron.recall import memory_item, visibility_params, visible
+from spectron.recall import counts_kept, memory_item, visibility_params, visible
 from spectron.scope import Scope
 
 RECENT = 10
@@ -17,12 +17,12 @@ REFLECTIONS = 20
 
 _AS_OF = "(%(as_of)s::timestamptz IS NULL OR {0}.recorded_at <= %(as_of)s)"
 # now: the counts the database keeps per scope (projectors/migrations/0009_memory_counts.sql),
-# a few rows per visible scope whatever the store's size
+# a few rows per visible scope whatever the store's size (unless a replay has them deferred)
 _COUNTS = f"""
 SELECT c.memory_category, c.scope_key, c.principal, c.memories FROM memory_counts c
 WHERE {visible("c")} ORDER BY 1, 2, 3
 """
-# as of a past time: the memories recorded by then, counted one by one
+# as of a past time, or while the counts are deferred: the memories, counted one by one
 _COUNTS_AS_OF = f"""
 SELECT m.memory_category, m.scope_key, m.principal, count(*) FROM memories m
 WHERE {visible("m")} AND {_AS_OF.format("m")}
@@ -59,7 +59,8 @@ async def load_profile(
     by_category: dict[str, int] = {}
     by_scope: dict[str, int] = {}
     by_principal: dict[str, int] = {}
-    cur = await conn.execute(_COUNTS if as_of is None else _COUNTS_AS_OF, params)
+    kept = as_of is None and await counts_kept(conn)
+    cur = await conn.execute(_COUNTS if kept else _COUNTS_AS_OF, params)
     for category, skey, principal, count in await cur.fetchall():
         by_category[category] = by_category.get(category, 0) + count
         label = _scope_label(skey)

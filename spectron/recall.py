@@ -268,7 +268,9 @@ RECALL_BY_KEYS_SQL = _recall_sql(VIEW_BY_KEYS, _SAMPLE_BY_KEYS)
 # a view of at most this many scope keys is named key by key
 VIEW_KEYS_MAX = 64
 # the keys come from the counts (migration 0009), kept in the transaction that inserts or deletes
-# memories; a replay that deferred them (projectors.replay) leaves them unknown until recounted
+# memories; a replay that deferred them (projectors.replay, under this projection_meta key: the
+# core does not import the projectors) leaves them unknown until recounted
+COUNTS_DEFERRED = "deferred_index:memory_counts"
 _VIEW_KEYS = """
 SELECT array_agg(c.scope_key ORDER BY c.scope_key) FROM (
   SELECT DISTINCT scope_key FROM memory_counts
@@ -276,8 +278,16 @@ SELECT array_agg(c.scope_key ORDER BY c.scope_key) FROM (
   LIMIT %(most)s + 1
 ) c
 HAVING count(*) <= %(most)s
-   AND NOT EXISTS (SELECT FROM projection_meta WHERE key = 'deferred_index:memory_counts')
+   AND NOT EXISTS (SELECT FROM projection_meta WHERE key = %(deferred)s)
 """
+_COUNTS_KEPT = "SELECT NOT EXISTS (SELECT FROM projection_meta WHERE key = %s)"
+
+
+async def counts_kept(conn: AsyncConnection[Any]) -> bool:
+    """Whether memory_counts is current (False while a replay has the counts deferred)."""
+    cur = await conn.execute(_COUNTS_KEPT, [COUNTS_DEFERRED])
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 def visibility_params(scope: Scope) -> dict[str, Any]:
@@ -288,7 +298,8 @@ def visibility_params(scope: Scope) -> dict[str, Any]:
 async def view_keys(conn: AsyncConnection[Any], scope: Scope) -> list[str] | None:
     """The scope keys of every memory in view of `scope`, or None when more than VIEW_KEYS_MAX
     (or while a replay has the counts deferred): then recall tests each row's scope instead."""
-    cur = await conn.execute(_VIEW_KEYS, {**visibility_params(scope), "most": VIEW_KEYS_MAX})
+    params = {**visibility_params(scope), "most": VIEW_KEYS_MAX, "deferred": COUNTS_DEFERRED}
+    cur = await conn.execute(_VIEW_KEYS, params)
     row = await cur.fetchone()
     if row is None:
         return None

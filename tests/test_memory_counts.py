@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from projectors.replay import defer_indexes, restore_indexes
 from spectron.maintenance import blue_green_replay, catch_up
 from spectron.service import MemoryService
 from tests.migration_support import migrate_current, migrate_older
@@ -117,3 +118,31 @@ async def test_a_store_projected_before_the_counts_is_counted_on_upgrade(
         kept = await (await conn.execute(_KEPT)).fetchall()
         assert kept == await (await conn.execute(_COUNTED)).fetchall()
         assert [row[3] for row in kept] == [5, 5, 5, 5]
+
+
+async def test_profile_counts_one_by_one_while_a_replay_has_the_counts_deferred(
+    make_client,
+) -> None:
+    """A replay that died with the triggers off: new memories are not in memory_counts, and
+    profile must not read it until the next start recounts."""
+    client = make_client(extractor="none")
+    async with client.sessions.create(scope=W1) as worker:
+        await worker.remember("w1 met Dana")
+        service = await client.service()
+        await catch_up(service)
+        async with service.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            await defer_indexes(conn)  # a replay that then died
+        await worker.remember("w1 met Eve")
+        await worker.remember("w1 met Frank")
+        await catch_up(service)
+        kept, counted = await _tables(service)
+        assert sum(row[3] for row in kept) == 1 and sum(row[3] for row in counted) == 3
+        profile = await worker.profile()
+        assert profile.counts_by_scope == {"agent=w1/org=acme/project=alpha": 3}
+        assert profile.counts_by_category == {"knowledge": 3}
+        async with service.pool.connection() as conn:  # the next start finishes the replay
+            await conn.set_autocommit(True)
+            await restore_indexes(conn)
+        assert await _tables(service) == (counted, counted)
+        assert (await worker.profile()).counts_by_scope == profile.counts_by_scope

@@ -58,7 +58,7 @@ async def test_too_many_keys_or_deferred_counts_fall_back_to_scopes(
         monkeypatch.undo()
         async with conn.transaction(force_rollback=True):  # as a replay that deferred the counts
             await conn.execute(
-                "INSERT INTO projection_meta (key, value) VALUES ('deferred_index:memory_counts', '')"
+                "INSERT INTO projection_meta (key, value) VALUES (%s, '')", [recall.COUNTS_DEFERRED]
             )
             assert await view_keys(conn, ME) is None
 
