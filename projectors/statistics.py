@@ -41,10 +41,15 @@ async def stale_tables(pool: AsyncConnectionPool) -> list[str]:
 
 
 async def analyze(pool: AsyncConnectionPool, tables: list[str]) -> None:
-    """ANALYZE each table (a sample of rows: ~0.1-1 s even at a million)."""
+    """ANALYZE each table (a sample of rows: ~0.1-1 s even at a million), skipping a busy one.
+
+    A table being indexed concurrently (projectors.vector_index rebuilding the graph) is skipped:
+    queued behind the build while holding its snapshot, the ANALYZE deadlocked the build's last
+    phase, which Postgres then cancelled (the graph's build lost, its index left invalid).
+    """
     async with pool.connection() as conn:
         for table in tables:
-            await conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+            await conn.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(sql.Identifier(table)))
             await conn.commit()
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from benchmarks.bulkload import memory_batch
 from benchmarks.workload import ScopeTree, TextGenerator
-from projectors.statistics import CHECK_EVERY
+from projectors.statistics import CHECK_EVERY, analyze
 from spectron import SpectronClient
 from spectron.maintenance import catch_up
 
@@ -49,3 +49,18 @@ async def test_a_large_projected_batch_is_analyzed(
     # ANALYZE by the system (autovacuum would set last_autoanalyze instead)
     assert analyzed_at is not None
     assert planner_rows >= count * 0.9
+
+
+async def test_a_table_being_indexed_is_skipped_not_waited_for(
+    make_client: Callable[..., SpectronClient],
+) -> None:
+    """Queued behind a concurrent index build, an ANALYZE deadlocks the build's last phase."""
+    client = make_client(run_projectors=False, extractor="none")
+    service = await client.service()
+    async with service.pool.connection() as builder, builder.transaction():
+        # the lock CREATE INDEX CONCURRENTLY holds for its whole build
+        await builder.execute("LOCK TABLE memories IN SHARE UPDATE EXCLUSIVE MODE")
+        await asyncio.wait_for(analyze(service.pool, ["memories"]), BOUND)  # returns, skipped
+    assert (await _analyzed(client))[0] is None
+    await analyze(service.pool, ["memories"])
+    assert (await _analyzed(client))[0] is not None
