@@ -62,6 +62,7 @@ MOVE_BATCH = 16  # vectors per mover transaction with the graph in place (~50 ms
 MOVE_BATCH_AWAY = 5_000  # ...and while it is away (row speed)
 MOVERS = 2  # movers at once: HNSW inserts take a core each
 IDLE_POLL = 0.05  # seconds a mover waits when nothing is staged (one index probe)
+DROP_LOCK_TIMEOUT = "1s"  # how long dropping the graph may queue for its table lock
 
 _MOVE = """
 WITH moved AS (
@@ -193,6 +194,9 @@ async def drop_graph(conn: AsyncConnection[Any]) -> bool:
         await conn.execute(
             "INSERT INTO projection_meta (key, value) VALUES (%s, %s)", [DEFERRED_KEY, row[1]]
         )
+        # queued behind a long reader (a state hash, a slow scan), the drop would hold up every
+        # recall and projection batch behind it: give up instead, the next look tries again
+        await conn.execute("SELECT set_config('lock_timeout', %s, true)", [DROP_LOCK_TIMEOUT])
         await conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(INDEX)))
     return True
 
@@ -217,7 +221,10 @@ async def build_graph(uri: str, schema: str) -> bool:
         cur = await conn.execute(_INDEX_STATE, [INDEX])
         state = await cur.fetchone()
         if state is not None and not state[0]:
+            # as in drop_graph
+            await conn.execute("SELECT set_config('lock_timeout', %s, false)", [DROP_LOCK_TIMEOUT])
             await conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(INDEX)))
+            await conn.execute("RESET lock_timeout")  # the build waits for older snapshots
         if state is None or not state[0]:
             # Postgres's own pg_get_indexdef output, recorded by drop_graph: not input
             definition = str(recorded[0]).replace("CREATE INDEX ", "CREATE INDEX CONCURRENTLY ", 1)

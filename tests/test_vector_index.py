@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
+import psycopg
 import pytest
 
 import projectors.vector_index as vector_index
@@ -165,3 +167,19 @@ async def test_the_graph_stays_for_memories_waiting_on_a_slow_model_and_goes_whe
         pass
     await keeper.look()  # 400 vectors staged at once: faster than the graph takes them
     assert await _index_state(service) == (None, True) and keeper.away
+
+
+async def test_dropping_the_graph_behind_a_long_reader_gives_up_instead_of_queueing(
+    make_client: Callable[..., SpectronClient],
+) -> None:
+    """A queued DROP would hold every recall and batch behind it for as long as the reader runs."""
+    client = make_client(run_projectors=False, extractor="none")
+    service = await client.service()
+    async with service.pool.connection() as reader, service.pool.connection() as conn:
+        async with reader.transaction():
+            await reader.execute("SELECT count(*) FROM memories")  # and it goes on reading
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                await asyncio.wait_for(drop_graph(conn), BOUND)  # not: queued behind the reader
+        assert await _index_state(service) == (True, False)  # kept, and nothing recorded
+        assert await drop_graph(conn)  # the next look, the reader gone
+    assert await _index_state(service) == (None, True)
