@@ -18,6 +18,7 @@ from projectors.vector_index import move_all_staged, size_graph_build_memory
 from spectron.db import PROJECTION_MIGRATIONS
 from spectron.log import EventLog
 from spectron.migrations import migrate
+from spectron.positions import fence_projection
 from spectron.recall import COUNTS_DEFERRED
 
 # records per log read and per transaction: big enough that commits and reads are noise
@@ -262,6 +263,10 @@ async def swap_schemas(conn: AsyncConnection[Any], live: str, rebuilt: str) -> N
     """Make `rebuilt` the live projection in one transaction (blue/green) and drop the old one."""
     retired = f"{live}_retired_{int(time.time())}"
     async with conn.transaction():
+        # other processes project into `live` by name: a batch straddling the renames would put
+        # its rows in one schema and its position in the other. Batches under way finish first;
+        # those begun meanwhile wait, then find the new schema by the same name
+        await fence_projection(conn, live)
         # readers resolve tables by name through search_path: they see old, then new, never half
         await conn.execute(
             sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(

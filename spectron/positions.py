@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor, sql
 
 PROJECTION_CONSUMER = "projections"
 PROJECTED_CHANNEL = "spectron_projected"  # NOTIFY after a projection batch commits
@@ -52,6 +52,14 @@ async def lock_projection_position(cur: Executor, partition: int, *, wait: bool)
     )
     row = await found.fetchone()
     return None if row is None else int(row[0])
+
+
+async def fence_projection(conn: AsyncConnection[Any], schema: str) -> None:
+    """In the caller's transaction: wait for `schema`'s projection batches under way, and hold
+    back any new one until the transaction ends (a batch's first statement is on its position)."""
+    await conn.execute(
+        sql.SQL("LOCK TABLE {}.positions IN EXCLUSIVE MODE").format(sql.Identifier(schema))
+    )
 
 
 async def advance_projection(cur: Executor, partition: int, next_offset: int) -> None:
@@ -156,6 +164,7 @@ __all__ = [
     "enrichment_position",
     "enrichment_positions",
     "ensure_enrichment_positions",
+    "fence_projection",
     "lock_enrichment_position",
     "lock_projection_position",
     "notify_projected",
