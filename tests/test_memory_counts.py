@@ -146,3 +146,7 @@ async def test_profile_counts_one_by_one_while_a_replay_has_the_counts_deferred(
             await restore_indexes(conn)
         assert await _tables(service) == (counted, counted)
         assert (await worker.profile()).counts_by_scope == profile.counts_by_scope
+        await worker.remember("w1 met Grace")  # and the triggers count again
+        await catch_up(service)
+        kept, counted = await _tables(service)
+        assert kept == counted and sum(row[3] for row in kept) == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -141,10 +142,20 @@ async def test_a_graph_built_before_its_record_was_removed_is_kept(
         await conn.execute(row[0])  # the build finished, the process died before the delete
         await conn.commit()
         schema = await vector_index.current_schema(conn)
+        built = await _index_oid(conn)
     conninfo = service.pool.conninfo
     assert isinstance(conninfo, str)
     assert await vector_index.build_graph(conninfo, schema)
     assert await _index_state(service) == (True, False)
+    async with service.pool.connection() as conn:
+        assert await _index_oid(conn) == built  # kept, not built again
+
+
+async def _index_oid(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT to_regclass(%s)::oid", [INDEX])
+    row = await cur.fetchone()
+    assert row is not None and row[0] is not None
+    return int(row[0])
 
 
 async def test_the_graph_stays_for_memories_waiting_on_a_slow_model_and_goes_when_vectors_pile_up(
