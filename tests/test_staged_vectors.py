@@ -81,6 +81,25 @@ async def test_memories_are_projected_without_waiting_for_the_graph(
         )
         assert await cur.fetchone() == (True,)  # the first logged vector won
 
+    # a vector logged after the first was moved is staged anew (nothing to conflict with now)
+    late = MemoryEmbedded(
+        **new_event_fields(SCOPE, "system:enricher"),
+        payload=vectors[2].payload.model_copy(update={"memory_id": memories[0].event_id}),
+    )
+    await service.log.append([late])
+    while await project_once(service.pool, service.log, service.context):
+        pass
+    async with service.pool.connection() as conn:
+        while await move_staged(conn, 16):
+            await conn.commit()
+        cur = await conn.execute(
+            "SELECT embedding = %s::halfvec FROM memories WHERE memory_id = %s",
+            [vectors[0].payload.values(), memories[0].event_id],
+        )
+        assert await cur.fetchone() == (True,)  # ...and moving it does not replace the first
+        cur = await conn.execute("SELECT count(*) FROM staged_vectors")
+        assert await cur.fetchone() == (0,)
+
 
 async def test_the_enrichment_window_opens_only_memories(
     make_client: Callable[..., SpectronClient],
