@@ -6,6 +6,7 @@ import heapq
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from itertools import takewhile
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -124,13 +125,13 @@ async def audit_log(
         offset = await log.offset_for_time(partition, since) if since else 0
         while offset < end:
             batch = await log.read(partition, offset, 1000)
+            if until is not None:  # a partition is in time order: the rest of it is later
+                batch = list(takewhile(lambda record: record.recorded_at <= until, batch))
             if not batch:
                 break
             async with pool.connection() as conn:
                 batch = await unseal(conn, batch)
             for record in batch:
-                if until is not None and record.recorded_at > until:
-                    return
                 found = _audit_record(record)
                 if found is None:
                     continue

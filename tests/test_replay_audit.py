@@ -97,3 +97,28 @@ async def test_audit_by_principal_scope_and_time(make_client) -> None:
     assert [
         r async for r in audit_log(service.log, service.pool, principal=f"nobody-{uuid.uuid4()}")
     ] == []
+
+
+async def test_audit_until_a_time_reads_every_partition(make_client) -> None:
+    """`until` ends each partition's reading at that time, not the whole audit."""
+    client = make_client(extractor="none")
+    service = await client.service()
+    before, scopes = set(), [{**SCOPE, "agent": f"w{n}"} for n in range(8)]
+    for scope in scopes:
+        async with client.sessions.create(scope=scope, principal="agent:early") as s:
+            before.add((await s.remember(f"{scope['agent']} was here first")).id)
+    positions = {
+        r.position.partition
+        async for r in audit_log(service.log, service.pool, principal="agent:early")
+    }
+    assert len(positions) > 1  # the scopes spread over several partitions
+    until = max(
+        [r.recorded_at async for r in audit_log(service.log, service.pool, principal="agent:early")]
+    )
+    for scope in scopes:
+        async with client.sessions.create(scope=scope, principal="agent:late") as s:
+            await s.remember(f"{scope['agent']} came back later")
+    found = [r async for r in audit_log(service.log, service.pool, until=until)]
+    assert {r.event_id for r in found if r.principal == "agent:early"} == before
+    assert all(r.recorded_at <= until for r in found)
+    assert "agent:late" not in {r.principal for r in found}
