@@ -21,9 +21,12 @@ from langgraph.store.base import (
     SearchOp,
 )
 from langgraph.store.memory import InMemoryStore
+from psycopg.types.json import Jsonb
 
 from spectron import InvalidInput, InvalidMetadata, SpectronClient
 from spectron.embedding.hashing import HashingEmbedder
+from spectron.http.keys import AUTH_SCHEMA
+from spectron.integrations import item_source
 from spectron.integrations.langgraph import SpectronStore
 from spectron.maintenance import catch_up
 from spectron.scope import Scope
@@ -366,3 +369,28 @@ async def test_langmem_memory_tools_work_on_the_store(client, base) -> None:
     assert [i.value["content"] for i in await store.asearch(("memories",))] == [
         "The user lives in Lisbon."
     ]
+
+
+async def test_over_http_only_the_scopes_read_last_keep_a_session(
+    local_client, http_client, base, monkeypatch
+) -> None:
+    """A namespace per user must not hold a server session per user (the key's cap refused
+    every open past it); a session the server expired is opened again."""
+    monkeypatch.setattr(item_source, "SESSIONS_KEPT", 3)
+    store = SpectronStore(await http_client(), scope=base)
+    for user in range(8):
+        await store.aput(("users", f"u{user}"), "prefs", {"n": user})
+        found = await store.aget(("users", f"u{user}"), "prefs")
+        assert found is not None and found.value == {"n": user}
+    service = await local_client.service()
+    mine = f"SELECT count(*) FROM {AUTH_SCHEMA}.sessions WHERE scope @> %s"
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(mine, [Jsonb({"org": base["org"]})])
+        assert await cur.fetchone() == (3,)
+        # the server drops sessions idle past their lifetime
+        await conn.execute(
+            f"DELETE FROM {AUTH_SCHEMA}.sessions WHERE scope @> %s", [Jsonb({"org": base["org"]})]
+        )
+        await conn.commit()
+    found = await store.aget(("users", "u7"), "prefs")
+    assert found is not None and found.value == {"n": 7}

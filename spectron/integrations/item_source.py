@@ -5,16 +5,21 @@ Writes need no port: remember and forget are on both clients' sessions.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections import OrderedDict
 from typing import Any, Protocol
 
 from spectron.asof import AsOf
 from spectron.calls import as_of_text  # the wire form of as_of
 from spectron.client import SpectronClient
+from spectron.errors import SessionNotFound
 from spectron.http.client import HttpSession, HttpSpectronClient
 from spectron.items import ItemRow, ItemVersion, read_items, read_scopes, read_versions
 from spectron.scope import Scope, scope_key
 
 Client = SpectronClient | HttpSpectronClient
+SESSIONS_KEPT = 16  # sessions an HTTP item source keeps open: those of the scopes read last
 
 
 class ItemSource(Protocol):
@@ -68,17 +73,43 @@ class LocalItems:
 
 
 class HttpItems:
-    """Items read through `spectron serve` (/v1/sessions/{id}/items...), one session per scope."""
+    """Items read through `spectron serve` (/v1/sessions/{id}/items...), a session per scope read.
+
+    The sessions of the SESSIONS_KEPT scopes read last stay open; an older one is closed. A store
+    whose namespaces are per user reads from as many scopes as there are users: kept open, they
+    reached the key's cap of open sessions and every later open was refused.
+    """
 
     def __init__(self, client: HttpSpectronClient) -> None:
         self.client = client
-        self._sessions: dict[str, HttpSession] = {}
+        self._sessions: OrderedDict[str, HttpSession] = OrderedDict()
+        self._opening = asyncio.Lock()
+
+    async def _session(self, scope: Scope) -> HttpSession:
+        """The open session at `scope`, the most recently used now; opened if need be."""
+        key = scope_key(scope)
+        async with self._opening:
+            session = self._sessions.pop(key, None)
+            if session is None:
+                session = await self.client.sessions.create(scope=scope)
+                while len(self._sessions) >= SESSIONS_KEPT:
+                    _, oldest = self._sessions.popitem(last=False)
+                    with contextlib.suppress(SessionNotFound):  # expired on the server already
+                        await oldest.close()
+            self._sessions[key] = session
+        return session
 
     async def _get(self, scope: Scope, path: str, params: dict[str, str] | None = None) -> Any:
-        session = self._sessions.get(scope_key(scope))
-        if session is None:
-            session = await self.client.sessions.create(scope=scope)
-            self._sessions[scope_key(scope)] = session
+        session = await self._session(scope)
+        try:
+            return await self._read(session, path, params)
+        except SessionNotFound:
+            # idle past the server's lifetime, or closed by another read here: open anew, once
+            if self._sessions.get(scope_key(scope)) is session:
+                del self._sessions[scope_key(scope)]
+            return await self._read(await self._session(scope), path, params)
+
+    async def _read(self, session: HttpSession, path: str, params: dict[str, str] | None) -> Any:
         assert session.session_id is not None
         return await self.client.request(
             "GET", f"/v1/sessions/{session.session_id}/{path}", params=params
@@ -106,7 +137,7 @@ class HttpItems:
 
     async def close(self) -> None:
         """Close the sessions this source opened."""
-        sessions, self._sessions = list(self._sessions.values()), {}
+        sessions, self._sessions = list(self._sessions.values()), OrderedDict()
         for session in sessions:
             await session.close()
 
