@@ -82,7 +82,12 @@ async def _retry_one(
         if letter is None:
             report.missing.append(position)
             return
-        [raw] = await unseal(conn, [RawRecord(position, letter.recorded_at, None, letter.value)])
+        # under the forget lock, as a projection batch: a forget cannot commit in between
+        [raw] = await unseal(
+            conn,
+            [RawRecord(position, letter.recorded_at, None, letter.value)],
+            hold_forget_lock=True,
+        )
         try:
             logged = decode_record(raw)
         except (MalformedEvent, ContentForgotten) as exc:

@@ -199,6 +199,8 @@ async def apply_records(
         if next_offset is None:
             return None
         fresh = [record for record in records if record.position.offset >= next_offset]
+        # a dead letter keeps the bytes as logged: sealed, a forget makes them unreadable there too
+        logged_bytes = {record.position: record.value for record in fresh}
         await cur.flush()  # unseal uses the connection: what the cursor holds goes first
         for record in await unseal(conn, fresh, hold_forget_lock=True):
             if record.forgotten:
@@ -220,7 +222,7 @@ async def apply_records(
                         record.position.offset,
                         record.recorded_at,
                         str(exc),
-                        record.value,
+                        logged_bytes[record.position],
                     ],
                 )
             else:

@@ -17,6 +17,7 @@ from psycopg import AsyncCursor
 from projectors.base import ProjectionContext
 from projectors.entities import relink_chain
 from spectron.events import LoggedEvent, MemoriesForgotten
+from spectron.sealing import record_memory_id
 
 # staged vectors before their memories: a vector mover locks the staged rows first, then the
 # memories, and a purge taking them in the other order deadlocks with it (forget would fail)
@@ -45,6 +46,17 @@ UPDATE entities SET name = %s, first_memory_id = %s, first_recorded_at = %s, fir
 WHERE scope_key = %s AND type = %s AND name_key = %s
 """
 _DELETE_ENTITY = "DELETE FROM entities WHERE scope_key = %s AND type = %s AND name_key = %s"
+# dead letters naming one of the memories (the id's text in their bytes), confirmed by reading
+# each one's head: a replay skips a forgotten memory's records, so it has no dead letter either
+_DEAD_LETTERS = """
+SELECT d.consumer, d.partition, d."offset", d.value FROM dead_letters d
+WHERE EXISTS (
+  SELECT FROM unnest(%s::uuid[]) AS m(id) WHERE position(convert_to(m.id::text, 'UTF8') IN d.value) > 0
+)
+"""
+_DELETE_DEAD_LETTER = (
+    'DELETE FROM dead_letters WHERE consumer = %s AND partition = %s AND "offset" = %s'
+)
 
 
 async def purge_memories(cur: AsyncCursor[Any], memory_ids: Sequence[uuid.UUID]) -> int:
@@ -56,6 +68,10 @@ async def purge_memories(cur: AsyncCursor[Any], memory_ids: Sequence[uuid.UUID])
     purged = len(await cur.fetchall())
     for statement in _DELETE_BY_MEMORY[1:]:
         await cur.execute(statement, [ids])
+    await cur.execute(_DEAD_LETTERS, [ids])
+    for consumer, partition, offset, value in await cur.fetchall():
+        if record_memory_id(bytes(value)) in ids:
+            await cur.execute(_DELETE_DEAD_LETTER, [consumer, partition, offset])
     await cur.execute(_DELETE_VALUES, [ids])
     chains = sorted({tuple(row) for row in await cur.fetchall()})
     for skey, etype, ekey, key in chains:

@@ -178,6 +178,15 @@ async def drop_forgotten(conn: AsyncConnection[Any], events: Sequence[Envelope])
     ]
 
 
+def record_memory_id(value: bytes) -> uuid.UUID | None:
+    """Which memory a logged record (sealed or not) belongs to, from its readable head."""
+    try:
+        document = orjson.loads(record_head(value))
+    except orjson.JSONDecodeError:
+        return None
+    return _memory_id(document) if isinstance(document, dict) else None
+
+
 def _memory_id(document: dict[str, Any]) -> uuid.UUID | None:
     """Which memory a (sealed or plaintext) record belongs to, if it is about one."""
     try:

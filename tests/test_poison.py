@@ -164,6 +164,33 @@ async def test_poison_table_embedded(make_client: Callable[..., SpectronClient])
     assert await state_hash(service) == before
 
 
+async def test_a_dead_letter_keeps_sealed_bytes_and_goes_with_its_forgotten_memory(
+    make_client: Callable[..., SpectronClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(run_projectors=False, extractor="none")
+    service = await client.service()
+    secret = MemoryRecorded(
+        **fields(SCOPE, "test:poison"),
+        payload=MemoryRecordedPayload(content="The vault opens with code 7731."),
+    )
+    monkeypatch.setattr(spectron.events, "MAX_EVENT_BYTES", 100)  # an older version's limit
+    [appended] = await service.log.append([secret])
+    await project_once(service.pool, service.log, service.context)
+    monkeypatch.undo()
+    [letter] = await list_dead_letters(service.pool)
+    assert letter.position == appended.position
+    assert b"vault" not in letter.value  # as logged: sealed, never the opened content
+
+    async with client.sessions.create(scope=SCOPE) as session:
+        assert await session.forget(secret.event_id)
+    assert await list_dead_letters(service.pool) == []  # a replay has none for it either
+    while await project_once(service.pool, service.log, service.context):
+        pass  # the tombstone too
+    before = await state_hash(service)
+    await rebuild(service)
+    assert await state_hash(service) == before
+
+
 async def test_retry_keeps_what_still_fails_and_revives_after_an_upgrade(
     make_client: Callable[..., SpectronClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
