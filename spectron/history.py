@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from itertools import takewhile
+from itertools import groupby, takewhile
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -19,6 +19,7 @@ from spectron.log import EventLog, MalformedEvent, RawRecord, decode_record
 from spectron.recall import visibility_params, visible
 from spectron.scope import Scope, is_visible, is_within
 from spectron.sealing import envelope_of, unseal
+from spectron.supersession import successors
 
 
 class HistoryEntry(BaseModel):
@@ -46,7 +47,7 @@ class HistoryEntry(BaseModel):
 _HISTORY = f"""
 SELECT e.type, e.name, e.scope, a.key, a.value, a.principal, a.memory_id, a.source_event,
        a.extractor, a.recorded_at, a.valid_from, a.partition, a."offset", s.value,
-       a.superseded_by_memory, a.superseded_at
+       a.superseded_by_memory, a.superseded_at, a.scope_key, a.cardinality
 FROM attribute_values a
 JOIN entities e USING (scope_key, type, name_key)
 LEFT JOIN attribute_values s
@@ -64,9 +65,19 @@ async def attribute_history(
     key: str | None = None,
     as_of: datetime | None = None,
 ) -> list[HistoryEntry]:
-    """Every value of an entity's attributes visible from `scope`, oldest first per chain."""
+    """Every value of an entity's attributes visible from `scope`, oldest first per chain.
+
+    As of a past time, what superseded each value is derived from the values that existed then,
+    by the projector's own rule (spectron.supersession), as `get_state` does: today's links may
+    run through a value whose facts were logged after that time.
+    """
     params = {**visibility_params(scope), "name": name_key(entity), "key": key, "as_of": as_of}
     cur = await conn.execute(_HISTORY, params)
+    rows = await cur.fetchall()
+    if as_of is None:
+        links = [(row[13], row[14], row[15]) for row in rows]
+    else:
+        links = _links_then(rows)
     return [
         HistoryEntry(
             entity_type=row[0],
@@ -81,15 +92,28 @@ async def attribute_history(
             recorded_at=row[9],
             valid_from=row[10],
             position=LogPosition(row[11], row[12]),
-            # as of a past time, a successor logged later did not exist yet
-            superseded_by=row[13] if as_of is None or (row[15] and row[15] <= as_of) else None,
-            superseded_by_memory=row[14]
-            if as_of is None or (row[15] and row[15] <= as_of)
-            else None,
-            superseded_at=row[15] if as_of is None or (row[15] and row[15] <= as_of) else None,
+            superseded_by=superseded_by,
+            superseded_by_memory=by_memory,
+            superseded_at=at,
         )
-        for row in await cur.fetchall()
+        for row, (superseded_by, by_memory, at) in zip(rows, links, strict=True)
     ]
+
+
+def _links_then(rows: Sequence[Any]) -> list[tuple[str | None, uuid.UUID | None, datetime | None]]:
+    """(value, memory, log time) of what superseded each row among these rows alone."""
+    links: list[tuple[str | None, uuid.UUID | None, datetime | None]] = [(None, None, None)] * len(
+        rows
+    )
+    indexed = list(enumerate(rows))
+    # a chain: one scope's values of one entity's key, single-valued, in log order (the query's)
+    for _, members in groupby(indexed, key=lambda item: (item[1][16], item[1][0], item[1][3])):
+        singles = [(i, row) for i, row in members if row[17] == "single"]
+        for (i, _row), j in zip(singles, successors([row[4] for _, row in singles]), strict=True):
+            if j is not None:
+                newer = singles[j][1]
+                links[i] = (newer[4], newer[6], newer[10] or newer[9])
+    return links
 
 
 class AuditRecord(BaseModel):

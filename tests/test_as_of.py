@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 
 from projectors.driver import apply_records
 from projectors.replay import reset_projection
+from projectors.tailer import enrich_once, project_once
 from projectors.vector_index import move_all_staged
 from spectron import InvalidInput, LogPosition, SpectronClient
 from spectron.config import Settings
 from spectron.consistency import AWAITING_FACTS, AWAITING_VECTOR, wait_for_projections
 from spectron.db import open_pool
+from spectron.history import attribute_history
 from spectron.log import decode_record
 from spectron.positions import projection_positions
 from spectron.profile import load_profile
@@ -57,6 +59,13 @@ def state_shape(state) -> list:
         )
         for e in state.entities
     )
+
+
+def history_shape(entries) -> list:
+    return [
+        (e.key, e.value, e.memory_id, e.superseded_by, e.superseded_by_memory, e.superseded_at)
+        for e in entries
+    ]
 
 
 def profile_shape(profile) -> tuple:
@@ -149,6 +158,10 @@ async def check_as_of_against_prefixes(client: SpectronClient, ops: list) -> Non
                         assert {(i.id, i.embedded) for i in got} == {
                             (i.id, i.embedded) for i in want
                         }
+                        for entity in {e.name for e in want_state.entities}:
+                            want_history = await attribute_history(conn, scope, entity)
+                            got_history = await attribute_history(live, scope, entity, as_of=at)
+                            assert history_shape(got_history) == history_shape(want_history), at
                         want_profile = await load_profile(conn, scope, want_state)
                         got_profile = await load_profile(live, scope, got_state, as_of=at)
                         assert profile_shape(got_profile) == profile_shape(want_profile), at
@@ -218,3 +231,46 @@ async def test_as_of_through_the_session_api(make_client) -> None:
     assert before.entities == []
     assert [i.id for i in recalled.items] == [first.id]
     assert sum(profile.counts_by_category.values()) == 1
+
+
+async def test_history_as_of_derives_what_superseded_a_value_then(make_client) -> None:
+    """A value whose facts are logged late joins the chain between two others: before its facts,
+    the first value was superseded by the third, as get_state says, not current."""
+    client = make_client(run_projectors=False)
+    service = await client.service()
+    scope = {"org": f"o{uuid.uuid4().hex[:8]}", "project": "p"}
+
+    def priced(value: str) -> list[dict]:
+        entity = {"type": "Competitor", "name": "Competitor Q0"}
+        return [{"entity": entity, "key": "price", "value": value}]  # the extractor's key
+
+    async with client.sessions.create(scope=scope) as s:
+        await s.remember("Q0 price noted.", facts=priced("$100"))
+        await s.remember("Competitor Q0's list price is $200.")  # facts come from the extractor
+        await s.remember("Q0 price noted again.", facts=priced("$300"))
+    while await project_once(service.pool, service.log, service.context):
+        pass
+    async with service.pool.connection() as conn:
+        then = (await (await conn.execute("SELECT now()")).fetchone())[0]
+    for enricher in service.enrichers():  # the $200 memory's facts, logged after `then`
+        await enrich_once(service.pool, service.log, enricher)
+    while await project_once(service.pool, service.log, service.context):
+        pass
+
+    async with service.pool.connection() as conn:
+        now = await attribute_history(conn, scope, "Competitor Q0", "price")
+        past = await attribute_history(conn, scope, "Competitor Q0", "price", as_of=then)
+        state = await load_state(conn, scope, as_of=then)
+    assert [(e.value, e.superseded_by) for e in now] == [
+        ("$100", "$200"),
+        ("$200", "$300"),
+        ("$300", None),
+    ]
+    assert [(e.value, e.superseded_by) for e in past] == [("$100", "$300"), ("$300", None)]
+    [entity] = state.entities
+    assert [
+        (a.value, a.superseded_by.value if a.superseded_by else None) for a in entity.attributes
+    ] == [
+        ("$100", "$300"),
+        ("$300", None),
+    ]
