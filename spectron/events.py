@@ -295,7 +295,10 @@ class MemoriesForgottenPayload(StrictModel):
     memory_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_FORGOTTEN_PER_EVENT)
     selector: dict[str, Any] = Field(
         default_factory=dict,
-        description="What the caller asked to forget (memory id, or scope and filters), for audit.",
+        description=(
+            "What the caller asked to forget (memory id, or scope and filters), for audit;"
+            " metadata values are withheld."
+        ),
     )
     reason: str | None = Field(default=None, max_length=2000)
 

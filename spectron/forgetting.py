@@ -39,6 +39,9 @@ from spectron.validation import check_category, check_metadata, check_text
 Purge = Callable[[AsyncCursor[Any], Sequence[uuid.UUID]], Awaitable[object]]
 
 
+WITHHELD = "<withheld>"
+
+
 class ForgetFilter(BaseModel):
     """`where` of forget(scope=..., where=...): which memories of the scope to forget."""
 
@@ -67,6 +70,14 @@ class ForgetFilter(BaseModel):
     def _storable_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if value is None else check_metadata(value)
 
+    @field_validator("before", "after")
+    @classmethod
+    def _zoned(cls, value: datetime | None) -> datetime | None:
+        # a time without a zone would be read in the database server's zone: hours off
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone (e.g. 2026-11-20T10:00:00Z)")
+        return value
+
 
 class ForgetResult(BaseModel):
     """What forget did: the memories erased, the tombstones appended, reflections citing them."""
@@ -81,6 +92,15 @@ class ForgetResult(BaseModel):
     def count(self) -> int:
         """How many memories were forgotten."""
         return len(self.forgotten)
+
+
+def logged_filter(condition: ForgetFilter) -> dict[str, Any]:
+    """The filter as the tombstone logs it, for good: metadata values withheld, since the log
+    keeps the tombstone in the clear and a value may be what is being forgotten (an email)."""
+    logged = condition.model_dump(mode="json", exclude_none=True)
+    if condition.metadata is not None:
+        logged["metadata"] = dict.fromkeys(sorted(condition.metadata), WITHHELD)
+    return logged
 
 
 def parse_filter(where: Any) -> ForgetFilter | None:

@@ -51,6 +51,7 @@ from spectron.extraction import Extractor
 from spectron.facts import EntityType, check_facts
 from spectron.forgetting import (
     ForgetResult,
+    logged_filter,
     parse_filter,
     select_memory,
     select_scope,
@@ -499,7 +500,7 @@ class MemoryService:
         else:
             selector = {"scope": chosen}
             if condition is not None:
-                selector["where"] = condition.model_dump(mode="json", exclude_none=True)
+                selector["where"] = logged_filter(condition)
                 await self.get_state(chosen)  # filters read the projection: read your writes
         embedded_log = self.transactional_log
         async with self.pool.connection() as conn, conn.transaction():

@@ -4,10 +4,12 @@ and a database dump; replay and the hash chain still hold."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import pytest
 
 from spectron.errors import InvalidInput, MemoryNotFound
+from spectron.history import audit_log
 from spectron.maintenance import blue_green_replay, catch_up, state_hash
 from tests.storage_support import dump_database, raw_log
 
@@ -106,3 +108,24 @@ async def test_forget_where_filters(make_client) -> None:
         assert fact.id in ids and note.id not in ids
         with pytest.raises(InvalidInput):
             await s.forget(where={"memory_category": "nonsense"})
+        # a time without a zone would be read in the database server's zone: refused
+        with pytest.raises(InvalidInput, match="time zone"):
+            await s.forget(where={"before": "2026-11-20T10:00:00"})
+        with pytest.raises(InvalidInput, match="time zone"):
+            await s.forget(where={"after": datetime(2026, 11, 20)})
+        assert fact.id in {item.id for item in (await s.recall("pricing", top_k=5)).items}
+
+
+async def test_a_forget_filter_is_logged_without_its_metadata_values(make_client) -> None:
+    """The tombstone stays in the log in the clear: a metadata value may be what is forgotten."""
+    client = make_client(extractor="none")
+    async with client.sessions.create(scope=SHARED) as s:
+        gone = await s.remember("Contact for the deal.", metadata={"email": "alice@example.com"})
+        result = await s.forget(where={"metadata": {"email": "alice@example.com"}})
+        assert [str(i) for i in result.forgotten] == [str(gone.id)]
+    service = await client.service()
+    types = [record.type async for record in audit_log(service.log, service.pool)]
+    assert types.count("MemoriesForgotten") == 1
+    log = await raw_log(service)
+    assert b"alice@example.com" not in log and b"<withheld>" in log
+    assert b"alice@example.com" not in dump_database(service.settings.database_url or "")
