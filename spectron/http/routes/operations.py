@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Response
 
@@ -11,6 +12,8 @@ from spectron.http.bodies import Health
 from spectron.http.deps import AppMetrics, Service
 from spectron.http.metrics import CONTENT_TYPE
 from spectron.http.routing import SpectronRoute
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(route_class=SpectronRoute, tags=["operations"])
 
@@ -34,7 +37,9 @@ async def readyz(service: Service) -> Health:
                 await conn.execute("SELECT 1")
             await service.log.end_offsets()
     except Exception as exc:  # whatever the cause, the answer is 'not ready'
-        raise ServerUnavailable(f"not ready: {type(exc).__name__}: {exc}") from exc
+        # unauthenticated: the cause's text (hosts, users, socket paths) goes to the log only
+        log.warning("not ready: %s: %s", type(exc).__name__, exc)
+        raise ServerUnavailable(f"not ready: {type(exc).__name__} (see the server log)") from exc
     return Health(status="ok")
 
 
