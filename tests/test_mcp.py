@@ -255,6 +255,42 @@ async def test_http_needs_an_api_key(server: str) -> None:
             assert response.json()["type"].endswith("/unauthenticated")
 
 
+async def test_http_a_session_belongs_to_the_key_that_opened_it(
+    server: str, service: MemoryService
+) -> None:
+    floor = {"org": fresh_org(), "project": "p1"}
+    owner = await new_key(service, floor, "read,write")
+    other = await new_key(service, floor, "read,write")
+    accept = {"Accept": "application/json, text/event-stream"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with httpx.AsyncClient(base_url=server, timeout=BOUND) as http:
+        opened = await http.post(
+            "/mcp", json=initialize, headers={**accept, "Authorization": f"Bearer {owner}"}
+        )
+        assert opened.status_code == 200, opened.text
+        session = {**accept, "mcp-session-id": opened.headers["mcp-session-id"]}
+        # another valid key naming the session: no such session, whatever it asks
+        for method, body in (("POST", listing), ("GET", None), ("DELETE", None)):
+            refused = await http.request(
+                method, "/mcp", json=body, headers={**session, "Authorization": f"Bearer {other}"}
+            )
+            assert refused.status_code == 404, (method, refused.text)
+            assert refused.json()["type"].endswith("/session-not-found")
+        # the owner's session is untouched: it closes it
+        closed = await http.delete("/mcp", headers={**session, "Authorization": f"Bearer {owner}"})
+        assert closed.status_code == 200, closed.text
+
+
 async def test_http_remember_then_recall_in_another_session_as_the_key(
     server: str, service: MemoryService
 ) -> None:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from spectron.errors import SpectronError, Unauthenticated
+from spectron.errors import SessionNotFound, SpectronError, Unauthenticated
 from spectron.http.keys import ApiKey, authenticate
 from spectron.http.routing import bearer_secret, problem_response
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MCP_PATH = "/mcp"
 _KEY_STATE = "spectron_api_key"
+SESSION_HEADER = "mcp-session-id"  # the streamable-HTTP transport's session header
 
 
 def mount_mcp(app: FastAPI) -> bool:
@@ -104,11 +105,16 @@ async def _running(manager: StreamableHTTPSessionManager) -> AsyncIterator[None]
 
 
 class _Endpoint:
-    """ASGI: authenticate the API key, then hand the request to the MCP session manager."""
+    """ASGI: authenticate the API key, then hand the request to the MCP session manager.
+
+    An MCP session belongs to the key that opened it: another key naming its id (to call tools
+    in it, read its stream or close it) is told there is no such session.
+    """
 
     def __init__(self, app: FastAPI, manager: StreamableHTTPSessionManager) -> None:
         self.app = app
         self.manager = manager
+        self.owners: dict[str, Any] = {}  # MCP session id → key_id of the key that opened it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One HTTP request of the streamable-HTTP transport."""
@@ -116,8 +122,29 @@ class _Endpoint:
         try:
             async with self.app.state.service.pool.connection() as conn:
                 key = await authenticate(conn, bearer_secret(request))
+            session_id = request.headers.get(SESSION_HEADER)
+            owner = self.owners.get(session_id) if session_id is not None else None
+            if owner is not None and owner != key.key_id:
+                raise SessionNotFound("no MCP session with that id for this API key")
         except SpectronError as exc:
             await problem_response(exc, scope["path"])(scope, receive, send)
             return
         scope.setdefault("state", {})[_KEY_STATE] = key
-        await self.manager.handle_request(scope, receive, send)
+        await self.manager.handle_request(
+            scope, receive, self._noting_owner(send, key, session_id, request.method)
+        )
+
+    def _noting_owner(self, send: Send, key: ApiKey, session_id: str | None, method: str) -> Send:
+        """`send`, recording who opened a session and forgetting one that is closed."""
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if session_id is None:
+                    for name, value in message.get("headers", []):
+                        if name.decode().lower() == SESSION_HEADER:
+                            self.owners[value.decode()] = key.key_id
+                elif method == "DELETE" and 200 <= message["status"] < 300:
+                    self.owners.pop(session_id, None)
+            await send(message)
+
+        return sending
