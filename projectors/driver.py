@@ -171,6 +171,21 @@ class PipelinedCursor(AsyncCursor[Row]):
         return self._last().rowcount if self._statement is not None else -1
 
 
+class ProjectionGap(Exception):
+    """A batch starts past the stored position: the records between were never applied here.
+
+    A driver reads its batch from the position it saw before taking the position's lock; by then
+    the position may have moved back (a replay's switch put a rebuilt projection in place, or a
+    rebuild reset it). Nothing is applied: the driver reads again from the stored position.
+    """
+
+    def __init__(self, partition: int, position: int, first: int) -> None:
+        super().__init__(
+            f"partition {partition}: the batch starts at {first}, the projection at {position}"
+        )
+        self.partition, self.position, self.first = partition, position, first
+
+
 async def apply_records(
     conn: AsyncConnection[Any],
     partition: int,
@@ -178,13 +193,16 @@ async def apply_records(
     ctx: ProjectionContext,
     *,
     wait: bool = False,
+    contiguous: bool = True,
 ) -> int | None:
     """Apply a partition's records past the stored position; return how many, None if busy.
 
     Records before the stored position are redeliveries and are skipped, so any driver may hand
-    the same record twice. Records are applied as given: a driver whose source may skip offsets
-    fills the holes first (projectors.faust_app), while a prefix projection may leave them. Sealed records are opened here; those of forgotten memories and poison
-    (undecodable) records are passed over, poison being dead-lettered. With
+    the same record twice. A batch must start at the stored position (ProjectionGap otherwise)
+    and is applied as given: a driver whose source may skip offsets fills the holes first
+    (projectors.faust_app). Only a prefix projection (`contiguous=False`: records up to a time,
+    or of one scope) may leave holes. Sealed records are opened here; those of forgotten memories
+    and poison (undecodable) records are passed over, poison being dead-lettered. With
     `wait=False` a partition another process is applying is skipped (None) rather than waited for.
     """
     applied = 0
@@ -199,6 +217,8 @@ async def apply_records(
         if next_offset is None:
             return None
         fresh = [record for record in records if record.position.offset >= next_offset]
+        if contiguous and fresh and fresh[0].position.offset > next_offset:
+            raise ProjectionGap(partition, next_offset, fresh[0].position.offset)
         # a dead letter keeps the bytes as logged: sealed, a forget makes them unreadable there too
         logged_bytes = {record.position: record.value for record in fresh}
         await cur.flush()  # unseal uses the connection: what the cursor holds goes first

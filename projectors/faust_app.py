@@ -37,7 +37,7 @@ from faust.transport.drivers import aiokafka as faust_kafka
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
-from projectors.driver import apply_records
+from projectors.driver import ProjectionGap, apply_records
 from projectors.enrichment import Enricher, enrichment_passes
 from projectors.enrichment_input import ENRICHED_TYPES, record_type
 from projectors.vector_index import run_vector_index
@@ -116,9 +116,16 @@ class Processors:
 
     async def project(self, partition: int, records: Sequence[RawRecord]) -> None:
         """Apply one partition's batch (and any gap before it), retrying until Postgres takes it."""
-        async with self.pool.connection() as conn:
-            position = (await projection_positions(conn)).get(partition, 0)
-        await self._with_gap(partition, records, position, self._apply)
+        while True:
+            async with self.pool.connection() as conn:
+                position = (await projection_positions(conn)).get(partition, 0)
+            try:
+                await self._with_gap(partition, records, position, self._apply)
+                return
+            except (
+                ProjectionGap
+            ) as gap:  # the position moved back (a replay's switch): fill from it
+                log.info("%s; filling from the projection's position", gap)
 
     async def _apply(self, partition: int, records: Sequence[RawRecord]) -> None:
         async def attempt() -> None:
@@ -241,6 +248,8 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await attempt()
+        except ProjectionGap:  # not a failure: the caller reads again from the stored position
+            raise
         except StoreUnavailable as exc:  # the watch says when Postgres is back: no backoff
             log.info("%s waits for the database (%s)", what, exc)
             await asyncio.sleep(STORE_RETRY)

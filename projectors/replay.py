@@ -204,7 +204,9 @@ async def replay(
                         # clocks may interleave slightly, so do not stop at the first later record
                         records = [r for r in batch if until is None or r.recorded_at <= until]
                         if records:
-                            await apply_records(conn, partition, records, ctx, wait=True)
+                            await apply_records(
+                                conn, partition, records, ctx, wait=True, contiguous=until is None
+                            )
                             events += len(records)
                         done += len(batch)
                         if progress is not None:

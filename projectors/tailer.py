@@ -14,7 +14,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from projectors.base import ProjectionContext
-from projectors.driver import apply_records
+from projectors.driver import ProjectionGap, apply_records
 from projectors.enrichment import Enricher
 from projectors.enrichment_input import enrichment_window
 from projectors.statistics import StatisticsKeeper
@@ -63,8 +63,12 @@ async def project_once(
     async def one(partition: int, start: int) -> int:
         async with gate:
             records = await event_log.read(partition, start, BATCH)
-            async with pool.connection() as conn:
-                return await apply_records(conn, partition, records, ctx) or 0
+            try:
+                async with pool.connection() as conn:
+                    return await apply_records(conn, partition, records, ctx) or 0
+            except ProjectionGap as gap:  # the position moved back meanwhile: next time from it
+                log.info("%s; reading again from the projection's position", gap)
+                return 0
 
     return sum(await asyncio.gather(*(one(p, start) for p, start in behind)))
 

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from projectors.dead_letters import retry_dead_letters
-from projectors.driver import apply_records
+from projectors.driver import ProjectionGap, apply_records
 from projectors.enrichment import (
     EmbeddingEnricher,
     Enricher,
@@ -352,8 +352,11 @@ class MemoryService:
             records = await self.log.read(partition, position, HELP_BATCH)
             if not records:
                 return False
-            async with self.pool.connection() as conn:
-                return bool(await apply_records(conn, partition, records, self.context))
+            try:
+                async with self.pool.connection() as conn:
+                    return bool(await apply_records(conn, partition, records, self.context))
+            except ProjectionGap:  # the position moved back: the projector reads from it
+                return False
 
     def _embedding_pass(self) -> str | None:
         """The embedding pass whose position readers can see (embedded log), else None."""

@@ -147,7 +147,9 @@ async def check_as_of_against_prefixes(client: SpectronClient, ops: list) -> Non
                     await conn.execute(f'SET search_path TO "{schema}", public')
                     for partition, records in mine.items():
                         prefix = [r for r in records if r.recorded_at <= at]
-                        await apply_records(conn, partition, prefix, service.context, wait=True)
+                        await apply_records(
+                            conn, partition, prefix, service.context, wait=True, contiguous=False
+                        )
                     await move_all_staged(conn)  # what the live movers did for the live side
                     async with service.pool.connection() as live:
                         want_state = await load_state(conn, scope)

@@ -100,7 +100,9 @@ async def _project_one_by_one(
         for partition, mine in sorted(records.items()):
             for record in mine:
                 if until is None or record.recorded_at <= until:
-                    await apply_records(conn, partition, [record], service.context, wait=True)
+                    await apply_records(
+                        conn, partition, [record], service.context, wait=True, contiguous=False
+                    )
         await move_all_staged(conn)  # the movers' half of a vector's effect, as replay does
         return await projection_hash(conn)
 

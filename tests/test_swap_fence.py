@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from psycopg import AsyncConnection, sql
 
+from projectors.driver import ProjectionGap, apply_records
 from projectors.replay import swap_schemas
+from projectors.tailer import project_once
 from spectron.db import PROJECTION_MIGRATIONS, create_extensions
 from spectron.migrations import migrate
-from spectron.positions import advance_projection, lock_projection_position
+from spectron.positions import (
+    advance_projection,
+    lock_projection_position,
+    projection_positions,
+)
 
 LIVE, REBUILT = "spectron", "spectron_build_1"
 BOUND = 60.0
@@ -79,3 +86,30 @@ async def test_a_swap_waits_for_batches_under_way_and_later_ones_land_in_the_new
     finally:
         for conn in (under_way, later, swapper, watcher):
             await conn.close()
+
+
+async def test_a_batch_read_past_a_position_that_moved_back_applies_nothing(make_client) -> None:
+    """A driver reads its batch from the position it saw; a replay's switch may have put an
+    older position in place since. Applying from there would skip the records between."""
+    client = make_client(run_projectors=False, extractor="none")
+    service = await client.service()
+    async with client.sessions.create(scope={"org": "gap"}) as s:
+        for n in range(4):
+            await s.remember(f"note {n} before the switch")
+    while await project_once(service.pool, service.log, service.context):
+        pass
+    async with service.pool.connection() as conn:
+        [(partition, end)] = [(p, n) for p, n in (await projection_positions(conn)).items() if n]
+        seen = await service.log.read(partition, 0, end)
+        # as a switch to a projection rebuilt up to offset 1 leaves it
+        await conn.execute("UPDATE positions SET next_offset = 1 WHERE partition = %s", [partition])
+        await conn.commit()
+    with pytest.raises(ProjectionGap):
+        async with service.pool.connection() as conn:
+            await apply_records(conn, partition, seen[2:], service.context, wait=True)
+    async with service.pool.connection() as conn:
+        assert (await projection_positions(conn))[partition] == 1  # nothing applied
+    while await project_once(service.pool, service.log, service.context):
+        pass  # the tailer reads from the stored position again
+    async with service.pool.connection() as conn:
+        assert (await projection_positions(conn))[partition] == end
