@@ -19,7 +19,7 @@ from spectron import SpectronClient
 from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
 from spectron.embedding.hashing import HashingEmbedder
-from spectron.errors import LogUnavailable
+from spectron.errors import LogUnavailable, StoreUnavailable
 from spectron.events import (
     MemoryEmbedded,
     MemoryRecorded,
@@ -27,6 +27,7 @@ from spectron.events import (
     new_event_fields,
 )
 from spectron.log import decode_record
+from spectron.log import kafka as kafka_module
 from spectron.log.kafka import KafkaEventLog
 from spectron.positions import projection_positions
 from tests.conftest import SETTLE_TIMEOUT
@@ -68,6 +69,19 @@ async def test_unreachable_broker_is_log_unavailable(kafka_log: KafkaEventLog) -
     assert time.monotonic() - started < 10
     with pytest.raises(LogUnavailable, match="not started"):
         await dead.append([memory({"org": "acme"}, "lost")])
+
+
+async def test_an_acknowledged_append_is_reported_even_if_its_heads_cannot_be_recorded(
+    kafka_log: KafkaEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is in Kafka: StoreUnavailable ("nothing was done") would invite a duplicate."""
+
+    async def database_down(conn: Any, heads: Any) -> None:
+        raise StoreUnavailable("the database is unavailable: restarting")
+
+    monkeypatch.setattr(kafka_module, "record_heads", database_down)
+    [appended] = await kafka_log.append([memory({"org": "acme"}, "kept despite the outage")])
+    assert appended.position.offset >= 0
 
 
 @pytest.fixture

@@ -178,8 +178,9 @@ class KafkaEventLog:
         try:
             async with self._pool.connection() as conn:
                 await record_heads(conn, heads)
-        except psycopg.Error as exc:
-            # as with _record_acks: the records are in Kafka, failing now would invite a duplicate
+        except (psycopg.Error, StoreUnavailable) as exc:
+            # as with _record_acks: the records are in Kafka, failing now (StoreUnavailable says
+            # "nothing was done") would invite a duplicate retry
             log.warning("could not record the scopes' heads %s: %s", heads, exc)
 
     async def _produce(self, sends: Sequence[tuple[int, bytes | None, bytes]]) -> list[Appended]:
