@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from projectors.faust_app import Processors
 from spectron import SpectronClient
@@ -82,6 +84,23 @@ async def test_an_acknowledged_append_is_reported_even_if_its_heads_cannot_be_re
     monkeypatch.setattr(kafka_module, "record_heads", database_down)
     [appended] = await kafka_log.append([memory({"org": "acme"}, "kept despite the outage")])
     assert appended.position.offset >= 0
+
+
+async def test_the_topic_keeps_every_record_for_good(
+    kafka_log: KafkaEventLog, kafka_broker: str
+) -> None:
+    """The log is the truth: a broker's default retention must not delete what replay reads."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, kafka_log.topic)]
+        )
+    finally:
+        await admin.close()
+    [resource] = response.resources
+    entries = {entry[0]: entry[1] for entry in resource[4]}
+    assert entries["retention.ms"] == "-1" and entries["retention.bytes"] == "-1"
 
 
 @pytest.fixture

@@ -119,9 +119,15 @@ class KafkaEventLog:
             await admin.start()
             brokers = len((await admin.describe_cluster())["brokers"])
             # three replicas where the cluster has them, so acks="all" means something
-            response = await admin.create_topics(
-                [NewTopic(self._topic, self._partitions, min(3, max(1, brokers)))]
+            # the log is the truth and is kept for good: a broker's default retention (7 days)
+            # would delete what a replay, a new enrichment pass or a reset position reads
+            topic = NewTopic(
+                self._topic,
+                self._partitions,
+                min(3, max(1, brokers)),
+                topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
             )
+            response = await admin.create_topics([topic])
         finally:
             await admin.close()
         for _, code, message in response.topic_errors:
