@@ -46,6 +46,17 @@ TOOLS = {
     "forget": {"memory_id", "where", "scope"},
 }
 PRICE = {"entity": {"type": "Competitor", "name": "Competitor X"}, "key": "price"}
+# the protocol's first message, as a raw client sends it
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -199,16 +210,7 @@ async def test_stdio_bad_input_is_a_tool_error_and_appends_nothing(
 
 def test_stdio_writes_nothing_but_the_protocol_to_stdout(env, tmp_path: Path) -> None:
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "0"},
-            },
-        },
+        INITIALIZE,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         {
@@ -262,20 +264,10 @@ async def test_http_a_session_belongs_to_the_key_that_opened_it(
     owner = await new_key(service, floor, "read,write")
     other = await new_key(service, floor, "read,write")
     accept = {"Accept": "application/json, text/event-stream"}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"},
-        },
-    }
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
     async with httpx.AsyncClient(base_url=server, timeout=BOUND) as http:
         opened = await http.post(
-            "/mcp", json=initialize, headers={**accept, "Authorization": f"Bearer {owner}"}
+            "/mcp", json=INITIALIZE, headers={**accept, "Authorization": f"Bearer {owner}"}
         )
         assert opened.status_code == 200, opened.text
         session = {**accept, "mcp-session-id": opened.headers["mcp-session-id"]}
