@@ -122,9 +122,8 @@ class Processors:
             try:
                 await self._with_gap(partition, records, position, self._apply)
                 return
-            except (
-                ProjectionGap
-            ) as gap:  # the position moved back (a replay's switch): fill from it
+            except ProjectionGap as gap:
+                # the position moved back (a replay's switch): fill from where it is now
                 log.info("%s; filling from the projection's position", gap)
 
     async def _apply(self, partition: int, records: Sequence[RawRecord]) -> None:
