@@ -148,12 +148,21 @@ def _uncertain(entities: list[Entity], cite: Callable[[uuid.UUID], str]) -> list
                     f" [{cite(attr.memory_id)}→{cite(attr.superseded_by.memory_id)}]"
                 )
     for (etype, name, key), by_value in _claims(entities).items():
-        if len(by_value) > 1:
+        # single values that differ can only come from different scopes (each scope's chain
+        # has one current value); multi values accumulate, several current ones agree
+        singles = {
+            value: held
+            for value, held in by_value.items()
+            if any(a.cardinality == "single" for a, _ in held)
+        }
+        if len(singles) > 1:
             where = "; ".join(
                 f"{value} at {', '.join(sorted({_where(a.scope) for a, _ in held}))}"
-                for value, held in by_value.items()
+                for value, held in singles.items()
             )
             out.append(f"{etype}/{name}.{key} differs between scopes: {where}")
+            continue
+        if len(by_value) > 1:
             continue
         [(value, held)] = by_value.items()
         backers = {
