@@ -113,22 +113,23 @@ class EmbeddingEnricher:
         return list(await asyncio.to_thread(embed_memories, self.embedder, memories))
 
 
+# least specific first, and among equally specific scopes the latest registration last
 _VISIBLE_TYPES = """
-SELECT (SELECT count(*) FROM jsonb_object_keys(scope)), definition FROM entity_types
+SELECT (SELECT count(*) FROM jsonb_object_keys(scope)) AS depth, definition FROM entity_types
 WHERE scope_key = ANY(%s)
+ORDER BY depth, recorded_at, scope_key
 """
 
 
 async def registered_types(conn: AsyncConnection[Any], scope: dict[str, str]) -> list[EntityType]:
-    """Entity types registered at the scope or any scope above it; the most specific wins a name."""
+    """Entity types registered at the scope or any scope above it; the most specific wins a name,
+    and between equally specific scopes (`{org}` and `{team}` above `{org, team}`) the later."""
     cur = await conn.execute(_VISIBLE_TYPES, [ancestor_keys(scope)])
-    rows = await cur.fetchall()
-    chosen: dict[str, tuple[int, EntityType]] = {}
-    for depth, definition in rows:  # more dimensions = more specific
+    chosen: dict[str, EntityType] = {}
+    for _depth, definition in await cur.fetchall():  # in order: the last one of a name wins
         entity_type = EntityType.model_validate(definition)
-        if entity_type.name not in chosen or chosen[entity_type.name][0] < depth:
-            chosen[entity_type.name] = (depth, entity_type)
-    return [chosen[name][1] for name in sorted(chosen)]
+        chosen[entity_type.name] = entity_type
+    return [chosen[name] for name in sorted(chosen)]
 
 
 PROJECTED_BOUND = 10.0

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projectors.driver import apply_records
+from projectors.enrichment import registered_types
 from projectors.replay import reset_projection
 from projectors.vector_index import move_all_staged
 from spectron import InvalidInput
@@ -234,3 +235,30 @@ async def check_incremental_equals_replay(client, sequence, seed) -> None:
         )
     await rebuild(service)
     assert await state_hash(service) == incremental
+
+
+async def test_between_equally_specific_registrations_the_later_wins(make_client) -> None:
+    """`{org}` and `{team}` are both above `{org, team}`: which definition guides extraction
+    must not depend on the table's row order."""
+    client = make_client()
+    org, team = {"org": "acme"}, {"team": "red"}
+
+    async def register(scope: dict[str, str], trigger: str) -> None:
+        async with client.sessions.create(scope=scope) as s:
+            await s.register_entity_type(
+                EntityType.model_validate({"name": "Vendor", "triggers": [trigger]})
+            )
+            await s.get_state()  # projected before the next registration
+
+    service = await client.service()
+
+    async def chosen() -> list[str]:
+        async with service.pool.connection() as conn:
+            [vendor] = await registered_types(conn, {**org, **team})
+        return vendor.triggers
+
+    await register(org, "supplier")
+    await register(team, "vendor")
+    assert await chosen() == ["vendor"]
+    await register(org, "reseller")  # registered again, later: now it wins
+    assert await chosen() == ["reseller"]
