@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 import warnings
@@ -36,7 +37,8 @@ def pg_server() -> Iterator[str]:
     try:
         yield server.get_uri()
     finally:
-        server.cleanup()
+        server.cleanup()  # stops the server and deletes pgdata; the directory around it is ours
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def database_uri(server_uri: str, name: str) -> str:
