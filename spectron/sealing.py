@@ -178,13 +178,19 @@ async def drop_forgotten(conn: AsyncConnection[Any], events: Sequence[Envelope])
     ]
 
 
-def record_memory_id(value: bytes) -> uuid.UUID | None:
-    """Which memory a logged record (sealed or not) belongs to, from its readable head."""
+def _head(value: bytes) -> dict[str, Any] | None:
+    """A logged record's readable head (its envelope, sealed or not); None if it has none."""
     try:
         document = orjson.loads(record_head(value))
     except orjson.JSONDecodeError:
         return None
-    return _memory_id(document) if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else None
+
+
+def record_memory_id(value: bytes) -> uuid.UUID | None:
+    """Which memory a logged record (sealed or not) belongs to, from its readable head."""
+    document = _head(value)
+    return None if document is None else _memory_id(document)
 
 
 def _memory_id(document: dict[str, Any]) -> uuid.UUID | None:
@@ -214,14 +220,8 @@ async def unseal(
         await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", [FORGET_LOCK])
     documents: list[tuple[dict[str, Any] | None, uuid.UUID | None]] = []
     for record in records:
-        try:
-            document = orjson.loads(record_head(record.value))
-        except orjson.JSONDecodeError:
-            document = None
-        if not isinstance(document, dict):
-            documents.append((None, None))
-            continue
-        documents.append((document, _memory_id(document)))
+        document = _head(record.value)
+        documents.append((document, None if document is None else _memory_id(document)))
     keys = await _keys(conn, {key_id for _, key_id in documents if key_id is not None})
     opened = []
     for record, (document, key_id) in zip(records, documents, strict=True):
