@@ -219,10 +219,9 @@ async def apply_records(
         fresh = [record for record in records if record.position.offset >= next_offset]
         if contiguous and fresh and fresh[0].position.offset > next_offset:
             raise ProjectionGap(partition, next_offset, fresh[0].position.offset)
-        # a dead letter keeps the bytes as logged: sealed, a forget makes them unreadable there too
-        logged_bytes = {record.position: record.value for record in fresh}
         await cur.flush()  # unseal uses the connection: what the cursor holds goes first
-        for record in await unseal(conn, fresh, hold_forget_lock=True):
+        opened = await unseal(conn, fresh, hold_forget_lock=True)
+        for stored, record in zip(fresh, opened, strict=True):
             if record.forgotten:
                 # crypto-shredded: the record stays in the log, its content is gone for good
                 next_offset = record.position.offset + 1
@@ -242,7 +241,8 @@ async def apply_records(
                         record.position.offset,
                         record.recorded_at,
                         str(exc),
-                        logged_bytes[record.position],
+                        # as logged (sealed): a forget makes the bytes unreadable there too
+                        stored.value,
                     ],
                 )
             else:
