@@ -29,6 +29,23 @@ async def remember_tree(client: Any) -> None:
         await session.recall("warm up", top_k=1)
 
 
+async def both_ways(
+    conn: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    scope: dict[str, str],
+    query: str,
+    vector: Any,
+    **options: Any,
+) -> list[Any]:
+    """Recall by the view's keys; asserts that testing each row's scope answers the same."""
+    by_keys = await search(conn, scope, query, vector, top_k=8, **options)
+    monkeypatch.setattr(recall, "VIEW_KEYS_MAX", 0)
+    by_scopes = await search(conn, scope, query, vector, top_k=8, **options)
+    monkeypatch.undo()
+    assert [(i.id, i.score) for i in by_keys] == [(i.id, i.score) for i in by_scopes]
+    return by_keys
+
+
 def keys(*scopes: dict[str, str]) -> list[str]:
     return sorted(scope_key(scope) for scope in scopes)
 
@@ -74,11 +91,7 @@ async def test_keys_and_scopes_recall_the_same(make_client, monkeypatch, mode) -
         for scope in (ME, TEAM, ORG, SIBLING):
             for query in QUERIES:
                 vector = service.embedder.embed_query(query)
-                by_keys = await search(conn, scope, query, vector, top_k=8, mode=mode)
-                monkeypatch.setattr(recall, "VIEW_KEYS_MAX", 0)
-                by_scopes = await search(conn, scope, query, vector, top_k=8, mode=mode)
-                monkeypatch.undo()
-                assert [(i.id, i.score) for i in by_keys] == [(i.id, i.score) for i in by_scopes]
+                by_keys = await both_ways(conn, monkeypatch, scope, query, vector, mode=mode)
                 if scope == ME:
                     assert all(item.scope in (ORG, TEAM, ME) for item in by_keys)
                 answered += bool(by_keys)
@@ -146,13 +159,9 @@ async def test_keys_and_scopes_agree_under_filters_and_on_an_empty_view(
         for scope in (ME, TEAM, {"org": "elsewhere"}):
             for narrowing in filters:
                 vector = service.embedder.embed_query("crane schedule")
-                by_keys = await search(conn, scope, "crane schedule", vector, top_k=8, **narrowing)
-                monkeypatch.setattr(recall, "VIEW_KEYS_MAX", 0)
-                by_scopes = await search(
-                    conn, scope, "crane schedule", vector, top_k=8, **narrowing
+                by_keys = await both_ways(
+                    conn, monkeypatch, scope, "crane schedule", vector, **narrowing
                 )
-                monkeypatch.undo()
-                assert [(i.id, i.score) for i in by_keys] == [(i.id, i.score) for i in by_scopes]
                 if scope == {"org": "elsewhere"}:
                     assert by_keys == []
                 elif "as_of" not in narrowing:
