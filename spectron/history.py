@@ -74,10 +74,9 @@ async def attribute_history(
     params = {**visibility_params(scope), "name": name_key(entity), "key": key, "as_of": as_of}
     cur = await conn.execute(_HISTORY, params)
     rows = await cur.fetchall()
-    if as_of is None:
-        links = [(row[13], row[14], row[15]) for row in rows]
-    else:
-        links = _links_then(rows)
+    links: list[Link] = (
+        [(row[13], row[14], row[15]) for row in rows] if as_of is None else _links_then(rows)
+    )
     return [
         HistoryEntry(
             entity_type=row[0],
@@ -100,14 +99,16 @@ async def attribute_history(
     ]
 
 
-def _links_then(rows: Sequence[Any]) -> list[tuple[str | None, uuid.UUID | None, datetime | None]]:
-    """(value, memory, log time) of what superseded each row among these rows alone."""
-    links: list[tuple[str | None, uuid.UUID | None, datetime | None]] = [(None, None, None)] * len(
-        rows
-    )
-    indexed = list(enumerate(rows))
+# what superseded a value: (value, memory, log time), all None while it is current
+Link = tuple[str | None, uuid.UUID | None, datetime | None]
+
+
+def _links_then(rows: Sequence[Any]) -> list[Link]:
+    """What superseded each row, among these rows alone."""
+    links: list[Link] = [(None, None, None)] * len(rows)
     # a chain: one scope's values of one entity's key, single-valued, in log order (the query's)
-    for _, members in groupby(indexed, key=lambda item: (item[1][16], item[1][0], item[1][3])):
+    chains = groupby(enumerate(rows), key=lambda item: (item[1][16], item[1][0], item[1][3]))
+    for _, members in chains:
         singles = [(i, row) for i, row in members if row[17] == "single"]
         for (i, _row), j in zip(singles, successors([row[4] for _, row in singles]), strict=True):
             if j is not None:
