@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from psycopg import sql
+from psycopg import AsyncConnection, errors, sql
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
@@ -25,40 +27,79 @@ BASE_ROWS = 50
 SCALE = 0.1
 # rows the tailer applies between looks at the counters (a look is one cheap catalog query)
 CHECK_EVERY = 1_000
+RETRY_AFTER = 2.0  # seconds before analyzing again a table that was busy
 
-_STALE = """
-SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-WHERE s.schemaname = current_schema() AND s.relname = ANY(%s)
-  AND s.n_mod_since_analyze > %s + %s * greatest(c.reltuples, 0)
+# A table is due when its changes pass the threshold. The changes are the cumulative statistics'
+# count, or for memories at least the records this tailer applied since: a backend reports its
+# counts up to 10 s late (PGSTAT_IDLE_INTERVAL), so a batch just applied may not show there yet.
+# reltuples is in the catalog, current as of the last ANALYZE or VACUUM.
+_DUE = """
+SELECT c.relname FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%(tables)s)
+  AND greatest(coalesce(s.n_mod_since_analyze, 0),
+               CASE WHEN c.relname = 'memories' THEN %(applied)s ELSE 0 END)
+      > %(base)s + %(scale)s * greatest(c.reltuples, 0)
 """
 
 
-async def stale_tables(pool: AsyncConnectionPool) -> list[str]:
-    """Projection tables changed by more than autovacuum's analyze threshold since last analyzed."""
+async def due_tables(pool: AsyncConnectionPool, applied: int = 0) -> list[str]:
+    """Projection tables changed by more than autovacuum's analyze threshold since analyzed.
+
+    `applied` is how many records were projected since memories was last analyzed, as far as
+    the caller knows.
+    """
+    params = {"tables": list(TABLES), "applied": applied, "base": BASE_ROWS, "scale": SCALE}
     async with pool.connection() as conn:
-        cur = await conn.execute(_STALE, [list(TABLES), BASE_ROWS, SCALE])
+        cur = await conn.execute(_DUE, params)
         return [str(row[0]) for row in await cur.fetchall()]
 
 
-async def analyze(pool: AsyncConnectionPool, tables: list[str]) -> None:
-    """ANALYZE each table (a sample of rows: ~0.1-1 s even at a million), skipping a busy one.
+async def analyze(pool: AsyncConnectionPool, tables: list[str]) -> list[str]:
+    """ANALYZE each table (a sample of rows: ~0.1-1 s even at a million); return those skipped.
 
-    A table being indexed concurrently (projectors.vector_index rebuilding the graph) is skipped:
-    queued behind the build while holding its snapshot, the ANALYZE deadlocked the build's last
-    phase, which Postgres then cancelled (the graph's build lost, its index left invalid).
+    A table being vacuumed, analyzed or indexed concurrently is skipped, not waited for: queued
+    behind a graph build (projectors.vector_index) while holding its snapshot, the ANALYZE
+    deadlocked the build's last phase, which Postgres then cancelled (the build lost, its index
+    left invalid).
     """
+    skipped: list[str] = []
     async with pool.connection() as conn:
         for table in tables:
-            await conn.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(sql.Identifier(table)))
-            await conn.commit()
+            if not await _analyze_unless_busy(conn, table):
+                skipped.append(table)
+    return skipped
+
+
+async def _analyze_unless_busy(conn: AsyncConnection[Any], table: str) -> bool:
+    """ANALYZE (SKIP_LOCKED) one table; False when it was skipped for its lock."""
+    busy: list[bool] = []
+
+    def notice(diag: errors.Diagnostic) -> None:
+        # "skipping analyze of ... --- lock not available" is a WARNING, not an error
+        if diag.sqlstate == errors.LockNotAvailable.sqlstate:
+            busy.append(True)
+
+    conn.add_notice_handler(notice)
+    try:
+        await conn.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(sql.Identifier(table)))
+        await conn.commit()
+    finally:
+        conn.remove_notice_handler(notice)
+    return not busy
 
 
 @dataclass
 class StatisticsKeeper:
-    """Counts rows the tailer applies; once caught up after many, analyzes what went stale."""
+    """Counts rows the tailer applies; once caught up after many, analyzes what went stale.
+
+    A table that was busy (autovacuum on it, a graph build) is tried again RETRY_AFTER later:
+    what holds it may well not analyze it.
+    """
 
     pool: AsyncConnectionPool
-    applied: int = 0
+    applied: int = 0  # records applied since memories was last analyzed here
+    _next_look: int = CHECK_EVERY
+    _retry_at: float = 0.0
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def note(self, applied: int) -> None:
@@ -67,18 +108,30 @@ class StatisticsKeeper:
 
     def caught_up(self) -> None:
         """The tailer found nothing left to apply: analyze in the background if it is due."""
-        if self.applied < CHECK_EVERY or (self._task is not None and not self._task.done()):
+        if self.applied < self._next_look or time.monotonic() < self._retry_at:
             return
-        self.applied = 0
-        self._task = asyncio.create_task(self._refresh())
+        if self._task is not None and not self._task.done():
+            return
+        self._task = asyncio.create_task(self._refresh(self.applied))
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, applied: int) -> None:
         try:
-            if tables := await stale_tables(self.pool):
-                await analyze(self.pool, tables)
-                log.info("analyzed %s after a large projected batch", ", ".join(tables))
+            tables = await due_tables(self.pool, applied)
+            skipped = await analyze(self.pool, tables)
         except Exception as exc:  # statistics are an optimisation: never stop projection for them
             log.warning("could not refresh planner statistics: %s", exc)
+            self._retry_at = time.monotonic() + RETRY_AFTER
+            return
+        if skipped:
+            log.info("%s busy: analyzing again in %.0f s", ", ".join(skipped), RETRY_AFTER)
+            self._retry_at = time.monotonic() + RETRY_AFTER
+        if analyzed := [table for table in tables if table not in skipped]:
+            log.info("analyzed %s after a large projected batch", ", ".join(analyzed))
+        if "memories" in analyzed:
+            self.applied -= applied  # records applied meanwhile count towards the next
+            self._next_look = CHECK_EVERY
+        elif not skipped:  # nothing due yet: look again after another CHECK_EVERY records
+            self._next_look = applied + CHECK_EVERY
 
     async def close(self) -> None:
         """Cancel an ANALYZE under way."""

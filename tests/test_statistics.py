@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+
+import pytest
 
 from benchmarks.bulkload import memory_batch
 from benchmarks.workload import ScopeTree, TextGenerator
@@ -13,6 +16,8 @@ from spectron import SpectronClient
 from spectron.maintenance import catch_up
 
 BOUND = 120.0  # seconds: generous for a busy CI machine
+# the lock CREATE INDEX CONCURRENTLY, VACUUM and autovacuum hold: ANALYZE cannot run beside it
+BUSY = "LOCK TABLE memories IN SHARE UPDATE EXCLUSIVE MODE"
 
 
 async def _analyzed(client: SpectronClient) -> tuple[object, float]:
@@ -28,27 +33,64 @@ async def _analyzed(client: SpectronClient) -> tuple[object, float]:
     return row[0], float(row[1])
 
 
+async def _written_unprojected(
+    make_client: Callable[..., SpectronClient], count: int
+) -> SpectronClient:
+    """`count` memories in the log, none projected; autovacuum kept off the table."""
+    writer = make_client(run_projectors=False, extractor="none")
+    service = await writer.service()
+    async with service.pool.connection() as conn:
+        # only the tailer may analyze here (autovacuum would set last_autoanalyze, and its
+        # timing is the cluster's)
+        await conn.execute("ALTER TABLE memories SET (autovacuum_enabled = false)")
+    tree, text = ScopeTree(2, 2), TextGenerator()
+    await service.log.append(memory_batch(tree, text, range(count)))
+    assert (await _analyzed(writer))[0] is None
+    return writer
+
+
+async def _wait_analyzed(client: SpectronClient) -> tuple[object, float]:
+    deadline = time.monotonic() + BOUND
+    while True:
+        analyzed_at, planner_rows = await _analyzed(client)
+        if analyzed_at is not None or time.monotonic() > deadline:
+            return analyzed_at, planner_rows
+        await asyncio.sleep(0.2)
+
+
 async def test_a_large_projected_batch_is_analyzed(
     make_client: Callable[..., SpectronClient],
 ) -> None:
     count = CHECK_EVERY * 2
-    writer = make_client(run_projectors=False, extractor="none")
-    service = await writer.service()
-    tree, text = ScopeTree(2, 2), TextGenerator()
-    await service.log.append(memory_batch(tree, text, range(count)))
-    assert (await _analyzed(writer))[0] is None
-
+    await _written_unprojected(make_client, count)
     live = make_client(extractor="none")
     await catch_up(await live.service(), BOUND)
-    deadline = time.monotonic() + BOUND
-    while True:
-        analyzed_at, planner_rows = await _analyzed(live)
-        if analyzed_at is not None or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    # ANALYZE by the system (autovacuum would set last_autoanalyze instead)
+    analyzed_at, planner_rows = await _wait_analyzed(live)
     assert analyzed_at is not None
     assert planner_rows >= count * 0.9
+
+
+async def test_a_table_busy_when_due_is_analyzed_once_free(
+    make_client: Callable[..., SpectronClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Skipped while something else held the table, the ANALYZE is tried again after."""
+    caplog.set_level(logging.INFO, logger="projectors.statistics")
+    writer = await _written_unprojected(make_client, CHECK_EVERY * 2)
+    service = await writer.service()
+    async with service.pool.connection() as holder:
+        async with holder.transaction():
+            await holder.execute(BUSY)
+            live = make_client(extractor="none")
+            await catch_up(await live.service(), BOUND)
+            deadline = time.monotonic() + BOUND
+            while time.monotonic() < deadline:  # the tailer tried, and found the table held
+                if "memories busy" in caplog.text:
+                    break
+                await asyncio.sleep(0.2)
+            assert "memories busy" in caplog.text
+            assert (await _analyzed(writer))[0] is None
+        analyzed_at, _ = await _wait_analyzed(live)
+    assert analyzed_at is not None
 
 
 async def test_a_table_being_indexed_is_skipped_not_waited_for(
@@ -58,9 +100,9 @@ async def test_a_table_being_indexed_is_skipped_not_waited_for(
     client = make_client(run_projectors=False, extractor="none")
     service = await client.service()
     async with service.pool.connection() as builder, builder.transaction():
-        # the lock CREATE INDEX CONCURRENTLY holds for its whole build
-        await builder.execute("LOCK TABLE memories IN SHARE UPDATE EXCLUSIVE MODE")
-        await asyncio.wait_for(analyze(service.pool, ["memories"]), BOUND)  # returns, skipped
+        await builder.execute(BUSY)  # as CREATE INDEX CONCURRENTLY holds it for its whole build
+        skipped = await asyncio.wait_for(analyze(service.pool, ["memories"]), BOUND)
+    assert skipped == ["memories"]
     assert (await _analyzed(client))[0] is None
-    await analyze(service.pool, ["memories"])
+    assert await analyze(service.pool, ["memories"]) == []
     assert (await _analyzed(client))[0] is not None
