@@ -120,7 +120,7 @@ class StatisticsKeeper:
             skipped = await analyze(self.pool, tables)
         except Exception as exc:  # statistics are an optimisation: never stop projection for them
             log.warning("could not refresh planner statistics: %s", exc)
-            self._retry_at = time.monotonic() + RETRY_AFTER
+            self._next_look = applied + CHECK_EVERY  # not every RETRY_AFTER: it may well persist
             return
         if skipped:
             log.info("%s busy: analyzing again in %.0f s", ", ".join(skipped), RETRY_AFTER)
