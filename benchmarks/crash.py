@@ -639,6 +639,7 @@ async def run_crash(config: CrashConfig) -> CrashReport:
         "SPECTRON_EXTRACTOR": config.extractor,
         "SPECTRON_PARTITIONS": str(config.partitions),
         "SPECTRON_READ_TIMEOUT": "5",
+        "SPECTRON_HOME": str(home),  # the embedded Postgres; in Kafka mode, the workers' faust data
         "PYTHONUNBUFFERED": "1",
     }
     for name in ("SPECTRON_DATABASE_URL", "SPECTRON_KAFKA_BOOTSTRAP", "SPECTRON_BASE_URL"):
@@ -647,9 +648,7 @@ async def run_crash(config: CrashConfig) -> CrashReport:
     server: Any = None
     harness = Harness(config, workdir, env)
     try:
-        if config.backend in ("embedded", "http"):
-            env["SPECTRON_HOME"] = str(home)
-        elif config.backend == "kafka":
+        if config.backend == "kafka":
             bootstrap = config.bootstrap
             if bootstrap is None:
                 port = free_port()

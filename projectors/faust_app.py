@@ -29,6 +29,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import faust
@@ -306,12 +307,24 @@ def enrichment_group(topic: str, enricher: str) -> str:
     return f"spectron-{re.sub(r'[^A-Za-z0-9._-]', '_', enricher)}-{topic}"
 
 
+def faust_datadir(home: Path, app_id: str) -> str:
+    """Where faust keeps an app's local data: under SPECTRON_HOME, not the working directory.
+
+    We keep no tables, but faust makes its directories anyway (by default `<app_id>-data` in
+    whatever directory the worker was started from). It makes one level only: the parents here.
+    """
+    parent = home.expanduser() / "faust"
+    parent.mkdir(parents=True, exist_ok=True)
+    return str(parent / app_id).replace("{", "{{").replace("}", "}}")  # faust formats it
+
+
 def make_app(processors: Processors, app_id: str, handle: Apply) -> faust.App:
     """A faust app whose one agent hands each partition's share of a batch to `handle`."""
     settings = processors.settings
     assert settings.kafka_bootstrap is not None
     app = faust.App(
         app_id,
+        datadir=faust_datadir(settings.home, app_id),
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         store="memory://",
         topic_partitions=processors.event_log.partitions,

@@ -56,6 +56,7 @@ def run_deployment(
         "SPECTRON_TOPIC": topic,
         "SPECTRON_PARTITIONS": "4",
         "SPECTRON_EMBEDDER": "hashing",
+        "SPECTRON_HOME": str(directory),
     }
     logs = tuple(directory / f"worker{i}.log" for i in range(workers))
     procs = []

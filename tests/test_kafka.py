@@ -10,13 +10,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from projectors.faust_app import Processors
+from projectors.faust_app import Processors, chain_group, projection_group
 from spectron import SpectronClient
 from spectron.config import Settings
 from spectron.db import open_pool, prepare_database
@@ -311,3 +312,13 @@ async def test_worker_sees_parent_and_own_never_sibling(kafka_client: SpectronCl
     async with client.sessions.create(scope=w2) as s:
         result = await s.recall("pricing page competitor", top_k=20, mode="dense")
     assert "W1:" not in {item.content[:3] for item in result.items}
+
+
+async def test_workers_keep_faust_data_under_their_home(
+    kafka_client: SpectronClient, deployment: KafkaDeployment
+) -> None:
+    """Not in `<app id>-data` in whatever directory the worker was started from."""
+    home = deployment.logs[0].parent  # the workers' SPECTRON_HOME
+    for app_id in (projection_group(deployment.topic), chain_group(deployment.topic)):
+        assert (home / "faust" / app_id).is_dir()
+        assert not (Path.cwd() / f"{app_id}-data").exists()

@@ -359,6 +359,7 @@ def kafka_worker(kafka_broker: str, database: str, tmp_path: Path) -> Iterator[W
         "SPECTRON_PARTITIONS": "4",
         "SPECTRON_EMBEDDER": "hashing",
         "SPECTRON_EXTRACTOR": "none",
+        "SPECTRON_HOME": str(tmp_path),
     }
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
