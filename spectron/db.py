@@ -13,6 +13,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from spectron.availability import StoreWatch
+from spectron.errors import StoreMisconfigured
 from spectron.migrations import KEY_MIGRATIONS, LOG_MIGRATIONS, migrate
 
 LOG_SCHEMA = "spectron_log"
@@ -40,6 +41,13 @@ async def create_extensions(conn: AsyncConnection[Any], projection_schema: str) 
             )
         except psycopg.errors.UniqueViolation:
             pass  # another process created it between our check and our insert
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFile) as exc:
+            # not installed on the server (58P01), or this role may not create it (42501)
+            raise StoreMisconfigured(
+                f"the database needs the {extension!r} extension in schema public and this role"
+                f" cannot create it ({exc.diag.message_primary}): install it, or have a"
+                f" superuser run CREATE EXTENSION {extension} SCHEMA public"
+            ) from exc
     cur = await conn.execute(
         "SELECT e.extname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
         " WHERE e.extname = ANY(%s) AND (n.nspname = %s OR starts_with(n.nspname, %s))",

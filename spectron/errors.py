@@ -24,6 +24,7 @@
     ├── ReadYourWritesTimeout (TimeoutError)
     ├── LogUnavailable .................... transient (Retry-After)
     ├── StoreUnavailable .................. the database is down or restarting (Retry-After)
+    ├── StoreMisconfigured ................ the database lacks an extension and may not create it
     ├── EmbedderUnavailable
     ├── RerankerUnavailable ............... an opt-in reranker failed (recall keeps its own order)
     ├── ServerUnavailable ................. the HTTP client could not reach a Spectron server
@@ -157,6 +158,10 @@ class StoreUnavailable(SpectronError):
     retry_after = 1.0
 
 
+class StoreMisconfigured(SpectronError):
+    """The database lacks an extension Spectron needs, and this role may not create it."""
+
+
 class EmbedderUnavailable(SpectronError):
     """The embedding model failed, timed out or answered something that is not embeddings."""
 
@@ -212,6 +217,7 @@ PROBLEM_TYPES: dict[type[SpectronError], tuple[str, int]] = {
     TooManySessions: ("too-many-sessions", 429),
     MalformedJson: ("malformed-json", 400),
     MalformedEvent: ("malformed-event", 500),
+    StoreMisconfigured: ("store-misconfigured", 500),
     ChainGap: ("chain-gap", 500),
     LLMError: ("llm-unavailable", 502),
     ExtractionFailed: ("extraction-failed", 502),

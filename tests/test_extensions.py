@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import psycopg
+import pytest
 
 from projectors.replay import swap_schemas
-from spectron.db import EXTENSIONS, PROJECTION_MIGRATIONS, create_extensions
+from spectron.db import EXTENSIONS, PROJECTION_MIGRATIONS, create_extensions, prepare_database
+from spectron.errors import StoreMisconfigured
 from spectron.migrations import migrate
 
 PARAMS = {"embedding_dim": 8}
@@ -51,3 +54,16 @@ async def test_an_extension_left_in_a_projection_schema_moves_before_a_rebuild_d
         )
         assert await cur.fetchall() == [("memories_scope_tsv",)]
         assert await _placement(conn) == {name: "public" for name in EXTENSIONS}
+
+
+async def test_a_role_that_may_not_create_the_extensions_gets_a_typed_error(database: str) -> None:
+    role = f"r_{uuid.uuid4().hex[:10]}"
+    async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
+        await conn.execute(f"CREATE ROLE {role} LOGIN")  # no CREATE on the database
+        try:
+            as_role = database.replace("postgres:@", f"{role}:@", 1)
+            assert as_role != database
+            with pytest.raises(StoreMisconfigured, match="CREATE EXTENSION vector SCHEMA public"):
+                await prepare_database(as_role, "spectron", 8)
+        finally:
+            await conn.execute(f"DROP ROLE {role}")
