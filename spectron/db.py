@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection, sql
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from spectron.availability import StoreWatch
@@ -120,6 +121,20 @@ class GuardedPool(AsyncConnectionPool[AsyncConnection[Any]]):
                 raise
             self.watch.suspect()
             raise self.watch.unavailable(f"connection lost: {exc}") from exc
+
+
+@asynccontextmanager
+async def read_snapshot(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
+    """Several reads in one snapshot (REPEATABLE READ, READ ONLY), or in the caller's transaction.
+
+    Under READ COMMITTED a projection batch that commits between two reads shows in the second
+    only: a profile's counts and its recent memories, a state's entities and their relations.
+    """
+    outermost = conn.info.transaction_status == TransactionStatus.IDLE
+    async with conn.transaction():
+        if outermost:
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 def lost(error: psycopg.Error) -> bool:

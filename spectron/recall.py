@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 import numpy as np
 from psycopg import AsyncConnection
-from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
+from spectron.db import read_snapshot
 from spectron.errors import RerankerUnavailable
 from spectron.models import Leg, MemoryItem, RecallExplanation
 from spectron.prompt_text import quoted, scope_label
@@ -380,12 +380,9 @@ async def search(
         as_of=as_of,
         tuning=tuning,
     )
-    outermost = conn.info.transaction_status == TransactionStatus.IDLE
-    async with conn.transaction():
-        if outermost:
-            # one snapshot for the view's keys and the query: under READ COMMITTED a batch that
-            # commits between them could show its memory in a known scope but not one in a new
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    # one snapshot for the view's keys and the query: under READ COMMITTED a batch that commits
+    # between them could show its memory in a known scope but not one in a new
+    async with read_snapshot(conn):
         # keep scanning the HNSW graph until enough rows pass the scope filter; relaxed order is
         # faster and costs nothing here: the dense leg ranks its pool by exact distance again
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")

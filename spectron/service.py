@@ -32,7 +32,7 @@ from spectron.consistency import (
     owed_heads,
     wait_for_projections,
 )
-from spectron.db import open_pool
+from spectron.db import open_pool, read_snapshot
 from spectron.dlq import RetryReport
 from spectron.embedding import Embedder, Vectors
 from spectron.embedding.cache import QueryVectorCache
@@ -383,8 +383,16 @@ class MemoryService:
     ) -> State:
         """Entities, attribute chains and relations visible from `scope`, after catching up."""
         scope = canonical_scope(scope)
-        owed_by_token = parse_token(after)
         at = await resolve_as_of(as_of, self.log)
+        pending = await self._facts_caught_up(scope, consistency, timeout, after)
+        async with self.pool.connection() as conn, read_snapshot(conn):
+            return await load_state(conn, scope, pending, at)
+
+    async def _facts_caught_up(
+        self, scope: Scope, consistency: Consistency, timeout: float | None, after: str | None
+    ) -> int:
+        """Wait (strong) until the facts `scope` is owed are projected; how many are pending."""
+        owed_by_token = parse_token(after)
         pending = 0
         if consistency == "strong":
             heads = await owed_heads(self.pool, self.log, scope, owed_by_token)
@@ -401,8 +409,7 @@ class MemoryService:
             )
         elif consistency != "eventual":
             raise InvalidInput("consistency must be 'strong' or 'eventual'")
-        async with self.pool.connection() as conn:
-            return await load_state(conn, scope, pending, at)
+        return pending
 
     async def reflect(
         self,
@@ -453,12 +460,12 @@ class MemoryService:
         after: str | None = None,
     ) -> Profile:
         """Entity state, persisted reflections, contributions and recent memory visible from scope."""
+        scope = canonical_scope(scope)
         at = await resolve_as_of(as_of, self.log)
-        state = await self.get_state(
-            scope, consistency=consistency, timeout=timeout, as_of=at, after=after
-        )
-        async with self.pool.connection() as conn:
-            return await load_profile(conn, state.scope, state, state.pending, at)
+        pending = await self._facts_caught_up(scope, consistency, timeout, after)
+        async with self.pool.connection() as conn, read_snapshot(conn):  # counts match the state
+            state = await load_state(conn, scope, pending, at)
+            return await load_profile(conn, scope, state, pending, at)
 
     async def history(
         self, scope: Scope, entity: Any, attribute: Any = None, as_of: AsOf = None
@@ -618,6 +625,8 @@ class MemoryService:
         """The newest events visible from `scope` (all with None): who did what, when, where."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidInput("limit must be an integer from 1 to 1000")
+        if principal is not None:
+            check_text(principal, "principal", MAX_NAME_CHARS)
         return await recent_audit(
             self.log,
             self.pool,

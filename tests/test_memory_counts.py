@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from projectors.replay import defer_indexes, restore_indexes
+from spectron import service as service_module
 from spectron.maintenance import blue_green_replay, catch_up
 from spectron.service import MemoryService
 from tests.migration_support import migrate_current, migrate_older
@@ -150,3 +152,23 @@ async def test_profile_counts_one_by_one_while_a_replay_has_the_counts_deferred(
         await catch_up(service)
         kept, counted = await _tables(service)
         assert kept == counted and sum(row[3] for row in kept) == 4
+
+
+async def test_a_profile_reads_its_state_counts_and_recent_memories_in_one_snapshot(
+    make_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(extractor="none")
+    async with client.sessions.create(scope=W1) as s:
+        await s.remember("alpha ships in May")
+        loaded = service_module.load_state
+
+        async def then_a_batch_commits(conn: Any, *args: Any) -> Any:
+            state = await loaded(conn, *args)
+            await s.remember("alpha budget is 40k")  # projected before the counts are read
+            assert (await s.recall("alpha budget", mode="keyword")).items
+            return state
+
+        monkeypatch.setattr(service_module, "load_state", then_a_batch_commits)
+        profile = await s.profile()
+    assert profile.counts_by_category == {"knowledge": 1}
+    assert [item.content for item in profile.recent] == ["alpha ships in May"]
