@@ -22,8 +22,10 @@ from spectron.asof import AsOf, resolve_as_of
 from spectron.consistency import wait_for_projections
 from spectron.scope import Scope, canonical_scope, scope_key
 from spectron.service import MemoryService
+from spectron.validation import check_text
 
 ITEM_FIELD = "spectron_item"
+MAX_KEY_CHARS = 1000  # an item key in a filter (the HTTP routes' bound too)
 
 
 class ItemPosition(BaseModel):
@@ -179,6 +181,8 @@ async def read_items(
 ) -> list[ItemRow]:
     """current_items, once the projections have caught up with the log."""
     prefix = canonical_scope(prefix)
+    if key is not None:
+        check_text(key, "key", MAX_KEY_CHARS)
     at = await resolve_as_of(as_of, service.log)
     await caught_up(service, bound)
     async with service.pool.connection() as conn:
@@ -189,6 +193,7 @@ async def read_versions(
     service: MemoryService, scope: Scope, key: str, *, bound: float
 ) -> list[ItemVersion]:
     """Every value the key holds at exactly `scope` (forgotten ones are gone), oldest first."""
+    check_text(key, "key", MAX_KEY_CHARS)
     await caught_up(service, bound)
     async with service.pool.connection() as conn:
         cur = await conn.execute(

@@ -206,6 +206,19 @@ CASES = [
         "session-not-found",
         body={"content": "x"},
     ),
+    # reads with filters: a NUL cannot reach Postgres, a huge integer is not rounded into a float
+    Case("NUL in an item key", "{s}/items?key=%00", 422, "invalid-input", method="GET"),
+    Case("NUL in a versions key", "{s}/items/versions?key=%00", 422, "invalid-input", method="GET"),
+    Case(
+        "NUL in an audit principal", "{s}/audit?principal=%00", 422, "invalid-input", method="GET"
+    ),
+    Case(
+        "huge integer in a metadata filter",
+        '{s}/memories?metadata={"a":18446744073709551616}',
+        422,
+        "invalid-metadata",
+        method="GET",
+    ),
     Case("unknown route", "/v1/nothing", 404, "not-found", body={}),
     Case("wrong method", REMEMBER, 405, "method-not-allowed", method="GET"),
 ]

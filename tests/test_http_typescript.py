@@ -146,9 +146,12 @@ def test_probes_metrics_and_docs(server) -> None:
     assert remembered.status_code == 201
     assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
     assert httpx.get(f"{url}/readyz").json()["status"] == "ok"
+    for made_up in ("M1", "M2"):  # any token is a method to the HTTP parser
+        assert httpx.request(made_up, f"{url}/v1/whoami").status_code >= 400
     metrics = httpx.get(f"{url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text
+    assert 'method="M1"' not in text and 'method="other"' in text, "a bounded set of labels"
     assert 'route="/v1/sessions/{session_id}/remember"' in text
     assert sid not in text, "route templates, not raw paths, label the latency histogram"
     assert 'spectron_append_duration_seconds_count{operation="remember"}' in text

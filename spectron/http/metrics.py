@@ -14,6 +14,9 @@ from spectron.positions import all_enrichment_positions, projection_positions
 from spectron.service import MemoryService
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# a request's method label: any other name a client sends is "other" (h11 accepts any token, and
+# one label set per name sent would grow the metrics without bound)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -105,6 +108,7 @@ class RequestTimer:
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status)).observe(
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.requests.labels(method, template, str(status)).observe(
                 time.perf_counter() - started
             )

@@ -85,7 +85,7 @@ class JsonRequest(Request):
                 self._json = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 raise MalformedJson(f"the body is not valid JSON: {exc}") from None
-            if _has_huge_number(self._json):
+            if has_huge_number(self._json):
                 # orjson turns integers past 64 bits into floats; the stdlib keeps them exact, so
                 # validation refuses 2**64 as it refuses 2**64 - 1 (orjson vetted the syntax above)
                 self._json = json.loads(body)
@@ -103,14 +103,14 @@ def _json_by_default(scope: Scope) -> Scope:
     return {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
 
 
-def _has_huge_number(value: Any) -> bool:
+def has_huge_number(value: Any) -> bool:
     """True when a parsed JSON value holds a float as large as an integer past 63 bits."""
     if isinstance(value, float):
         return abs(value) >= 2.0**63
     if isinstance(value, dict):
-        return any(_has_huge_number(item) for item in value.values())
+        return any(has_huge_number(item) for item in value.values())
     if isinstance(value, list):
-        return any(_has_huge_number(item) for item in value)
+        return any(has_huge_number(item) for item in value)
     return False
 
 

@@ -13,18 +13,25 @@ from spectron.asof import as_of_from_text
 from spectron.http.bodies import AsOfIn
 from spectron.http.deps import AUTH, Reader, Service
 from spectron.http.routing import SpectronRoute
-from spectron.items import ItemRow, ItemVersion, read_items, read_scopes, read_versions
+from spectron.items import (
+    MAX_KEY_CHARS,
+    ItemRow,
+    ItemVersion,
+    read_items,
+    read_scopes,
+    read_versions,
+)
 
 router = APIRouter(route_class=SpectronRoute, tags=["items"], dependencies=AUTH)
 BOUND = 30.0  # read-your-writes bound of these reads, seconds
-KeyQuery = Annotated[str, Query(min_length=1, max_length=1000)]
+KeyQuery = Annotated[str, Query(min_length=1, max_length=MAX_KEY_CHARS)]
 
 
 @router.get("/v1/sessions/{session_id}/items")
 async def items(
     session: Reader,
     service: Service,
-    key: Annotated[str | None, Query(min_length=1, max_length=1000)] = None,
+    key: Annotated[str | None, Query(min_length=1, max_length=MAX_KEY_CHARS)] = None,
     exact: Annotated[bool, Query(description="Only the session's own scope.")] = False,
     as_of: AsOfIn = None,
 ) -> list[ItemRow]:
