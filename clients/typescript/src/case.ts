@@ -1,9 +1,15 @@
 /** snake_case ↔ camelCase for field names; the caller's own maps keep their keys. */
 
-const OPAQUE = new Set([
+// every field whose value is a map (or list of maps) of the caller's keys: scope keys may hold
+// underscores (`team_id`), metadata keys anything (test/client.test.ts checks it against the API)
+export const OPAQUE = new Set([
   "metadata",
   "scope",
+  "scopes",
+  "root",
   "scope_floor",
+  "value",
+  "where",
   "counts_by_category",
   "counts_by_scope",
   "counts_by_principal",

@@ -2,6 +2,8 @@
 import { camelize, snakeTop } from "./case.js";
 import {
   apiError,
+  MemoryNotFoundError,
+  PROBLEM_BASE,
   SessionClosedError,
   SpectronConnectionError,
   SpectronError,
@@ -55,6 +57,8 @@ export interface SpectronClientOptions {
 }
 
 type Method = "GET" | "POST" | "DELETE";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function env(name: string): string | undefined {
   // read lazily and defensively: browsers and edge runtimes have no `process`
@@ -147,7 +151,14 @@ export class SpectronClient {
       });
     }
     if (response.status === 204) return undefined as T;
-    const text = await response.text();
+    let text: string;
+    try {
+      text = await response.text(); // the body can time out or break after the headers came
+    } catch (error) {
+      throw new SpectronConnectionError(`${method} ${url.href}: ${String(error)}`, {
+        cause: error,
+      });
+    }
     let data: unknown = text;
     try {
       data = text ? JSON.parse(text) : null;
@@ -168,7 +179,7 @@ export class SpectronClient {
   }
 
   /** Scopes holding memories visible from the key's floor, with counts. Needs `read`. */
-  scopes(params: { asOf?: AsOf | null } = {}): Promise<ScopeTree> {
+  async scopes(params: { asOf?: AsOf | null } = {}): Promise<ScopeTree> {
     return this.request("GET", "/v1/scopes", undefined, { as_of: asOfText(params.asOf) });
   }
 
@@ -334,6 +345,13 @@ export class Session {
 
   /** One memory visible from this scope; rejects with MemoryNotFoundError once forgotten. Needs `read`. */
   async memory(id: string, params: MemoryParams = {}): Promise<MemoryRecord> {
+    if (!UUID.test(id)) {
+      // not a path segment of ours: "." or ".." would address another resource once resolved
+      const instance = `/v1/sessions/${encodeURIComponent(this.id)}/memories`;
+      const detail = `no memory has the id ${JSON.stringify(id)}: memory ids are UUIDs`;
+      const type = `${PROBLEM_BASE}memory-not-found`;
+      throw new MemoryNotFoundError(404, { type, title: "Memory not found", status: 404, detail, instance });
+    }
     return this.#call("GET", `memories/${encodeURIComponent(id)}`, undefined, readQuery(params), params.timeout);
   }
 

@@ -1,5 +1,6 @@
 // Unit tests with a recording fake fetch: naming, headers, errors, session lifecycle.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import {
@@ -15,6 +16,8 @@ import {
   UnauthenticatedError,
 } from "spectron";
 import type { RememberResult } from "spectron";
+
+import { OPAQUE } from "../src/case.js";
 
 interface Sent {
   method: string;
@@ -432,4 +435,73 @@ test("memories, memory and audit send their queries; scope-tree maps keep their 
   const outcome = await client.retryDeadLetters({ partition: 0, offset: 1 });
   assert.deepEqual(outcome.kept, { "0:1": "bad_bytes" });
   assert.deepEqual(sent.at(-1)?.body, { partition: 0, offset: 1 });
+});
+
+test("every map of the caller's keys in an answer keeps its keys (scope keys with underscores)", async () => {
+  // the API's own schema says which fields are maps: each must be left as the server sent it
+  const spec = JSON.parse(readFileSync(new URL("../../openapi.json", import.meta.url), "utf8")) as {
+    components: { schemas: Record<string, { properties?: Record<string, Schema> }> };
+  };
+  const maps = new Set<string>();
+  for (const schema of Object.values(spec.components.schemas)) {
+    for (const [field, property] of Object.entries(schema.properties ?? {})) {
+      if (isMap(property)) maps.add(field);
+    }
+  }
+  assert.ok(maps.has("scopes") && maps.has("root"));
+  assert.deepEqual([...maps].filter((field) => !OPAQUE.has(field)), []);
+
+  const floor = { org: "acme", team_id: "t1" };
+  const server = fakeServer({
+    "POST /v1/sessions": [201, { ...SESSION, scope: { ...floor, sub_team: "blue" } }],
+    "GET /v1/scopes": [200, { root: floor, nodes: [] }],
+    "GET /v1/sessions/ID/state": [
+      200,
+      { scope: floor, pending: 0, entities: [{ scope: floor, scopes: [{ ...floor, sub_team: "blue" }] }] },
+    ],
+  });
+  const client = new SpectronClient({ baseUrl: "http://spectron.test", fetch: server.fetch });
+  assert.deepEqual((await client.scopes()).root, floor);
+  const session = await client.sessions.create({ scope: { ...floor, sub_team: "blue" } });
+  const state = await session.getState();
+  assert.deepEqual(state.entities[0]?.scopes, [{ ...floor, sub_team: "blue" }]);
+});
+
+type Schema = { type?: string; additionalProperties?: unknown; properties?: unknown; items?: Schema; anyOf?: Schema[] };
+
+function isMap(schema: Schema): boolean {
+  if (schema.anyOf) return schema.anyOf.some(isMap);
+  if (schema.type === "array") return schema.items !== undefined && isMap(schema.items);
+  return schema.type === "object" && schema.additionalProperties !== undefined && schema.properties === undefined;
+}
+
+test("a body that breaks after the headers is a SpectronConnectionError", async () => {
+  const broken: typeof fetch = async () =>
+    new Response(
+      new ReadableStream({
+        start(controller) {
+          controller.error(new TypeError("connection reset"));
+        },
+      }),
+      { status: 200, headers: { "Content-Type": "application/json" } },
+    );
+  const client = new SpectronClient({ baseUrl: "http://spectron.test", fetch: broken });
+  await assert.rejects(client.whoami(), (error: unknown) => error instanceof SpectronConnectionError);
+});
+
+test("a memory id that is no UUID is not found, and asks nothing of the server", async () => {
+  const server = fakeServer({ "POST /v1/sessions": [201, SESSION] });
+  const client = new SpectronClient({ baseUrl: "http://spectron.test", fetch: server.fetch });
+  const session = await client.sessions.create({ scope: SESSION.scope });
+  for (const id of ["..", ".", "not-a-uuid", `${ITEM.id}/..`]) {
+    await assert.rejects(session.memory(id), (error: unknown) => error instanceof MemoryNotFoundError);
+  }
+  assert.equal(server.sent.length, 1);
+});
+
+test("a bad asOf rejects the promise of scopes(), it does not throw", async () => {
+  const server = fakeServer({});
+  const client = new SpectronClient({ baseUrl: "http://spectron.test", fetch: server.fetch });
+  const pending = client.scopes({ asOf: new Date(Number.NaN) });
+  await assert.rejects(pending, (error: unknown) => error instanceof SpectronError);
 });
