@@ -436,3 +436,63 @@ def test_phone_width_views(server, browser) -> None:
             page.get_by_role("heading", name="Who did what").scroll_into_view_if_needed()
         shot(page, f"{view}-phone")
     page.context.close()
+
+
+def test_one_session_per_scope_kept_across_reloads_and_a_restart_keeps_the_key(
+    server, browser
+) -> None:
+    """A key holds at most so many open sessions: the console must not spend them per page load."""
+    page = open_page(browser)
+    opened: list[str] = []
+
+    def count(request: Any) -> None:
+        if request.method == "POST" and request.url.endswith("/v1/sessions"):
+            opened.append(request.url)
+
+    page.on("request", count)
+    sign_in(page, server["url"], server["keys"]["lead"], scoped("state", SHARED))
+    conflict = page.locator(".conflict").filter(has_text="pro_tier_price")
+    expect(conflict).to_contain_text("was $299/mo → now $349/mo")
+    assert len(opened) == 1, "the view's two loads share one session"
+    page.reload()
+    expect(conflict).to_contain_text("was $299/mo → now $349/mo")
+    assert len(opened) == 1, "a reload reuses the tab's session"
+
+    # the server answering 503 (a restart) is no reason to forget the key
+    problem = {
+        "type": "https://spectron.dev/problems/store-unavailable",
+        "title": "Store unavailable",
+        "status": 503,
+        "detail": "the database is restarting",
+    }
+    page.route(
+        "**/v1/whoami",
+        lambda route: route.fulfill(
+            status=503, content_type="application/problem+json", body=json.dumps(problem)
+        ),
+    )
+    page.reload()
+    expect(page.get_by_role("alert")).to_contain_text("the database is restarting")
+    assert page.evaluate("sessionStorage.getItem('spectron.apiKey')") == server["keys"]["lead"]
+    page.unroute("**/v1/whoami")
+    page.reload()
+    expect(conflict).to_contain_text("was $299/mo → now $349/mo")
+    page.context.close()
+
+
+def test_scopes_above_the_floor_are_listed_without_links(server, browser) -> None:
+    url, headers = server["url"], {"Authorization": f"Bearer {server['keys']['admin']}"}
+    opened = httpx.post(f"{url}/v1/sessions", json={"scope": {"org": "acme"}}, headers=headers)
+    path = f"{url}/v1/sessions/{opened.json()['session_id']}"
+    note = {"content": "Org-wide: budgets are reviewed quarterly."}
+    assert httpx.post(f"{path}/remember", json=note, headers=headers).status_code == 201
+    httpx.delete(path, headers=headers)
+    page = open_page(browser)
+    sign_in(page, server["url"], server["keys"]["a"], "/ui/scopes")  # floor: the shared project
+    tree = page.locator(".tree")
+    expect(tree).to_contain_text("Above your key's floor")
+    expect(page.get_by_role("link", name="Memories at org=acme", exact=True)).to_have_count(0)
+    shared = "Memories at org=acme / project=market-research-q3"
+    page.get_by_role("link", name=shared, exact=True).click()
+    expect(page.locator("li.memory").filter(has_text="budgets are reviewed")).to_have_count(1)
+    page.context.close()

@@ -16,16 +16,18 @@ export function storedKey() {
 }
 
 export function storeKey(secret) {
+  if (secret !== storedKey()) forgetSessions(); // sessions belong to the key that opened them
   sessionStorage.setItem(KEY, secret);
 }
 
 export function forgetKey() {
   sessionStorage.removeItem(KEY);
-  sessions.clear();
+  forgetSessions();
 }
 
 /** Close the console's sessions on the server (best effort), then forget the key. */
 export async function signOut() {
+  await Promise.allSettled([...opening.values()]);
   const open = [...sessions.values()];
   await Promise.allSettled(open.map((id) => api("DELETE", `/v1/sessions/${id}`)));
   forgetKey();
@@ -55,16 +57,41 @@ export async function api(method, path, { body, query } = {}) {
   return data;
 }
 
-// one server-side session per scope, opened on first use and reopened if the server lost it
-const sessions = new Map();
+// One server-side session per scope, opened on first use and reopened if the server lost it.
+// A key may hold only so many open sessions (1,000 by default), agents' included: the ids are
+// kept for the tab, so a reload reuses them, and views loading at once share one opening.
+const SESSIONS = "spectron.sessions";
+const sessions = new Map(Object.entries(JSON.parse(sessionStorage.getItem(SESSIONS) || "{}")));
+const opening = new Map();
 
-async function sessionFor(scope) {
+function keepSessions() {
+  sessionStorage.setItem(SESSIONS, JSON.stringify(Object.fromEntries(sessions)));
+}
+
+function forgetSessions() {
+  sessions.clear();
+  opening.clear();
+  sessionStorage.removeItem(SESSIONS);
+}
+
+function sessionFor(scope) {
   const key = JSON.stringify(scope);
-  if (!sessions.has(key)) {
-    const info = await api("POST", "/v1/sessions", { body: { scope } });
-    sessions.set(key, info.session_id);
+  if (sessions.has(key)) return Promise.resolve(sessions.get(key));
+  if (!opening.has(key)) {
+    const opened = api("POST", "/v1/sessions", { body: { scope } })
+      .then((info) => {
+        if (opening.get(key) === opened) {
+          sessions.set(key, info.session_id);
+          keepSessions();
+        }
+        return info.session_id;
+      })
+      .finally(() => {
+        if (opening.get(key) === opened) opening.delete(key);
+      });
+    opening.set(key, opened);
   }
-  return sessions.get(key);
+  return opening.get(key);
 }
 
 /** A call on the session at `scope` (e.g. "memories", "state"). */
@@ -76,6 +103,7 @@ export async function onScope(scope, method, operation, options = {}) {
     } catch (error) {
       if (attempt === 0 && error.slug === "session-not-found") {
         sessions.delete(JSON.stringify(scope));
+        keepSessions();
         continue;
       }
       throw error;

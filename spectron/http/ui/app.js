@@ -37,8 +37,15 @@ async function render({ focus = false, travel = false } = {}) {
   try {
     if (!signedIn.me) signedIn.me = await api("GET", "/v1/whoami");
   } catch (error) {
-    forgetKey();
-    showSignedOut(error);
+    if (id !== renderId) return;
+    if (error instanceof ApiError && error.status === 401) {
+      forgetKey();
+      showSignedOut(error);
+      return;
+    }
+    // the server is down or restarting: the key is still good, the next render asks again
+    showProblem(error);
+    $("#view").replaceChildren(h("h1", { tabindex: -1 }, "Spectron"), h("p", {}, "The server could not be reached; reload to try again."));
     return;
   }
   $("#sign-in").hidden = true;

@@ -24,6 +24,8 @@ export async function scopesView() {
       { class: parent === null ? "tree" : "subtree" },
       nodes.map((node) => {
         const label = scopeLabel(node.scope);
+        // a scope above the key's floor is listed (its memories are in view) but cannot be opened
+        const opens = Object.entries(signedIn.me.scope_floor).every(([name, value]) => node.scope[name] === value);
         const link = (view) =>
           h("a", { href: urlOf(view, { scope: node.scope }, false), "data-nav": true, "aria-label": `${TITLES[view]} at ${label}` }, TITLES[view]);
         return h(
@@ -42,7 +44,9 @@ export async function scopesView() {
               h("dt", {}, "Writers"),
               h("dd", {}, counts(node.by_principal)),
             ),
-            h("p", { class: "links" }, link("memories"), link("state"), link("audit")),
+            opens
+              ? h("p", { class: "links" }, link("memories"), link("state"), link("audit"))
+              : h("p", { class: "links" }, "Above your key's floor: open it from a scope at or below the floor."),
           ),
           branch(node.key),
         );
