@@ -665,7 +665,7 @@ async def run_crash(config: CrashConfig) -> CrashReport:
                 SPECTRON_DATABASE_URL=database,
                 SPECTRON_TOPIC=f"crash-{uuid.uuid4().hex[:8]}",
             )
-        else:
+        elif config.backend not in ("embedded", "http"):
             raise ValueError(f"unknown backend {config.backend!r}")
         _say(config, f"workdir {workdir}, seed {seed}")
         if config.backend == "embedded":
