@@ -51,8 +51,19 @@ async def test_untouched_log_verifies(make_client) -> None:
             5,
             "does not match its hash",
         ),
+        # the newest records deleted: what is left chains fine, but ends short of the partition
+        (
+            'DELETE FROM spectron_log.events WHERE partition = %(p)s AND "offset" >= 4',
+            4,
+            "offsets 4 to 5 missing",
+        ),
+        (
+            "UPDATE spectron_log.partitions SET last_hash = sha256('forged') WHERE partition = %(p)s",
+            5,
+            "not the partition's recorded head",
+        ),
     ],
-    ids=["altered byte", "removed", "reordered", "backdated"],
+    ids=["altered byte", "removed", "reordered", "backdated", "truncated", "head replaced"],
 )
 async def test_tampering_is_named(make_client, tamper, offset, reason) -> None:
     service, partition = await logged(make_client)
@@ -78,3 +89,4 @@ def test_cli_log_verify(tmp_path) -> None:
     ok = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "checked" in ok.stdout
+    assert "head " in ok.stdout, "the heads to keep elsewhere as an anchor are printed"

@@ -75,9 +75,13 @@ class ChainedRecord:
 
 
 def verify_partition(
-    partition: int, records: Iterable[ChainedRecord]
+    partition: int, records: Iterable[ChainedRecord], head: ChainHead | None = None
 ) -> tuple[int, ChainBreak | None]:
-    """Walk one partition in offset order; return records checked and the first break, if any."""
+    """Walk one partition in offset order; return records checked and the first break, if any.
+
+    With the partition's recorded `head`, the walk must also end there: records deleted from the
+    end leave an unbroken chain behind, only shorter.
+    """
     expected_offset = 0
     prev = GENESIS
     checked = 0
@@ -106,6 +110,17 @@ def verify_partition(
         prev = record.hash
         expected_offset += 1
         checked += 1
+    if head is not None and expected_offset != head.next_offset:
+        where = f"offsets {expected_offset} to {head.next_offset - 1} missing"
+        if expected_offset > head.next_offset:
+            where = f"records from offset {head.next_offset} on were never chained"
+        return checked, ChainBreak(
+            partition, expected_offset, f"{where}: the partition ends at {head.next_offset}"
+        )
+    if head is not None and prev != head.last_hash:
+        return checked, ChainBreak(
+            partition, expected_offset - 1, "the last record is not the partition's recorded head"
+        )
     return checked, None
 
 
@@ -134,7 +149,7 @@ class ChainReport:
     checked: int = 0
     unchained: int = 0  # Kafka: records past a head, appended but not linked yet
     breaks: list[ChainBreak] = field(default_factory=list)
-    heads: dict[int, ChainHead] = field(default_factory=dict)  # Kafka: each partition's head
+    heads: dict[int, ChainHead] = field(default_factory=dict)  # each partition's recorded head
 
 
 def link_records(

@@ -20,10 +20,17 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from spectron.db import read_snapshot
 from spectron.errors import LogUnavailable
 from spectron.events import Envelope, LogPosition, partition_key
 from spectron.log import partition_for
-from spectron.log.chain import ChainedRecord, ChainReport, record_hash, verify_partition
+from spectron.log.chain import (
+    ChainedRecord,
+    ChainHead,
+    ChainReport,
+    record_hash,
+    verify_partition,
+)
 from spectron.log.owed import floor_heads, record_heads, written_heads
 from spectron.records import Appended, RawRecord
 from spectron.sealing import seal_events
@@ -178,7 +185,15 @@ class PostgresEventLog:
         """Check every partition's hash chain end to end (each row holds its two hashes)."""
         report = ChainReport()
         for partition in range(self._partitions):
-            async with self._pool.connection() as conn, conn.transaction():
+            # one snapshot: the recorded end and the records as of the same appends
+            async with self._pool.connection() as conn, read_snapshot(conn):
+                cur = await conn.execute(
+                    "SELECT next_offset, last_hash FROM spectron_log.partitions"
+                    " WHERE partition = %s",
+                    [partition],
+                )
+                end = await cur.fetchone()
+                head = ChainHead() if end is None else ChainHead(int(end[0]), bytes(end[1]))
                 async with conn.cursor(name=f"verify_{partition}") as cur:
                     await cur.execute(
                         'SELECT "offset", recorded_at, key, value, prev_hash, hash'
@@ -196,7 +211,8 @@ class PostgresEventLog:
                         )
                         async for o, at, k, v, p, h in cur
                     ]
-            count, found = verify_partition(partition, records)
+            count, found = verify_partition(partition, records, head)
+            report.heads[partition] = head
             report.checked += count
             if found is not None:
                 report.breaks.append(found)
