@@ -26,15 +26,28 @@ HASHED_TABLES: tuple[tuple[str, str], ...] = (
 )
 
 
+# How values render as text depends on the session (a timestamp in its time zone): fixed here, so
+# a hash printed on one host compares with one printed on another
+RENDERING = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "1"),
+)
+
+
 async def projection_hash(conn: AsyncConnection[Any]) -> str:
     """SHA-256 over every row of every projected table (the connection's search_path picks the schema)."""
     digest = hashlib.sha256()
-    for table, order in HASHED_TABLES:
-        digest.update(table.encode())
-        # a server-side cursor streams the rows: the state may not fit in memory
-        async with conn.transaction(), conn.cursor(name=f"hash_{table}") as cur:
-            # table and order are the constants above, never input
-            await cur.execute(f"SELECT t::text FROM {table} t ORDER BY {order}")
-            async for (row,) in cur:
-                digest.update(orjson.dumps(row))
+    async with conn.transaction():
+        for name, value in RENDERING:
+            await conn.execute("SELECT set_config(%s, %s, true)", [name, value])
+        for table, order in HASHED_TABLES:
+            digest.update(table.encode())
+            # a server-side cursor streams the rows: the state may not fit in memory
+            async with conn.cursor(name=f"hash_{table}") as cur:
+                # table and order are the constants above, never input
+                await cur.execute(f"SELECT t::text FROM {table} t ORDER BY {order}")
+                async for (row,) in cur:
+                    digest.update(orjson.dumps(row))
     return digest.hexdigest()
