@@ -31,6 +31,7 @@ from spectron.config import Settings
 from spectron.errors import SpectronError
 
 T = TypeVar("T")
+CATCH_UP_BOUND = 300.0  # seconds `rebuild --verify` lets the live state catch up before hashing it
 
 app = typer.Typer(
     help="Spectron: shared long-term memory for teams of LLM agents.", no_args_is_help=True
@@ -126,10 +127,20 @@ def rebuild(
     """Drop the projections and rebuild them by replaying the log (no re-embedding)."""
 
     async def main() -> int:
-        client = SpectronClient(home=home, run_projectors=False)
+        # to verify, the live state must first cover the whole log: projected here if need be
+        client = SpectronClient(home=home, run_projectors=verify)
         service = await client.service()
         try:
-            before = await maintenance.state_hash(service) if verify else None
+            before = None
+            if verify:
+                if behind := await maintenance.catch_up(service, CATCH_UP_BOUND):
+                    console.print(
+                        f"[red]the live state did not catch up with the log in"
+                        f" {CATCH_UP_BOUND:.0f} s ({behind} memories not embedded or extracted"
+                        " yet): nothing was rebuilt[/red]"
+                    )
+                    return 1
+                before = await maintenance.state_hash(service)
             progress = _ReplayBar()
             with progress.bar:
                 report = await maintenance.rebuild(service, progress=progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,24 @@ def test_cli_log_verify(tmp_path) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "checked" in ok.stdout
     assert "head " in ok.stdout, "the heads to keep elsewhere as an anchor are printed"
+
+
+def test_cli_rebuild_verify_catches_the_live_state_up_first(tmp_path) -> None:
+    """Written with no projector running, the live state is behind: not a difference to report."""
+    script = (
+        "import asyncio\n"
+        "from spectron import SpectronClient\n"
+        "async def main():\n"
+        f"    async with SpectronClient(home={str(tmp_path)!r}, embedder='hashing',"
+        " run_projectors=False) as c:\n"
+        "        async with c.sessions.create(scope={'org': 'a'}) as s:\n"
+        "            for n in range(3):\n"
+        "                await s.remember(f'Competitor X note {n}: the Pro tier costs ${n}99/mo.')\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    env = {**os.environ, "SPECTRON_EMBEDDER": "hashing"}
+    cli = [sys.executable, "-m", "spectron.cli", "rebuild", "--verify", "--home", str(tmp_path)]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "state differs" not in done.stdout
