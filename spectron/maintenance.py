@@ -8,6 +8,7 @@ in-process projector loops while they own the projection and start them again af
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -102,28 +103,41 @@ async def blue_green_replay(
         await catch_up(service)
     await service.begin_replay()
     try:
-        async with service.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            await reset_projection(conn, rebuilt, service.embedder.dim, service.context)
-        build_pool = await open_pool(service.runtime.uri, rebuilt, 4)
-        try:
-            report = await replay(build_pool, service.log, service.context, progress=progress)
-            async with build_pool.connection() as conn:
-                rebuilt_hash = await projection_hash(conn)
-        finally:
-            await build_pool.close()
-        live_hash = await state_hash(service)
-        async with service.pool.connection() as conn:
-            await conn.set_autocommit(True)
-            differences = await differing_rows(conn, live, rebuilt) if verify else []
-            if verify and live_hash != rebuilt_hash:
-                await conn.execute(
-                    sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(rebuilt))
-                )
-                return BlueGreenReport(report, live_hash, rebuilt_hash, differences, False)
-            await swap_schemas(conn, live, rebuilt)
-        return BlueGreenReport(report, live_hash, rebuilt_hash, [], True)
+        return await _build_and_switch(service, live, rebuilt, verify, progress)
+    except BaseException:
+        # a replay cut short (an error, Ctrl-C) leaves no copy of the projections behind
+        with contextlib.suppress(Exception):
+            async with service.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
+                await conn.execute(drop.format(sql.Identifier(rebuilt)))
+        raise
     finally:
         service.end_replay()
         if running:
             service.start_projectors()
+
+
+async def _build_and_switch(
+    service: MemoryService, live: str, rebuilt: str, verify: bool, progress: Progress | None
+) -> BlueGreenReport:
+    """Replay into `rebuilt`, then switch it in unless `verify` finds it differs from `live`."""
+    async with service.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        await reset_projection(conn, rebuilt, service.embedder.dim, service.context)
+    build_pool = await open_pool(service.runtime.uri, rebuilt, 4)
+    try:
+        report = await replay(build_pool, service.log, service.context, progress=progress)
+        async with build_pool.connection() as conn:
+            rebuilt_hash = await projection_hash(conn)
+    finally:
+        await build_pool.close()
+    live_hash = await state_hash(service)
+    async with service.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        differences = await differing_rows(conn, live, rebuilt) if verify else []
+        if verify and live_hash != rebuilt_hash:
+            await conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(rebuilt)))
+            return BlueGreenReport(report, live_hash, rebuilt_hash, differences, False)
+        await swap_schemas(conn, live, rebuilt)
+    return BlueGreenReport(report, live_hash, rebuilt_hash, [], True)

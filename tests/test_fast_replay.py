@@ -146,3 +146,26 @@ def test_the_hnsw_graph_of_a_large_store_is_built_in_memory_within_half_the_host
     assert index_build_memory(10_000_000, 384, 16 * 2**30) == 8 * 2**30  # half the host
     assert index_build_memory(10_000_000, 384, 1 * 2**30) == 2**30
     assert index_build_memory(10_000_000, 384, None) > 10 * 2**30
+
+
+async def test_a_replay_cut_short_leaves_no_copy_behind(make_client) -> None:
+    client = make_client(extractor="none")
+    await fill_every_event_type(client)
+    service = await client.service()
+    live = await state_hash(service)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(phase: str, done: int, total: int) -> None:
+        raise Interrupted  # as Ctrl-C would, mid-replay
+
+    with pytest.raises(Interrupted):
+        await blue_green_replay(service, verify=True, progress=interrupt)
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)",
+            [f"{service.settings.projection_schema}_build_"],
+        )
+        assert await cur.fetchall() == []
+    assert await state_hash(service) == live
