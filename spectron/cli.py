@@ -25,7 +25,7 @@ from rich.text import Text
 
 from projectors.replay import ReplayReport
 from spectron import maintenance
-from spectron.cli_input import json_flag
+from spectron.cli_input import existing_store, json_flag
 from spectron.client import SpectronClient
 from spectron.config import Settings
 from spectron.errors import SpectronError
@@ -36,7 +36,7 @@ CATCH_UP_BOUND = 300.0  # seconds `rebuild --verify` lets the live state catch u
 app = typer.Typer(
     help="Spectron: shared long-term memory for teams of LLM agents.", no_args_is_help=True
 )
-console = Console()
+console = Console(emoji=False)  # ":-1:" in "-1:-1:" is not a thumbs-down
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -210,7 +210,7 @@ def history(
     wanted = json_flag(scope, "--scope")
 
     async def main() -> None:
-        client = SpectronClient(home=home, run_projectors=True, extractor="none")
+        client = existing_store(SpectronClient(home=home, run_projectors=True, extractor="none"))
         try:
             service = await client.service()
             entries = await service.history(wanted, entity, attribute)
@@ -292,7 +292,7 @@ def audit(
     scoped = json_flag(scope, "--scope") if scope else None
 
     async def main() -> None:
-        client = SpectronClient(home=home, run_projectors=False, extractor="none")
+        client = existing_store(SpectronClient(home=home, run_projectors=False, extractor="none"))
         service = await client.service()
         try:
             start = await resolve_as_of(since, service.log)
@@ -326,7 +326,7 @@ def status(home: HomeOption = None) -> None:
     """Per partition: log end, projection position, lag; plus pending embeddings and dead letters."""
 
     async def main() -> None:
-        client = SpectronClient(home=home, run_projectors=False)
+        client = existing_store(SpectronClient(home=home, run_projectors=False))
         service = await client.service()
         try:
             report = await service.log_status()
@@ -353,7 +353,7 @@ def log_verify(home: HomeOption = None) -> None:
     """Check every partition's hash chain end to end; exit 1 naming the first broken position."""
 
     async def main() -> int:
-        client = SpectronClient(home=home, run_projectors=False, extractor="none")
+        client = existing_store(SpectronClient(home=home, run_projectors=False, extractor="none"))
         service = await client.service()
         try:
             report = await service.log.verify_chain()
@@ -392,12 +392,14 @@ def log_tail(
     """Print events readably: position, log time, type, scope, principal and a gist."""
 
     from spectron.log import MalformedEvent, decode_record, tail
-    from spectron.scope import canonical_scope, is_visible
+    from spectron.scope import Scope, canonical_scope, is_visible
     from spectron.sealing import envelope_of, unseal
 
-    wanted = canonical_scope(json_flag(scope, "--scope")) if scope else None
+    given = json_flag(scope, "--scope") if scope else None
 
-    async def follow_partition(service: Any, partition: int, start: int) -> None:
+    async def follow_partition(
+        service: Any, partition: int, start: int, wanted: Scope | None
+    ) -> None:
         async for raw in tail(service.log, partition, start, follow=follow):
             async with service.pool.connection() as conn:
                 [record] = await unseal(conn, [raw])
@@ -433,12 +435,16 @@ def log_tail(
             )
 
     async def main() -> None:
-        client = SpectronClient(home=home, run_projectors=False, extractor="none")
+        wanted = None if given is None else canonical_scope(given)  # a bad one: one line, exit 1
+        client = existing_store(SpectronClient(home=home, run_projectors=False, extractor="none"))
         service = await client.service()
         try:
             ends = await service.log.end_offsets()
             await asyncio.gather(
-                *(follow_partition(service, p, max(0, end - last)) for p, end in ends.items())
+                *(
+                    follow_partition(service, p, max(0, end - last), wanted)
+                    for p, end in ends.items()
+                )
             )
         finally:
             await client.close()

@@ -29,6 +29,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from spectron.errors import StoreMisconfigured
 from spectron.host import physical_memory
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ class EmbeddedPostgres:
 
     def __init__(self, home: Path) -> None:
         home = home.expanduser()
-        home.mkdir(parents=True, exist_ok=True)
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file, a path the user may not write, a read-only system
+            raise StoreMisconfigured(f"{home} cannot be a Spectron home: {exc}") from exc
         self.pgdata = (home / "pgdata").resolve()
         fresh = not self.pgdata.joinpath("PG_VERSION").exists()
         self._server: Any = _when_restartable(self._get_server)

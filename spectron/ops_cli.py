@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from spectron.cli_input import existing_store
 from spectron.client import SpectronClient
 from spectron.errors import SpectronError
 
 T = TypeVar("T")
-console = Console()
+console = Console(emoji=False)  # ":-1:" in "-1:-1:" is not a thumbs-down
 dlq_app = typer.Typer(
     help="Dead letters: log records the projections could not decode.", no_args_is_help=True
 )
@@ -46,7 +47,7 @@ def dlq_list(
     from spectron.dlq import count_dead_letters, list_dead_letters
 
     async def main() -> None:
-        client = SpectronClient(home=home, run_projectors=False, extractor="none")
+        client = existing_store(SpectronClient(home=home, run_projectors=False, extractor="none"))
         service = await client.service()
         try:
             letters = await list_dead_letters(service.pool, limit)
@@ -106,7 +107,7 @@ def dlq_retry(
 
     async def main() -> int:
         # the configured extractor (not "none"): a revived memory gets the passes workers run
-        client = SpectronClient(home=home, run_projectors=False)
+        client = existing_store(SpectronClient(home=home, run_projectors=False))
         service = await client.service()
         try:
             report = await service.retry_dead_letters(positions)

@@ -20,7 +20,7 @@ from spectron.http import keys as keystore
 from spectron.runtime import open_database
 
 T = TypeVar("T")
-console = Console()
+console = Console(emoji=False)  # ":-1:" in "-1:-1:" is not a thumbs-down
 keys_app = typer.Typer(
     help="API keys: create (secret shown once), list, revoke.", no_args_is_help=True
 )
