@@ -27,6 +27,18 @@ function showSignedOut(error) {
   $("#api-key").focus();
 }
 
+/** A render that failed: a 401 signs out (the key is no good); anything else is shown, key kept. */
+function failed(error, id, heading, message) {
+  if (id !== renderId) return; // a newer render owns the page
+  if (error instanceof ApiError && error.status === 401) {
+    forgetKey();
+    showSignedOut(error);
+    return;
+  }
+  showProblem(error);
+  $("#view").replaceChildren(h("h1", { tabindex: -1 }, heading), h("p", {}, message));
+}
+
 async function render({ focus = false, travel = false } = {}) {
   const id = ++renderId;
   travelling(travel);
@@ -37,15 +49,8 @@ async function render({ focus = false, travel = false } = {}) {
   try {
     if (!signedIn.me) signedIn.me = await api("GET", "/v1/whoami");
   } catch (error) {
-    if (id !== renderId) return;
-    if (error instanceof ApiError && error.status === 401) {
-      forgetKey();
-      showSignedOut(error);
-      return;
-    }
-    // the server is down or restarting: the key is still good, the next render asks again
-    showProblem(error);
-    $("#view").replaceChildren(h("h1", { tabindex: -1 }, "Spectron"), h("p", {}, "The server could not be reached; reload to try again."));
+    // e.g. the server is restarting: the key is still good, the next render asks again
+    failed(error, id, "Spectron", "The server could not be reached; reload to try again.");
     return;
   }
   $("#sign-in").hidden = true;
@@ -69,14 +74,7 @@ async function render({ focus = false, travel = false } = {}) {
     signedIn.viewScope = currentScope();
     nodes = await VIEWS[view]();
   } catch (error) {
-    if (id !== renderId) return;
-    if (error instanceof ApiError && error.status === 401) {
-      forgetKey();
-      showSignedOut(error);
-      return;
-    }
-    showProblem(error);
-    $("#view").replaceChildren(h("h1", { tabindex: -1 }, TITLES[view]), h("p", {}, "This view could not be loaded."));
+    failed(error, id, TITLES[view], "This view could not be loaded.");
     return;
   }
   if (id !== renderId) return; // a newer render (e.g. the slider moved on) owns the page
