@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict
 
 from spectron.asof import AsOf, resolve_as_of
 from spectron.consistency import wait_for_projections
+from spectron.errors import InvalidInput
 from spectron.scope import Scope, canonical_scope, scope_key
 from spectron.service import MemoryService
-from spectron.validation import check_text
+from spectron.validation import storable_text_problem
 
 ITEM_FIELD = "spectron_item"
-MAX_KEY_CHARS = 1000  # an item key in a filter (the HTTP routes' bound too)
+MAX_KEY_CHARS = 1000  # an item key in an HTTP route's filter
 
 
 class ItemPosition(BaseModel):
@@ -182,7 +183,7 @@ async def read_items(
     """current_items, once the projections have caught up with the log."""
     prefix = canonical_scope(prefix)
     if key is not None:
-        check_text(key, "key", MAX_KEY_CHARS)
+        _storable_key(key)
     at = await resolve_as_of(as_of, service.log)
     await caught_up(service, bound)
     async with service.pool.connection() as conn:
@@ -193,7 +194,7 @@ async def read_versions(
     service: MemoryService, scope: Scope, key: str, *, bound: float
 ) -> list[ItemVersion]:
     """Every value the key holds at exactly `scope` (forgotten ones are gone), oldest first."""
-    check_text(key, "key", MAX_KEY_CHARS)
+    _storable_key(key)
     await caught_up(service, bound)
     async with service.pool.connection() as conn:
         cur = await conn.execute(
@@ -212,3 +213,10 @@ async def read_scopes(service: MemoryService, prefix: Scope, *, bound: float) ->
     async with service.pool.connection() as conn:
         cur = await conn.execute(_SCOPES, {"prefix": Jsonb(canonical_scope(prefix))})
         return [dict(row[0]) for row in await cur.fetchall()]
+
+
+def _storable_key(key: str) -> None:
+    """Refuse a key Postgres cannot hold as text (a NUL): any other key may have been put."""
+    problem = storable_text_problem(key)
+    if problem is not None:
+        raise InvalidInput(f"key {problem}")

@@ -295,6 +295,16 @@ async def test_bad_input_raises_typed_errors_and_appends_nothing(
     assert await log_records(local_client) == before
 
 
+@pytest.mark.parametrize("key", ["", " ", "k" * 1001], ids=["empty", "blank", "long"])
+async def test_any_key_that_was_put_can_be_read_and_deleted(local_client, base, key: str) -> None:
+    store = SpectronStore(local_client, scope=base)
+    await store.aput(("notes",), key, {"x": 1})
+    found = await store.aget(("notes",), key)
+    assert found is not None and found.value == {"x": 1}
+    await store.adelete(("notes",), key)
+    assert await store.aget(("notes",), key) is None
+
+
 class Visits(TypedDict):
     user: str
     seen: int
