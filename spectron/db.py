@@ -42,8 +42,13 @@ async def create_extensions(conn: AsyncConnection[Any], projection_schema: str) 
             )
         except psycopg.errors.UniqueViolation:
             pass  # another process created it between our check and our insert
-        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFile) as exc:
-            # not installed on the server (58P01), or this role may not create it (42501)
+        except (
+            psycopg.errors.InsufficientPrivilege,
+            psycopg.errors.FeatureNotSupported,
+            psycopg.errors.UndefinedFile,
+        ) as exc:
+            # this role may not create it (42501); not installed on the server (0A000 since
+            # Postgres 15, 58P01 before)
             raise StoreMisconfigured(
                 f"the database needs the {extension!r} extension in schema public and this role"
                 f" cannot create it ({exc.diag.message_primary}): install it, or have a"

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from projectors.replay import swap_schemas
+from spectron import db
 from spectron.db import EXTENSIONS, PROJECTION_MIGRATIONS, create_extensions, prepare_database
 from spectron.errors import StoreMisconfigured
 from spectron.migrations import migrate
@@ -67,3 +68,12 @@ async def test_a_role_that_may_not_create_the_extensions_gets_a_typed_error(data
                 await prepare_database(as_role, "spectron", 8)
         finally:
             await conn.execute(f"DROP ROLE {role}")
+
+
+async def test_an_extension_the_server_lacks_gets_a_typed_error(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "EXTENSIONS", ("no_such_extension",))
+    async with await psycopg.AsyncConnection.connect(database, autocommit=True) as conn:
+        with pytest.raises(StoreMisconfigured, match="no_such_extension"):
+            await create_extensions(conn, "spectron")
