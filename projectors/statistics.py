@@ -99,6 +99,7 @@ class StatisticsKeeper:
     pool: AsyncConnectionPool
     applied: int = 0  # records applied since memories was last analyzed here
     _next_look: int = CHECK_EVERY
+    _busy: list[str] = field(default_factory=list)  # tables skipped last time, tried again
     _retry_at: float = 0.0
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -108,7 +109,7 @@ class StatisticsKeeper:
 
     def caught_up(self) -> None:
         """The tailer found nothing left to apply: analyze in the background if it is due."""
-        if self.applied < self._next_look or time.monotonic() < self._retry_at:
+        if (self.applied < self._next_look and not self._busy) or time.monotonic() < self._retry_at:
             return
         if self._task is not None and not self._task.done():
             return
@@ -116,12 +117,15 @@ class StatisticsKeeper:
 
     async def _refresh(self, applied: int) -> None:
         try:
-            tables = await due_tables(self.pool, applied)
+            due = await due_tables(self.pool, applied)
+            tables = due + [table for table in self._busy if table not in due]
             skipped = await analyze(self.pool, tables)
         except Exception as exc:  # statistics are an optimisation: never stop projection for them
             log.warning("could not refresh planner statistics: %s", exc)
             self._next_look = applied + CHECK_EVERY  # not every RETRY_AFTER: it may well persist
+            self._busy = []
             return
+        self._busy = skipped
         if skipped:
             log.info("%s busy: analyzing again in %.0f s", ", ".join(skipped), RETRY_AFTER)
             self._retry_at = time.monotonic() + RETRY_AFTER

@@ -8,9 +8,11 @@ import time
 from collections.abc import Callable
 
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from benchmarks.bulkload import memory_batch
 from benchmarks.workload import ScopeTree, TextGenerator
+from projectors import statistics
 from projectors.statistics import CHECK_EVERY, analyze
 from spectron import SpectronClient
 from spectron.maintenance import catch_up
@@ -106,3 +108,63 @@ async def test_a_table_being_indexed_is_skipped_not_waited_for(
     assert (await _analyzed(client))[0] is None
     assert await analyze(service.pool, ["memories"]) == []
     assert (await _analyzed(client))[0] is not None
+
+
+async def _last_analyze(client: SpectronClient, table: str) -> object:
+    service = await client.service()
+    async with service.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT last_analyze FROM pg_stat_user_tables"
+            " WHERE relname = %s AND schemaname = current_schema()",
+            [table],
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def test_a_table_busy_beside_one_analyzed_is_still_tried_again(
+    make_client: Callable[..., SpectronClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(run_projectors=False, extractor="none")
+    service = await client.service()
+    monkeypatch.setattr(statistics, "RETRY_AFTER", 0.0)
+
+    async def both_due(pool: object, applied: int = 0) -> list[str]:
+        return ["memories", "entities"]
+
+    monkeypatch.setattr(statistics, "due_tables", both_due)
+    keeper = statistics.StatisticsKeeper(service.pool)
+    keeper.note(CHECK_EVERY)
+    async with service.pool.connection() as holder:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE entities IN SHARE UPDATE EXCLUSIVE MODE")
+            keeper.caught_up()
+            assert keeper._task is not None
+            await keeper._task
+        assert await _last_analyze(client, "memories") is not None
+        assert await _last_analyze(client, "entities") is None
+    assert keeper.applied == 0  # memories was analyzed: its count starts again
+    keeper.caught_up()  # entities, busy last time, is tried again
+    await keeper._task
+    assert await _last_analyze(client, "entities") is not None
+
+
+async def test_a_refresh_that_fails_waits_for_more_records(
+    make_client: Callable[..., SpectronClient],
+) -> None:
+    client = make_client(run_projectors=False, extractor="none")
+    service = await client.service()
+    broken = AsyncConnectionPool(service.runtime.uri, open=False)  # never opened: every use fails
+    keeper = statistics.StatisticsKeeper(broken)
+    keeper.note(CHECK_EVERY)
+    keeper.caught_up()
+    first = keeper._task
+    assert first is not None
+    await first
+    keeper.caught_up()
+    assert keeper._task is first, "no second attempt before another CHECK_EVERY records"
+    keeper.note(CHECK_EVERY)
+    keeper.caught_up()
+    assert keeper._task is not first
+    await keeper.close()
