@@ -102,8 +102,11 @@ export async function onScope(scope, method, operation, options = {}) {
       return await api(method, `/v1/sessions/${id}/${operation}`, options);
     } catch (error) {
       if (attempt === 0 && error.slug === "session-not-found") {
-        sessions.delete(JSON.stringify(scope));
-        keepSessions();
+        const key = JSON.stringify(scope);
+        if (sessions.get(key) === id) {
+          sessions.delete(key); // not one another view opened again meanwhile
+          keepSessions();
+        }
         continue;
       }
       throw error;
