@@ -128,7 +128,8 @@ def rebuild(
 
     async def main() -> int:
         # to verify, the live state must first cover the whole log: projected here if need be
-        client = SpectronClient(home=home, run_projectors=verify)
+        # (on Kafka the workers project it)
+        client = SpectronClient(home=home, run_projectors=None if verify else False)
         service = await client.service()
         try:
             before = None
