@@ -24,7 +24,7 @@
     ├── ReadYourWritesTimeout (TimeoutError)
     ├── LogUnavailable .................... transient (Retry-After)
     ├── StoreUnavailable .................. the database is down or restarting (Retry-After)
-    ├── StoreMisconfigured ................ the database lacks an extension and may not create it
+    ├── StoreMisconfigured ................ no store where one is read, or one it cannot set up
     ├── EmbedderUnavailable
     ├── RerankerUnavailable ............... an opt-in reranker failed (recall keeps its own order)
     ├── ServerUnavailable ................. the HTTP client could not reach a Spectron server
@@ -159,7 +159,8 @@ class StoreUnavailable(SpectronError):
 
 
 class StoreMisconfigured(SpectronError):
-    """The database lacks an extension Spectron needs, and this role may not create it."""
+    """No store where one is to be read, a home that cannot hold one, or a database lacking an
+    extension that this role may not create: nothing a retry mends."""
 
 
 class EmbedderUnavailable(SpectronError):
