@@ -80,16 +80,21 @@ class JsonRequest(Request):
     async def json(self) -> Any:
         """The body as JSON, or MalformedJson (400) saying why."""
         if not hasattr(self, "_json"):
-            body = await self.body()
             try:
-                self._json = orjson.loads(body)
+                self._json = exact_json(await self.body())
             except orjson.JSONDecodeError as exc:
                 raise MalformedJson(f"the body is not valid JSON: {exc}") from None
-            if has_huge_number(self._json):
-                # orjson turns integers past 64 bits into floats; the stdlib keeps them exact, so
-                # validation refuses 2**64 as it refuses 2**64 - 1 (orjson vetted the syntax above)
-                self._json = json.loads(body)
         return self._json
+
+
+def exact_json(text: bytes | str) -> Any:
+    """JSON parsed by orjson, whose JSONDecodeError says why not; integers past 64 bits exact.
+
+    orjson turns such integers into floats; the stdlib keeps them exact, so validation refuses
+    2**64 as it refuses 2**64 - 1 (orjson vetted the syntax first).
+    """
+    parsed = orjson.loads(text)
+    return json.loads(text) if _has_huge_number(parsed) else parsed
 
 
 def _json_by_default(scope: Scope) -> Scope:
@@ -103,14 +108,14 @@ def _json_by_default(scope: Scope) -> Scope:
     return {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
 
 
-def has_huge_number(value: Any) -> bool:
+def _has_huge_number(value: Any) -> bool:
     """True when a parsed JSON value holds a float as large as an integer past 63 bits."""
     if isinstance(value, float):
         return abs(value) >= 2.0**63
     if isinstance(value, dict):
-        return any(has_huge_number(item) for item in value.values())
+        return any(_has_huge_number(item) for item in value.values())
     if isinstance(value, list):
-        return any(has_huge_number(item) for item in value)
+        return any(_has_huge_number(item) for item in value)
     return False
 
 

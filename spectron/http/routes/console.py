@@ -7,7 +7,6 @@ scope floor, problem+json errors.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Annotated, Any
 
@@ -29,7 +28,7 @@ from spectron.history import AuditPage
 from spectron.http import keys as keystore
 from spectron.http.bodies import AsOfIn, Consistency, KeyInfo
 from spectron.http.deps import AUTH, AdminKey, Reader, ReadKey, Service, TimeoutQuery
-from spectron.http.routing import SpectronRoute, has_huge_number, request_key
+from spectron.http.routing import SpectronRoute, exact_json, request_key
 from spectron.memories import MAX_PAGE, MemoryPage, MemoryRecord
 from spectron.scope_tree import ScopeTree
 from spectron.validation import MEMORY_CATEGORIES
@@ -48,10 +47,9 @@ def _metadata(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        parsed = orjson.loads(text)
+        return exact_json(text)  # as a body is parsed
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"metadata must be a JSON object: {exc}") from None
-    return json.loads(text) if has_huge_number(parsed) else parsed  # as a body's (routing)
 
 
 def _unrestricted(key: keystore.ApiKey) -> None:
