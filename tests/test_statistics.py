@@ -22,13 +22,15 @@ BOUND = 120.0  # seconds: generous for a busy CI machine
 BUSY = "LOCK TABLE memories IN SHARE UPDATE EXCLUSIVE MODE"
 
 
-async def _analyzed(client: SpectronClient) -> tuple[object, float]:
+async def _analyzed(client: SpectronClient, table: str = "memories") -> tuple[object, float]:
+    """When `table` was last analyzed by hand (None: never), and its rows as the planner sees."""
     service = await client.service()
     async with service.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT s.last_analyze, c.reltuples FROM pg_stat_user_tables s"
             " JOIN pg_class c ON c.oid = s.relid"
-            " WHERE s.relname = 'memories' AND s.schemaname = current_schema()"
+            " WHERE s.relname = %s AND s.schemaname = current_schema()",
+            [table],
         )
         row = await cur.fetchone()
     assert row is not None
@@ -110,19 +112,6 @@ async def test_a_table_being_indexed_is_skipped_not_waited_for(
     assert (await _analyzed(client))[0] is not None
 
 
-async def _last_analyze(client: SpectronClient, table: str) -> object:
-    service = await client.service()
-    async with service.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT last_analyze FROM pg_stat_user_tables"
-            " WHERE relname = %s AND schemaname = current_schema()",
-            [table],
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    return row[0]
-
-
 async def test_a_table_busy_beside_one_analyzed_is_still_tried_again(
     make_client: Callable[..., SpectronClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,12 +131,12 @@ async def test_a_table_busy_beside_one_analyzed_is_still_tried_again(
             keeper.caught_up()
             assert keeper._task is not None
             await keeper._task
-        assert await _last_analyze(client, "memories") is not None
-        assert await _last_analyze(client, "entities") is None
+        assert (await _analyzed(client, "memories"))[0] is not None
+        assert (await _analyzed(client, "entities"))[0] is None
     assert keeper.applied == 0  # memories was analyzed: its count starts again
     keeper.caught_up()  # entities, busy last time, is tried again
     await keeper._task
-    assert await _last_analyze(client, "entities") is not None
+    assert (await _analyzed(client, "entities"))[0] is not None
 
 
 async def test_a_refresh_that_fails_waits_for_more_records(
