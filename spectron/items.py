@@ -20,10 +20,9 @@ from pydantic import BaseModel, ConfigDict
 
 from spectron.asof import AsOf, resolve_as_of
 from spectron.consistency import wait_for_projections
-from spectron.errors import InvalidInput
 from spectron.scope import Scope, canonical_scope, scope_key
 from spectron.service import MemoryService
-from spectron.validation import storable_text_problem
+from spectron.validation import check_storable
 
 ITEM_FIELD = "spectron_item"
 MAX_KEY_CHARS = 1000  # an item key in an HTTP route's filter
@@ -183,7 +182,7 @@ async def read_items(
     """current_items, once the projections have caught up with the log."""
     prefix = canonical_scope(prefix)
     if key is not None:
-        _storable_key(key)
+        check_storable(key, "key")  # only that: any other key may have been put
     at = await resolve_as_of(as_of, service.log)
     await caught_up(service, bound)
     async with service.pool.connection() as conn:
@@ -194,7 +193,7 @@ async def read_versions(
     service: MemoryService, scope: Scope, key: str, *, bound: float
 ) -> list[ItemVersion]:
     """Every value the key holds at exactly `scope` (forgotten ones are gone), oldest first."""
-    _storable_key(key)
+    check_storable(key, "key")
     await caught_up(service, bound)
     async with service.pool.connection() as conn:
         cur = await conn.execute(
@@ -213,10 +212,3 @@ async def read_scopes(service: MemoryService, prefix: Scope, *, bound: float) ->
     async with service.pool.connection() as conn:
         cur = await conn.execute(_SCOPES, {"prefix": Jsonb(canonical_scope(prefix))})
         return [dict(row[0]) for row in await cur.fetchall()]
-
-
-def _storable_key(key: str) -> None:
-    """Refuse a key Postgres cannot hold as text (a NUL): any other key may have been put."""
-    problem = storable_text_problem(key)
-    if problem is not None:
-        raise InvalidInput(f"key {problem}")

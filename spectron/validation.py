@@ -51,6 +51,11 @@ def check_text(
         raise error(f"{what} must not be empty")
     if len(value) > max_chars:
         raise error(f"{what} is {len(value)} characters; at most {max_chars} allowed")
+    return check_storable(value, what, error)
+
+
+def check_storable(value: str, what: str, error: type[InvalidInput] = InvalidInput) -> str:
+    """Return `value` when Postgres can store it as text (no NUL, no lone surrogate)."""
     problem = storable_text_problem(value)
     if problem is not None:
         raise error(f"{what} {problem}")
